@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Loft's layers, lowest first. Each library target is usable from a Swift
+// program without the CLI; `loft` is a thin shell over them.
+let package = Package(
+    name: "Loft",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "loft", targets: ["loft"]),
+        .library(name: "LoftFormats", targets: ["LoftFormats"]),
+        .library(name: "LoftTensors", targets: ["LoftTensors"]),
+        .library(name: "LoftTokenizers", targets: ["LoftTokenizers"]),
+        .library(name: "LoftTemplates", targets: ["LoftTemplates"]),
+        .library(name: "LoftModels", targets: ["LoftModels"]),
+        .library(name: "LoftInference", targets: ["LoftInference"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // BLAS binding: OpenBLAS on Linux (Debian's libopenblas-dev). On macOS
+        // the tensor code imports Accelerate instead and this module is unused.
+        .systemLibrary(name: "CLoftBLAS", path: "Sources/CLoftBLAS",
+                       providers: [.apt(["libopenblas-dev"])]),
+        // File formats: safetensors, GGUF (with dequantization), HF config.json.
+        .target(name: "LoftFormats", swiftSettings: settings),
+        // Tensors, dtypes and the Backend interface with its CPU implementation.
+        .target(name: "LoftTensors", dependencies: [
+            .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])),
+        ], swiftSettings: settings),
+        // Tokenizers (BPE, byte-level, SentencePiece, tiktoken); independent of tensors.
+        .target(name: "LoftTokenizers", dependencies: ["LoftFormats"], swiftSettings: settings),
+        // Jinja chat templates; independent of everything else.
+        .target(name: "LoftTemplates", swiftSettings: settings),
+        // Model families built on the backend interface.
+        .target(name: "LoftModels", dependencies: ["LoftTensors", "LoftFormats"], swiftSettings: settings),
+        // KV-cache generation and sampling.
+        .target(name: "LoftInference", dependencies: ["LoftModels", "LoftTensors"], swiftSettings: settings),
+        .executableTarget(name: "loft", dependencies: [
+            "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
+            "LoftTokenizers", "LoftTemplates",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: settings),
+        .testTarget(name: "LoftFormatsTests", dependencies: ["LoftFormats"],
+                    resources: [.copy("Fixtures")], swiftSettings: settings),
+        .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTensors"], swiftSettings: settings),
+        .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTokenizers", "LoftFormats"],
+                    resources: [.copy("Fixtures")], swiftSettings: settings),
+        .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTemplates"],
+                    resources: [.copy("Fixtures")], swiftSettings: settings),
+        .testTarget(name: "LoftModelsTests", dependencies: ["LoftModels", "LoftInference", "LoftFormats", "LoftTensors"],
+                    resources: [.copy("Fixtures")], swiftSettings: settings),
+    ]
+)
+
+// Swift 5 language mode: the numeric code passes raw pointers between threads on
+// purpose, and strict Sendable checking would only add noise there.
+var settings: [SwiftSetting] { [.swiftLanguageMode(.v5), .unsafeFlags(["-Ounchecked"], .when(configuration: .release))] }

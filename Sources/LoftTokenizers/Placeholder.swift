@@ -1,0 +1,2 @@
+// Placeholder: the tokenizer layer (issue 3) lands here.
+public enum LoftTokenizersVersion { public static let placeholder = true }

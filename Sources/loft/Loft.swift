@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Loft: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loft",
+        abstract: "Fine-tune open-weight LLMs with LoRA and QLoRA, natively.",
+        subcommands: [])
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import LoftFormats
+
+final class FormatsSmokeTests: XCTestCase {
+    func testModuleLoads() { XCTAssertTrue(true) }
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import LoftTemplates
+
+final class TemplatesSmokeTests: XCTestCase {
+    func testModuleLoads() { XCTAssertTrue(true) }
+}
