@@ -42,15 +42,11 @@ let package = Package(
             "LoftTokenizers", "LoftTemplates",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
-        .testTarget(name: "LoftFormatsTests", dependencies: ["LoftFormats"],
-                    resources: [.copy("Fixtures")], swiftSettings: settings),
+        .testTarget(name: "LoftFormatsTests", dependencies: ["LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTensors"], swiftSettings: settings),
-        .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTokenizers", "LoftFormats"],
-                    resources: [.copy("Fixtures")], swiftSettings: settings),
-        .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTemplates"],
-                    resources: [.copy("Fixtures")], swiftSettings: settings),
-        .testTarget(name: "LoftModelsTests", dependencies: ["LoftModels", "LoftInference", "LoftFormats", "LoftTensors"],
-                    resources: [.copy("Fixtures")], swiftSettings: settings),
+        .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTokenizers", "LoftFormats"], swiftSettings: settings),
+        .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTemplates"], swiftSettings: settings),
+        .testTarget(name: "LoftModelsTests", dependencies: ["LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], swiftSettings: settings),
     ]
 )
 
