@@ -17,4 +17,13 @@ enum BLAS {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
+
+    /// y[m] = alpha · op(A)[m, n] · x + beta · y, A row-major with leading dimension lda.
+    @inline(__always)
+    static func sgemv(trans: Bool, rows: Int, cols: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                      x: UnsafePointer<Float>, incx: Int = 1, beta: Float, y: UnsafeMutablePointer<Float>, incy: Int = 1) {
+        if rows == 0 || cols == 0 { return }
+        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(rows), Int32(cols), alpha, a, Int32(lda),
+                    x, Int32(incx), beta, y, Int32(incy))
+    }
 }

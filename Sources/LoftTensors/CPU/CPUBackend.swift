@@ -41,9 +41,21 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             }
             beta = 1
         }
+        // A GEMM with a few rows would pack the whole weight matrix first; for
+        // decoding (one token at a time) matrix-vector products are far cheaper.
+        if n <= Self.gemvRows {
+            for r in 0 ..< n {
+                BLAS.sgemv(trans: false, rows: m, cols: k, alpha: 1, a: w.floats, lda: k,
+                           x: x.floats + r * k, beta: beta, y: y.floats + r * m)
+            }
+            return
+        }
         BLAS.sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: 1, a: x.floats, lda: k,
                    b: w.floats, ldb: k, beta: beta, c: y.floats, ldc: m)
     }
+
+    /// Up to this many rows, `linear` runs one GEMV per row instead of a GEMM.
+    static let gemvRows = 2
 
     public func linearBackwardInput(_ dy: Tensor, _ w: Tensor, into dx: Tensor, accumulate: Bool) {
         let (m, k) = (w.shape[0], w.rowSize)

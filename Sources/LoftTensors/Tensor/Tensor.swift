@@ -23,11 +23,11 @@ public final class Storage: @unchecked Sendable {
     private let owner: AnyObject?
     private let allocated: Bool
 
-    /// Fresh zeroed CPU memory.
-    public init(cpuBytes: Int) {
+    /// Fresh CPU memory, zeroed unless the caller is about to overwrite all of it.
+    public init(cpuBytes: Int, zeroed: Bool = true) {
         let n = max(cpuBytes, 64)
         pointer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
-        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+        if zeroed { pointer.initializeMemory(as: UInt8.self, repeating: 0, count: n) }
         byteCount = cpuBytes
         device = .cpu
         owner = nil
@@ -102,6 +102,12 @@ public struct Tensor: @unchecked Sendable {
         let t = Tensor(storage: Storage(cpuBytes: values.count * 4), shape: shape, dtype: .f32)
         values.withUnsafeBufferPointer { t.floats.update(from: $0.baseAddress!, count: values.count) }
         return t
+    }
+
+    /// A new CPU tensor whose contents are undefined: for outputs that are
+    /// written whole before they are read (loading weights, say).
+    public static func uninitialized(_ shape: [Int], dtype: DType = .f32) -> Tensor {
+        Tensor(storage: Storage(cpuBytes: shape.reduce(1, *) * dtype.byteSize, zeroed: false), shape: shape, dtype: dtype)
     }
 
     /// A new zeroed CPU tensor.
