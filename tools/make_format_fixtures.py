@@ -178,8 +178,141 @@ def permute_fixture():
     (d / "permute.json").write_text(json.dumps({"rows": heads * head_dim, "cols": cols, "heads": heads}) + "\n")
 
 
+def small_gguf_fixture():
+    """A tiny GGUF written by gguf-py's GGUFWriter: a few tensors of different
+    types (for whole-file dequantization and the truncation / fuzz tests), with
+    gguf-py's dequantization of each as float32 bit patterns."""
+    path = FIX / "gguf" / "small.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_uint32("llama.block_count", 1)
+    w.add_string("general.name", "loft-fixture")
+    w.add_array("tokenizer.ggml.tokens", ["a", "b", "<s>"])
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    specs = {
+        "f32.weight": (T.F32, (3, 8)),
+        "f16.weight": (T.F16, (2, 8)),
+        "q8_0.weight": (T.Q8_0, (3, 64)),
+        "q4_1.weight": (T.Q4_1, (2, 32)),
+        "q4_k.weight": (T.Q4_K, (2, 256)),
+        "q6_k.weight": (T.Q6_K, (1, 256)),
+    }
+    k_f16 = {T.Q4_K: (0, 2), T.Q6_K: (208,)}
+    for name, (qt, shape) in specs.items():
+        x = rng.normal(0, 1, shape).astype(np.float32)
+        if qt == T.F32:
+            w.add_tensor(name, x)
+        elif qt == T.F16:
+            w.add_tensor(name, x.astype(np.float16))
+        elif qt in k_f16:
+            nb = shape[0] * shape[1] // 256
+            raw = random_raw_blocks(qt, nb, k_f16[qt]).reshape(shape[0], -1)
+            w.add_tensor(name, raw, raw_dtype=qt)
+        else:
+            w.add_tensor(name, quants.quantize(x, qt), raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    r = gguf.GGUFReader(str(path))
+    out = {}
+    for t in r.tensors:
+        v = np.ascontiguousarray(quants.dequantize(np.asarray(t.data), t.tensor_type), dtype=np.float32)
+        out[t.name] = {"type": t.tensor_type.name, "shape": [int(s) for s in v.shape],
+                       "f32_bits": [int(b) for b in v.ravel().view(np.uint32)]}
+    (FIX / "gguf" / "small.json").write_text(json.dumps(out, indent=0, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------- safetensors
+
+def st_fixtures():
+    import torch
+    from safetensors.torch import save_file
+    from safetensors.numpy import save as np_save
+    d = FIX / "safetensors"
+    d.mkdir(parents=True, exist_ok=True)
+
+    g = torch.Generator().manual_seed(7)
+    f = lambda *s: torch.randn(*s, generator=g)
+    tensors = {
+        "f64": f(2, 3).double(),
+        "f32": torch.cat([f(5), torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), 1e-45])]),
+        "f16": torch.cat([f(6), torch.tensor([65504.0, 6e-8, float("inf"), float("nan")])]).half(),
+        "bf16": torch.cat([f(6), torch.tensor([3e38, 1e-39, -float("inf"), float("nan")])]).bfloat16(),
+        "i64": torch.tensor([[0, -1], [2**63 - 1, -2**63], [123456789012, -5]], dtype=torch.int64),
+        "i32": torch.tensor([0, -1, 2**31 - 1, -2**31, 16777217], dtype=torch.int32),
+        "i16": torch.tensor([0, -1, 32767, -32768], dtype=torch.int16),
+        "i8": torch.tensor([[0, -1, 127], [-128, 5, 6]], dtype=torch.int8),
+        "u8": torch.tensor([0, 1, 128, 255], dtype=torch.uint8),
+        "u16": torch.tensor([0, 1, 65535], dtype=torch.uint16),
+        "u32": torch.tensor([0, 1, 2**32 - 1], dtype=torch.uint32),
+        "u64": torch.tensor([0, 1, 2**63 + 5], dtype=torch.uint64),
+        "bool": torch.tensor([[True, False], [False, True]]),
+        "f8_e4m3": torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e4m3fn),
+        "f8_e5m2": torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e5m2),
+        "f8_e8m0": torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e8m0fnu),
+        "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 3),
+    }
+    save_file(tensors, str(d / "all_dtypes.safetensors"), metadata={"format": "pt", "made_by": "tools/make_format_fixtures.py"})
+    expected = {}
+    for name, t in tensors.items():
+        raw = t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        e = {"shape": list(t.shape), "hex": raw.hex()}
+        # float32 value of every element, as the bit pattern (uint32), via torch's own conversion
+        if t.dtype in (torch.uint16, torch.uint32, torch.uint64):
+            vals = [int(v) for v in t.flatten().tolist()]
+            e["f32_bits"] = [int(v) for v in np.array(vals, dtype=np.float64).astype(np.float32).view(np.uint32)]
+        else:
+            e["f32_bits"] = [int(v) for v in t.float().flatten().numpy().view(np.uint32)]
+        expected[name] = e
+    from safetensors import safe_open
+    with safe_open(str(d / "all_dtypes.safetensors"), "pt") as sf:
+        for name in tensors:
+            expected[name]["dtype"] = sf.get_slice(name).get_dtype()
+        meta = sf.metadata()
+    (d / "all_dtypes.json").write_text(json.dumps({"metadata": meta, "tensors": expected}, indent=1, sort_keys=True) + "\n")
+
+    # Writer cases: tensors the Swift test can rebuild from the same formulas.
+    # writer_case: value(i) = (i - 3) * 0.25 for floats, i - 3 for ints, i % 3 == 0 for bool.
+    def vals(n):
+        return np.arange(n, dtype=np.float64) - 3
+    case = {
+        "w.f32": (vals(6) * 0.25).astype(np.float32).reshape(2, 3),
+        "b.f16": (vals(5) * 0.25).astype(np.float16),
+        "a.i64": vals(4).astype(np.int64).reshape(2, 2),
+        "c.i8": vals(3).astype(np.int8),
+        "d.u8": (vals(7) + 3).astype(np.uint8),
+        "e.bool": (np.arange(5) % 3 == 0),
+        "f.f64": (vals(2) * 0.25).astype(np.float64),
+        "g.i32": vals(3).astype(np.int32).reshape(1, 3, 1),
+        "h.i16": vals(2).astype(np.int16),
+        "scalar.f32": np.array(1.5, dtype=np.float32),
+        "zero.f32": np.zeros((0,), dtype=np.float32),
+        "Z\"quote\\é": np.array([7.0], dtype=np.float32),
+    }
+    (d / "writer_case.safetensors").write_bytes(np_save(case, metadata={"format": "pt"}))
+    (d / "writer_case_nometa.safetensors").write_bytes(np_save(case))
+    (d / "writer_case_emptymeta.safetensors").write_bytes(np_save(case, metadata={}))
+
+    # A 2-shard checkpoint with its index, as transformers writes it.
+    s = d / "sharded"
+    s.mkdir(exist_ok=True)
+    shard1 = {"model.embed.weight": f(4, 3), "model.layers.0.w": f(3, 3).half()}
+    shard2 = {"model.layers.1.w": f(3, 3).bfloat16(), "lm_head.weight": f(4, 3)}
+    names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    save_file(shard1, str(s / names[0]), metadata={"format": "pt"})
+    save_file(shard2, str(s / names[1]), metadata={"format": "pt"})
+    total = sum(t.numel() * t.element_size() for t in {**shard1, **shard2}.values())
+    weight_map = {k: names[0] for k in shard1} | {k: names[1] for k in shard2}
+    (s / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
+    (d / "sharded.json").write_text(json.dumps({k: {"shape": list(t.shape), "f32_bits": [int(v) for v in t.float().flatten().numpy().view(np.uint32)]}
+                                               for k, t in {**shard1, **shard2}.items()}, indent=1, sort_keys=True) + "\n")
+
+
 if __name__ == "__main__":
     gguf_fixtures()
     smollm2_fixtures()
     permute_fixture()
+    small_gguf_fixture()
+    st_fixtures()
     print("wrote fixtures under", FIX)
