@@ -254,7 +254,7 @@ def make_tiny():
         ref_logits = logits_of(model, input_ids)
 
         # reload from disk to make sure the files are what we measured
-        model = mcls.from_pretrained(d, torch_dtype=torch.float32, attn_implementation="eager")
+        model = mcls.from_pretrained(d, dtype=torch.float32, attn_implementation="eager")
         model.eval()
 
         full = logits_of(model, input_ids)
@@ -350,7 +350,7 @@ def make_smollm2(gguf_path):
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
     model = AutoModelForCausalLM.from_pretrained(
-        gdir, gguf_file=gname, torch_dtype=torch.float32, attn_implementation="eager")
+        gdir, gguf_file=gname, dtype=torch.float32, attn_implementation="eager")
     model.eval()
     vocab = model.config.vocab_size
 
@@ -419,7 +419,28 @@ def make_smollm2(gguf_path):
     def wcheck(key):
         w = sd[key]
         return {"name": key, "shape": list(w.shape), "sum": float(w.double().sum().item()),
-                "row0_first8": f32list(w[0, :8])}
+                "row0_first8": f32list(w[0, :8]), "row1_first8": f32list(w[1, :8])}
+
+    # the same tensors as stored in the GGUF, dequantized with the gguf package,
+    # in GGUF row order (q/k before transformers' un-permutation)
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    rd = GGUFReader(gguf_path)
+    raw = {}
+    for t in rd.tensors:
+        if t.name in ("token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "output_norm.weight"):
+            a = dequantize(t.data, t.tensor_type).astype(np.float32)
+            a = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(1, -1)
+            raw[t.name] = {"ggml_type": t.tensor_type.name, "gguf_shape": [int(x) for x in t.shape],
+                           "rows_x_cols": [int(a.shape[0]), int(a.shape[1])],
+                           "sum": float(a.astype(np.float64).sum()),
+                           "rows0_3_first8": [f32list(torch.from_numpy(a[r, :8].copy())) for r in range(min(4, a.shape[0]))]}
+    # check the documented un-permutation: HF row h*hd + j*(hd/2) + i == GGUF row h*hd + 2*i + j
+    hd = model.config.hidden_size // model.config.num_attention_heads
+    qraw = dequantize(next(t for t in rd.tensors if t.name == "blk.0.attn_q.weight").data,
+                      next(t for t in rd.tensors if t.name == "blk.0.attn_q.weight").tensor_type).astype(np.float32)
+    perm = [h * hd + 2 * i + j for h in range(model.config.num_attention_heads) for j in range(2) for i in range(hd // 2)]
+    assert np.array_equal(qraw[perm], sd["model.layers.0.self_attn.q_proj.weight"].numpy()), "un-permutation formula"
 
     qn = "model.layers.0.self_attn.q_proj.weight"
     kn = "model.layers.0.self_attn.k_proj.weight"
@@ -450,6 +471,10 @@ def make_smollm2(gguf_path):
             "embed_tokens": wcheck("model.embed_tokens.weight"),
             "q_proj_layer0": wcheck(qn),
             "k_proj_layer0": wcheck(kn),
+            "norm": {"name": "model.norm.weight", "first8": f32list(sd["model.norm.weight"][:8])},
+            "gguf_raw": raw,
+            "unpermute_rule": ("HF q_proj/k_proj row h*hd + j*(hd/2) + i == GGUF attn_q/attn_k row h*hd + 2*i + j "
+                               "(hd = head_dim = 64; h over heads (q: 9) or kv heads (k: 3); i < hd/2; j in {0,1})"),
             "lm_head_tied": bool(sd["lm_head.weight"].data_ptr() == sd["model.embed_tokens.weight"].data_ptr()
                                  or torch.equal(sd["lm_head.weight"], sd["model.embed_tokens.weight"])),
         },
