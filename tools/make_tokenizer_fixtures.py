@@ -44,7 +44,7 @@ import shutil
 import sys
 import tempfile
 
-from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, LlamaTokenizer
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
@@ -164,6 +164,75 @@ def smollm2():
     return t
 
 
+def training_text():
+    with open(os.path.join(os.path.dirname(SHARED), "datasets", "alpaca_en_demo.json"), encoding="utf-8") as f:
+        rows = json.load(f)
+    return [r["instruction"] + "\n" + r["input"] + "\n" + r["output"] for r in rows[:300]] + corpus()
+
+
+def tiny_tokenizers():
+    """Small tokenizers trained here with `tokenizers` to cover tokenizer.json features the real
+    families above do not use. Their tokenizer.json files are committed (they are small)."""
+    text = training_text()
+    out = {}
+
+    # A: byte-level with add_prefix_space, NFKC, BOS+EOS template, added tokens with lstrip/rstrip/
+    # single_word/normalized flags.
+    t = Tokenizer(models.BPE())
+    t.normalizer = normalizers.NFKC()
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    t.decoder = decoders.ByteLevel()
+    t.train_from_iterator(text, trainers.BpeTrainer(vocab_size=600, special_tokens=["<bos>", "<eos>", "<pad>"],
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    t.add_special_tokens([AddedToken("[MASK]", lstrip=True, normalized=False), AddedToken("<sep>", rstrip=True, normalized=False)])
+    t.add_tokens([AddedToken("cat", single_word=True, normalized=False), AddedToken("<note>", normalized=True),
+                  AddedToken("Hello", normalized=False)])
+    t.post_processor = processors.TemplateProcessing(single="<bos> $A <eos>", pair="<bos> $A <eos> $B <eos>",
+                                                     special_tokens=[("<bos>", t.token_to_id("<bos>")), ("<eos>", t.token_to_id("<eos>"))])
+    out["tiny-bytelevel"] = (t, {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+                                 "chat_template": "{% for m in messages %}{{ m['content'] }}<eos>{% endfor %}"})
+
+    # B: Metaspace (prepend always, split) after Digits, Lowercase + Replace normalizers, unk token, Metaspace decoder.
+    t = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+    t.normalizer = normalizers.Sequence([normalizers.Replace("``", '"'), normalizers.Lowercase()])
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=False),
+                                               pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)])
+    t.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    t.train_from_iterator(text[:150], trainers.BpeTrainer(vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
+    t.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", t.token_to_id("<s>"))])
+    out["tiny-metaspace"] = (t, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+
+    # C: legacy SentencePiece-style normalizers (NFD, Replace, Prepend), no pre-tokenizer, whitespace-split
+    # free BPE, Replace/Fuse/Strip decoders.
+    t = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=False))
+    t.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Replace(" ", "▁"), normalizers.Prepend("▁")])
+    t.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    t.train_from_iterator([x[:200] for x in text[:120]], trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
+    t.add_special_tokens([AddedToken("</s>", normalized=False)])
+    out["tiny-legacy-spm"] = (t, {"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>"})
+    return out
+
+
+def write_cases(name, tok, strings, extra=None):
+    cases = []
+    for i, s in enumerate(strings):
+        e = tok.encode(s, add_special_tokens=True)
+        raw = tok.encode(s, add_special_tokens=False)
+        case = {"text": s, "ids": e.ids, "ids_no_special": raw.ids,
+                "decode": tok.decode(e.ids, skip_special_tokens=False),
+                "decode_skip_special": tok.decode(e.ids, skip_special_tokens=True)}
+        if i % 7 == 0:
+            case["offsets"] = [list(o) for o in raw.offsets]
+        cases.append(case)
+    path = os.path.join(OUT, name + ".json")
+    doc = {"tokenizer": name, "vocab_size": tok.get_vocab_size(with_added_tokens=True), "cases": cases}
+    doc.update(extra or {})
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, ensure_ascii=False, separators=(",", ":"))
+        fh.write("\n")
+    print(name, len(cases), "cases ->", os.path.relpath(path, ROOT))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     strings = corpus()
@@ -177,22 +246,18 @@ def main():
         tok = build()
         if os.environ.get("LOFT_SAVE_TOKENIZER_JSON"):
             tok.save(os.path.join(os.environ["LOFT_SAVE_TOKENIZER_JSON"], name + ".json"))
-        cases = []
-        for i, s in enumerate(strings):
-            e = tok.encode(s, add_special_tokens=True)
-            raw = tok.encode(s, add_special_tokens=False)
-            case = {"text": s, "ids": e.ids, "ids_no_special": raw.ids,
-                    "decode": tok.decode(e.ids, skip_special_tokens=False),
-                    "decode_skip_special": tok.decode(e.ids, skip_special_tokens=True)}
-            if i % 7 == 0:
-                case["offsets"] = [list(o) for o in raw.offsets]
-            cases.append(case)
-        path = os.path.join(OUT, name + ".json")
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump({"tokenizer": name, "vocab_size": tok.get_vocab_size(with_added_tokens=True), "cases": cases},
-                      fh, ensure_ascii=False, separators=(",", ":"))
-            fh.write("\n")
-        print(name, len(cases), "cases ->", os.path.relpath(path, ROOT))
+        write_cases(name, tok, strings)
+    extra_strings = ["cat", "a cat sat", "concat", "cat_food", "x [MASK] y", "x   [MASK]y", "<sep>   z", "a <note> b",
+                     "Hello there", "sayHello", "``quoted``", "ABC Def", "in 2023 and 1999"]
+    for name, (tok, config) in tiny_tokenizers().items():
+        if only and name not in only:
+            continue
+        d = os.path.join(OUT, name)
+        os.makedirs(d, exist_ok=True)
+        tok.save(os.path.join(d, "tokenizer.json"))
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
+            json.dump(config, fh, ensure_ascii=False, indent=1)
+        write_cases(name, Tokenizer.from_file(os.path.join(d, "tokenizer.json")), extra_strings + strings)
 
 
 if __name__ == "__main__":

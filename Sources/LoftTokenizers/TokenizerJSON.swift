@@ -81,11 +81,8 @@ extension Tokenizer {
         } else if let d = FileManager.default.contents(atPath: dir.appendingPathComponent("chat_template.jinja").path) {
             parts.chatTemplate = String(decoding: d, as: UTF8.self)
         }
-        // Without a post-processor, transformers' add_bos_token/add_eos_token decide.
-        if root["post_processor"] == nil || root["post_processor"] is NSNull {
-            if config["add_bos_token"] as? Bool == true, let b = parts.bos.flatMap(idOf) { parts.prefixIDs = [b] }
-            if config["add_eos_token"] as? Bool == true, let e = parts.eos.flatMap(idOf) { parts.suffixIDs = [e] }
-        }
+        // Like `tokenizers` (and transformers 5), only the post-processor adds BOS/EOS;
+        // tokenizer_config.json's add_bos_token is not consulted.
         return Tokenizer(parts)
     }
 

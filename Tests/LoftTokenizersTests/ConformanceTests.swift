@@ -88,5 +88,27 @@ final class TokenizerConformanceTests: XCTestCase {
     func testQwenTiktokenMatchesHF() throws { try check(try tiktoken("qwen"), "qwen", lossless: false, normalizes: true) }
     func testGPT2TiktokenMatchesHF() throws { try check(try tiktoken("gpt2"), "gpt2", lossless: true) }
     func testMistralV1SentencePieceMatchesHF() throws { try check(try sentencepiece("mistral-v1"), "mistral-v1", lossless: false) }
+    func tinyJSON(_ name: String) throws -> Tokenizer {
+        try load(name) { try Tokenizer.load(source: TestPaths.fixtures.appendingPathComponent("tokenizers/\(name)").path) }
+    }
+    /// tokenizer.json features: ByteLevel(add_prefix_space), NFKC, BOS+EOS template, added tokens with
+    /// lstrip / rstrip / single_word / normalized.
+    func testTinyByteLevelTokenizerJSONMatchesHF() throws {
+        let t = try tinyJSON("tiny-bytelevel")
+        try check(t, "tiny-bytelevel", lossless: false, normalizes: true)
+        XCTAssertEqual(t.bosToken, "<bos>"); XCTAssertEqual(t.eosToken, "<eos>"); XCTAssertEqual(t.padToken, "<pad>")
+        XCTAssertEqual(t.bosTokenID, t.tokenToID("<bos>")); XCTAssertNotNil(t.bosTokenID)
+        XCTAssertEqual(t.chatTemplate, "{% for m in messages %}{{ m['content'] }}<eos>{% endfor %}")
+    }
+    /// Digits + Metaspace(always, split), Replace + Lowercase normalizers, unk with fuse_unk, Metaspace decoder.
+    func testTinyMetaspaceTokenizerJSONMatchesHF() throws {
+        try check(try tinyJSON("tiny-metaspace"), "tiny-metaspace", lossless: false, normalizes: true)
+    }
+    /// NFD + Replace + Prepend normalizers, no pre-tokenizer, no post-processor (BOS not added).
+    func testTinyLegacySentencePieceTokenizerJSONMatchesHF() throws {
+        let t = try tinyJSON("tiny-legacy-spm")
+        try check(t, "tiny-legacy-spm", lossless: false, normalizes: true)
+    }
+
     func testMistralV3SentencePieceMatchesHF() throws { try check(try sentencepiece("mistral-v3"), "mistral-v3", lossless: false) }
 }
