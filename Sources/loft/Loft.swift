@@ -9,5 +9,7 @@ struct Loft: ParsableCommand {
             InfoCommand.self,
             LogitsCommand.self,
             GenerateCommand.self,
+            TokenizeCommand.self,
+            DetokenizeCommand.self,
         ])
 }
