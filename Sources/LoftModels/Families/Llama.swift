@@ -4,14 +4,23 @@ import LoftTensors
 /// The Llama-family decoder: SmolLM2, TinyLlama, Llama 2/3, Mistral, Qwen2/2.5
 /// and Qwen3 differ only in switches of `ModelConfig` (attention bias, q/k
 /// norm, sliding window, tied embeddings, RoPE scaling).
+///
+/// Forward and backward are written out layer by layer (as llm.c does);
+/// `LayerActivations` holds what a layer's backward needs, and gradient
+/// checkpointing keeps only each layer's input and recomputes the rest.
 public final class LlamaModel: @unchecked Sendable {
     public struct Layer {
         public var attentionNorm: Tensor
-        public var q: Tensor, k: Tensor, v: Tensor, o: Tensor
-        public var qBias: Tensor?, kBias: Tensor?, vBias: Tensor?
+        public var q: Linear, k: Linear, v: Linear, o: Linear
         public var qNorm: Tensor?, kNorm: Tensor?
         public var mlpNorm: Tensor
-        public var gate: Tensor, up: Tensor, down: Tensor
+        public var gate: Linear, up: Linear, down: Linear
+
+        /// The projections by their Hugging Face module names.
+        public var projections: [(String, Linear)] {
+            [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v), ("self_attn.o_proj", o),
+             ("mlp.gate_proj", gate), ("mlp.up_proj", up), ("mlp.down_proj", down)]
+        }
     }
 
     public let config: ModelConfig
@@ -28,10 +37,13 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config
         let (h, qDim, kvDim) = (c.hiddenSize, c.heads * c.headDim, c.kvHeads * c.headDim)
         func load(_ name: String, _ shape: [Int]) throws -> Tensor {
-            try backend.place(try weights.require(name, shape: shape))
+            backend.place(try weights.require(name, shape: shape))
         }
         func optional(_ name: String, _ shape: [Int], if present: Bool) throws -> Tensor? {
             present ? try load(name, shape) : nil
+        }
+        func linear(_ name: String, _ out: Int, _ inp: Int, bias: Bool = false) throws -> Linear {
+            Linear(weight: try load(name + ".weight", [out, inp]), bias: try optional(name + ".bias", [out], if: bias))
         }
         embedding = try load("model.embed_tokens.weight", [c.vocabSize, h])
         var layers: [Layer] = []
@@ -39,19 +51,16 @@ public final class LlamaModel: @unchecked Sendable {
             let p = "model.layers.\(i)."
             layers.append(Layer(
                 attentionNorm: try load(p + "input_layernorm.weight", [h]),
-                q: try load(p + "self_attn.q_proj.weight", [qDim, h]),
-                k: try load(p + "self_attn.k_proj.weight", [kvDim, h]),
-                v: try load(p + "self_attn.v_proj.weight", [kvDim, h]),
-                o: try load(p + "self_attn.o_proj.weight", [h, qDim]),
-                qBias: try optional(p + "self_attn.q_proj.bias", [qDim], if: c.attentionBias),
-                kBias: try optional(p + "self_attn.k_proj.bias", [kvDim], if: c.attentionBias),
-                vBias: try optional(p + "self_attn.v_proj.bias", [kvDim], if: c.attentionBias),
+                q: try linear(p + "self_attn.q_proj", qDim, h, bias: c.attentionBias),
+                k: try linear(p + "self_attn.k_proj", kvDim, h, bias: c.attentionBias),
+                v: try linear(p + "self_attn.v_proj", kvDim, h, bias: c.attentionBias),
+                o: try linear(p + "self_attn.o_proj", h, qDim),
                 qNorm: try optional(p + "self_attn.q_norm.weight", [c.headDim], if: c.qkNorm),
                 kNorm: try optional(p + "self_attn.k_norm.weight", [c.headDim], if: c.qkNorm),
                 mlpNorm: try load(p + "post_attention_layernorm.weight", [h]),
-                gate: try load(p + "mlp.gate_proj.weight", [c.intermediateSize, h]),
-                up: try load(p + "mlp.up_proj.weight", [c.intermediateSize, h]),
-                down: try load(p + "mlp.down_proj.weight", [h, c.intermediateSize])))
+                gate: try linear(p + "mlp.gate_proj", c.intermediateSize, h),
+                up: try linear(p + "mlp.up_proj", c.intermediateSize, h),
+                down: try linear(p + "mlp.down_proj", h, c.intermediateSize)))
         }
         self.layers = layers
         finalNorm = try load("model.norm.weight", [h])
@@ -60,6 +69,23 @@ public final class LlamaModel: @unchecked Sendable {
         } else {
             lmHead = try load("lm_head.weight", [c.vocabSize, h])
         }
+    }
+
+    /// What is fixed for one forward call: token positions, packing and RoPE.
+    public struct Batch {
+        public let ids: [Int32]
+        public let positions: [Int32]
+        public let segments: [Int]
+        public let invFreq: [Float]
+        public let attentionScale: Float
+        public var count: Int { ids.count }
+    }
+
+    public func batch(ids: [Int32], positions: [Int32]? = nil, segments: [Int] = [0], start: Int = 0) -> Batch {
+        let positions = positions ?? (0 ..< ids.count).map { Int32(start + $0) }
+        let rope = RoPEFrequencies.compute(config, sequenceLength: Int(positions.max() ?? 0) + 1)
+        return Batch(ids: ids, positions: positions, segments: segments, invFreq: rope.invFreq,
+                     attentionScale: rope.attentionScale)
     }
 
     /// Runs the decoder over `ids` and returns logits for the rows in
@@ -72,69 +98,124 @@ public final class LlamaModel: @unchecked Sendable {
     ///   attend to everything cached so far (generation).
     public func forward(ids: [Int32], positions: [Int32]? = nil, segments: [Int] = [0],
                         cache: KVCache? = nil, logitRows: [Int]? = nil) -> Tensor {
-        let c = config, b = backend
-        let n = ids.count
-        let start = cache?.length ?? 0
-        let positions = positions ?? (0 ..< n).map { Int32(start + $0) }
-        let (qDim, kvDim) = (c.heads * c.headDim, c.kvHeads * c.headDim)
-        let maxPosition = Int(positions.max() ?? 0) + 1
-        let rope = RoPEFrequencies.compute(c, sequenceLength: maxPosition)
-        let eps = Float(c.rmsNormEps)
-
-        let x = b.zeros([n, c.hiddenSize], dtype: .f32)
-        b.embedding(ids: ids, table: embedding, into: x)
-        let normed = b.zeros([n, c.hiddenSize], dtype: .f32)
-        let q = b.zeros([n, qDim], dtype: .f32), k = b.zeros([n, kvDim], dtype: .f32), v = b.zeros([n, kvDim], dtype: .f32)
-        let attended = b.zeros([n, qDim], dtype: .f32)
-        let gate = b.zeros([n, c.intermediateSize], dtype: .f32), up = b.zeros([n, c.intermediateSize], dtype: .f32)
-
-        for (i, layer) in layers.enumerated() {
-            b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: 0, into: normed, rstd: nil)
-            b.linear(normed, layer.q, bias: layer.qBias, into: q, accumulate: false)
-            b.linear(normed, layer.k, bias: layer.kBias, into: k, accumulate: false)
-            b.linear(normed, layer.v, bias: layer.vBias, into: v, accumulate: false)
-            if let qn = layer.qNorm, let kn = layer.kNorm {
-                let qh = q.reshaped([n * c.heads, c.headDim]), kh = k.reshaped([n * c.kvHeads, c.headDim])
-                b.rmsNorm(qh, weight: qn, eps: eps, weightOffset: 0, into: qh, rstd: nil)
-                b.rmsNorm(kh, weight: kn, eps: eps, weightOffset: 0, into: kh, rstd: nil)
-            }
-            b.rope(q, heads: c.heads, headDim: c.headDim, positions: positions, invFreq: rope.invFreq,
-                   attentionScale: rope.attentionScale, inverse: false)
-            b.rope(k, heads: c.kvHeads, headDim: c.headDim, positions: positions, invFreq: rope.invFreq,
-                   attentionScale: rope.attentionScale, inverse: false)
-            if let cache {
-                let (keys, values) = cache.append(layer: i, k: k, v: v, backend: b)
-                b.attention(q: q, k: keys, v: values, out: attended, lse: nil,
-                            spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
-                                                queryOffset: start, window: c.slidingWindow))
-            } else {
-                b.attention(q: q, k: k, v: v, out: attended, lse: nil,
-                            spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
-                                                segments: segments, window: c.slidingWindow))
-            }
-            b.linear(attended, layer.o, bias: nil, into: x, accumulate: true)
-
-            b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: 0, into: normed, rstd: nil)
-            b.linear(normed, layer.gate, bias: nil, into: gate, accumulate: false)
-            b.linear(normed, layer.up, bias: nil, into: up, accumulate: false)
-            b.swiglu(gate: gate, up: up, into: gate)
-            b.linear(gate, layer.down, bias: nil, into: x, accumulate: true)
+        let batch = self.batch(ids: ids, positions: positions, segments: segments, start: cache?.length ?? 0)
+        let x = embed(batch)
+        let scratch = LayerActivations(config: config, tokens: batch.count, backend: backend)
+        for i in layers.indices {
+            forwardLayer(i, x: x, batch: batch, saved: scratch, cache: cache)
         }
-        cache?.advance(by: n)
+        cache?.advance(by: batch.count)
+        return logits(finalHidden(x, rows: logitRows))
+    }
 
-        let rows = logitRows ?? Array(0 ..< n)
+    public func embed(_ batch: Batch) -> Tensor {
+        let x = backend.zeros([batch.count, config.hiddenSize], dtype: .f32)
+        backend.embedding(ids: batch.ids, table: embedding, into: x)
+        return x
+    }
+
+    /// The final RMSNorm of the given rows of the residual stream.
+    public func finalHidden(_ x: Tensor, rows: [Int]? = nil, rstd: Tensor? = nil) -> Tensor {
+        let b = backend
         let picked: Tensor
-        if rows.count == n {
-            picked = x
-        } else {
-            picked = b.zeros([rows.count, c.hiddenSize], dtype: .f32)
+        if let rows, rows.count != x.rows || rows != Array(0 ..< x.rows) {
+            picked = b.zeros([rows.count, config.hiddenSize], dtype: .f32)
             for (j, r) in rows.enumerated() { b.copy(x.rows(r ..< r + 1), into: picked.rows(j ..< j + 1)) }
+        } else {
+            picked = x
         }
-        let finalHidden = b.zeros([rows.count, c.hiddenSize], dtype: .f32)
-        b.rmsNorm(picked, weight: finalNorm, eps: eps, weightOffset: 0, into: finalHidden, rstd: nil)
-        let logits = b.zeros([rows.count, c.vocabSize], dtype: .f32)
-        b.linear(finalHidden, lmHead, bias: nil, into: logits, accumulate: false)
-        return logits
+        let out = b.zeros([picked.rows, config.hiddenSize], dtype: .f32)
+        b.rmsNorm(picked, weight: finalNorm, eps: Float(config.rmsNormEps), weightOffset: 0, into: out, rstd: rstd)
+        return out
+    }
+
+    public func logits(_ hidden: Tensor) -> Tensor {
+        let out = backend.zeros([hidden.rows, config.vocabSize], dtype: .f32)
+        backend.linear(hidden, lmHead, bias: nil, into: out, accumulate: false)
+        return out
+    }
+
+    /// One decoder layer, updating the residual stream x[N, hidden] in place.
+    /// `saved` receives the activations (its buffers are reused when it is
+    /// scratch for inference).
+    public func forwardLayer(_ i: Int, x: Tensor, batch: Batch, saved s: LayerActivations, cache: KVCache? = nil) {
+        let c = config, b = backend, layer = layers[i]
+        let eps = Float(c.rmsNormEps)
+        let n = batch.count
+        if s.keepsInput { b.copy(x, into: s.input) }
+        b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: 0, into: s.normed1, rstd: s.rstd1)
+        layer.q.forward(s.normed1, into: s.q, backend: b, saved: s.lora["q"])
+        layer.k.forward(s.normed1, into: s.k, backend: b, saved: s.lora["k"])
+        layer.v.forward(s.normed1, into: s.v, backend: b, saved: s.lora["v"])
+        if let qn = layer.qNorm, let kn = layer.kNorm, let qRaw = s.qRaw, let kRaw = s.kRaw {
+            b.copy(s.q, into: qRaw)
+            b.copy(s.k, into: kRaw)
+            b.rmsNorm(qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, eps: eps, weightOffset: 0,
+                      into: s.q.reshaped([n * c.heads, c.headDim]), rstd: s.qRstd)
+            b.rmsNorm(kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, eps: eps, weightOffset: 0,
+                      into: s.k.reshaped([n * c.kvHeads, c.headDim]), rstd: s.kRstd)
+        }
+        b.rope(s.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
+               attentionScale: batch.attentionScale, inverse: false)
+        b.rope(s.k, heads: c.kvHeads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
+               attentionScale: batch.attentionScale, inverse: false)
+        if let cache {
+            let (keys, values) = cache.append(layer: i, k: s.k, v: s.v, backend: b)
+            b.attention(q: s.q, k: keys, v: values, out: s.attended, lse: nil,
+                        spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
+                                            queryOffset: cache.length, window: c.slidingWindow))
+        } else {
+            b.attention(q: s.q, k: s.k, v: s.v, out: s.attended, lse: s.lse, spec: attentionSpec(batch))
+        }
+        layer.o.forward(s.attended, into: x, backend: b, accumulate: true, saved: s.lora["o"])
+        if s.keepsInput { b.copy(x, into: s.middle) }
+
+        b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: 0, into: s.normed2, rstd: s.rstd2)
+        layer.gate.forward(s.normed2, into: s.gate, backend: b, saved: s.lora["gate"])
+        layer.up.forward(s.normed2, into: s.up, backend: b, saved: s.lora["up"])
+        b.swiglu(gate: s.gate, up: s.up, into: s.activated)
+        layer.down.forward(s.activated, into: x, backend: b, accumulate: true, saved: s.lora["down"])
+    }
+
+    func attentionSpec(_ batch: Batch) -> AttentionSpec {
+        AttentionSpec(heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim,
+                      segments: batch.segments, window: config.slidingWindow)
+    }
+
+    /// The backward of one layer: dx holds ∂L/∂(layer output) and becomes
+    /// ∂L/∂(layer input). Adapter gradients accumulate in their LoRA objects;
+    /// frozen weights get none.
+    public func backwardLayer(_ i: Int, dx: Tensor, batch: Batch, saved s: LayerActivations, scratch g: LayerGradients) {
+        let c = config, b = backend, layer = layers[i]
+        let n = batch.count
+        // MLP: x_out = middle + down(swiglu(gate(n2), up(n2)))
+        layer.down.backward(dx, saved: s.lora["down"], dx: g.activated, accumulate: false, backend: b)
+        b.swigluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
+        layer.gate.backward(g.gate, saved: s.lora["gate"], dx: g.normed, accumulate: false, backend: b)
+        layer.up.backward(g.up, saved: s.lora["up"], dx: g.normed, accumulate: true, backend: b)
+        b.rmsNormBackward(g.normed, x: s.middle, weight: layer.mlpNorm, weightOffset: 0, rstd: s.rstd2,
+                          dx: dx, accumulate: true, dweight: nil)
+        // Attention: middle = input + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))
+        layer.o.backward(dx, saved: s.lora["o"], dx: g.attended, accumulate: false, backend: b)
+        b.attentionBackward(dOut: g.attended, q: s.q, k: s.k, v: s.v, out: s.attended, lse: s.lse,
+                            dq: g.q, dk: g.k, dv: g.v, spec: attentionSpec(batch))
+        b.rope(g.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
+               attentionScale: batch.attentionScale, inverse: true)
+        b.rope(g.k, heads: c.kvHeads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
+               attentionScale: batch.attentionScale, inverse: true)
+        if let qn = layer.qNorm, let kn = layer.kNorm, let qRaw = s.qRaw, let kRaw = s.kRaw,
+           let qRstd = s.qRstd, let kRstd = s.kRstd {
+            let dq = g.q.reshaped([n * c.heads, c.headDim]), dk = g.k.reshaped([n * c.kvHeads, c.headDim])
+            b.rmsNormBackward(dq, x: qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, weightOffset: 0,
+                              rstd: qRstd, dx: dq, accumulate: false, dweight: nil)
+            b.rmsNormBackward(dk, x: kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, weightOffset: 0,
+                              rstd: kRstd, dx: dk, accumulate: false, dweight: nil)
+        }
+        layer.q.backward(g.q, saved: s.lora["q"], dx: g.normed, accumulate: false, backend: b)
+        layer.k.backward(g.k, saved: s.lora["k"], dx: g.normed, accumulate: true, backend: b)
+        layer.v.backward(g.v, saved: s.lora["v"], dx: g.normed, accumulate: true, backend: b)
+        b.rmsNormBackward(g.normed, x: s.input, weight: layer.attentionNorm, weightOffset: 0, rstd: s.rstd1,
+                          dx: dx, accumulate: true, dweight: nil)
     }
 }
 

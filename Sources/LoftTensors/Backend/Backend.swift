@@ -8,7 +8,7 @@
 /// Shapes use N for tokens (batch × sequence flattened: packed batches are one
 /// long row of tokens with segment boundaries), K for input and M for output
 /// features, H/KV for attention and key/value heads, D for the head size.
-public protocol Backend: AnyObject, Sendable {
+public protocol Backend: AnyObject, Sendable, BackendDropout {
     var name: String { get }
     var device: Device { get }
 
@@ -125,4 +125,12 @@ public struct AdamWHyper: Sendable {
         self.weightDecay = weightDecay
         self.step = step
     }
+}
+
+/// Elementwise helpers that LoRA's dropout needs.
+public protocol BackendDropout {
+    /// Fills mask with 0 (probability p) or 1/(1−p), from a seeded stream.
+    func dropoutMask(_ mask: Tensor, probability: Float, seed: UInt64)
+    /// y = a ⊙ b (y may alias a or b).
+    func multiply(_ a: Tensor, _ b: Tensor, into y: Tensor)
 }

@@ -1,0 +1,113 @@
+import LoftTensors
+
+/// A frozen projection y = x·Wᵀ (+ bias), optionally wrapped by a LoRA
+/// adapter that adds scale · (x·Aᵀ)·Bᵀ. Model code calls `forward` and never
+/// needs to know whether an adapter is attached.
+public final class Linear: @unchecked Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public var lora: LoRA?
+
+    public init(weight: Tensor, bias: Tensor? = nil) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    public var inFeatures: Int { weight.rowSize }
+    public var outFeatures: Int { weight.rows }
+
+    /// y = x·Wᵀ + bias + LoRA(x). With `saved`, keeps what the backward needs.
+    public func forward(_ x: Tensor, into y: Tensor, backend b: Backend, accumulate: Bool = false, saved: LoRA.Saved? = nil) {
+        b.linear(x, weight, bias: bias, into: y, accumulate: accumulate)
+        lora?.forward(x, into: y, backend: b, saved: saved)
+    }
+
+    /// dx (+)= dy·W + the adapter's path; accumulates the adapter's gradients.
+    public func backward(_ dy: Tensor, saved: LoRA.Saved?, dx: Tensor, accumulate: Bool, backend b: Backend) {
+        b.linearBackwardInput(dy, weight, into: dx, accumulate: accumulate)
+        if let lora, let saved { lora.backward(dy, saved: saved, dx: dx, backend: b) }
+    }
+}
+
+/// A low-rank adapter: A [r, in], B [out, r], applied as scale · B·A, with
+/// dropout on its input as PEFT does. Gradients accumulate into gradA/gradB.
+public final class LoRA: @unchecked Sendable {
+    public let a: Tensor
+    public let b: Tensor
+    public var scale: Float
+    public var dropout: Float
+    public var gradA: Tensor?
+    public var gradB: Tensor?
+
+    public init(a: Tensor, b: Tensor, scale: Float, dropout: Float = 0) {
+        precondition(a.rows == b.rowSize, "LoRA: A \(a.shape) and B \(b.shape) disagree on the rank")
+        self.a = a
+        self.b = b
+        self.scale = scale
+        self.dropout = dropout
+    }
+
+    public var rank: Int { a.rows }
+
+    /// What one forward keeps for the backward: the (dropped-out) input and x·Aᵀ.
+    public final class Saved {
+        public var input: Tensor?
+        public var projected: Tensor?
+        public var dropoutMask: Tensor?
+        /// The dropout draw for this call; the same seed replays the same mask.
+        public var dropoutSeed: UInt64 = 0
+        public init() {}
+    }
+
+    func forward(_ x: Tensor, into y: Tensor, backend bk: Backend, saved: Saved?) {
+        let n = x.count / a.rowSize
+        var input = x
+        if dropout > 0, let saved {
+            // Inverted dropout on the adapter's path only, as peft.LoraLayer does.
+            let mask = saved.dropoutMask ?? bk.zeros([n, a.rowSize], dtype: .f32)
+            bk.dropoutMask(mask, probability: dropout, seed: saved.dropoutSeed)
+            let dropped = bk.zeros([n, a.rowSize], dtype: .f32)
+            bk.multiply(x, mask, into: dropped)
+            saved.dropoutMask = mask
+            input = dropped
+        }
+        let projected = bk.zeros([n, rank], dtype: .f32)
+        bk.linear(input, a, bias: nil, into: projected, accumulate: false)
+        let up = bk.zeros([n, b.rows], dtype: .f32)
+        bk.linear(projected, b, bias: nil, into: up, accumulate: false)
+        bk.axpy(scale, up, y)
+        if let saved {
+            saved.input = input
+            saved.projected = projected
+        }
+    }
+
+    func backward(_ dy: Tensor, saved: Saved, dx: Tensor, backend bk: Backend) {
+        guard let input = saved.input, let projected = saved.projected else {
+            preconditionFailure("LoRA backward without a saved forward")
+        }
+        let n = dy.count / b.rows
+        // dB += scale · dyᵀ·(x·Aᵀ)
+        let gB = gradB ?? bk.zeros(b.shape, dtype: .f32)
+        let gA = gradA ?? bk.zeros(a.shape, dtype: .f32)
+        gradB = gB
+        gradA = gA
+        let dProjected = bk.zeros([n, rank], dtype: .f32)
+        bk.linearBackwardInput(dy, b, into: dProjected, accumulate: false)
+        bk.scale(dProjected, by: scale)
+        let scaledDy = bk.zeros(dy.shape, dtype: .f32)
+        bk.axpy(scale, dy, scaledDy)
+        bk.linearBackwardWeight(scaledDy, projected, into: gB, accumulate: true)
+        // dA += (scale · dy·B)ᵀ·x
+        bk.linearBackwardWeight(dProjected, input, into: gA, accumulate: true)
+        // dx += (scale · dy·B)·A, through the dropout mask
+        if let mask = saved.dropoutMask {
+            let dInput = bk.zeros([n, a.rowSize], dtype: .f32)
+            bk.linearBackwardInput(dProjected, a, into: dInput, accumulate: false)
+            bk.multiply(dInput, mask, into: dInput)
+            bk.axpy(1, dInput, dx)
+        } else {
+            bk.linearBackwardInput(dProjected, a, into: dx, accumulate: true)
+        }
+    }
+}
