@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "LoftTemplates", targets: ["LoftTemplates"]),
         .library(name: "LoftModels", targets: ["LoftModels"]),
         .library(name: "LoftInference", targets: ["LoftInference"]),
+        .library(name: "LoftData", targets: ["LoftData"]),
+        .library(name: "LoftTraining", targets: ["LoftTraining"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,15 +39,21 @@ let package = Package(
         .target(name: "LoftModels", dependencies: ["LoftTensors", "LoftFormats"], swiftSettings: settings),
         // KV-cache generation and sampling.
         .target(name: "LoftInference", dependencies: ["LoftModels", "LoftTensors"], swiftSettings: settings),
+        // Datasets: reading, format detection, rendering with templates, loss masks, packing.
+        .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates"], swiftSettings: settings),
+        // LoRA layers, the backward pass, optimiser, trainer, checkpoints and PEFT adapters.
+        .target(name: "LoftTraining", dependencies: ["LoftModels", "LoftTensors", "LoftFormats", "LoftData"], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
-            "LoftTokenizers", "LoftTemplates",
+            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         .testTarget(name: "LoftFormatsTests", dependencies: ["LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTensors"], swiftSettings: settings),
         .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTokenizers", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTemplates"], swiftSettings: settings),
+        .testTarget(name: "LoftDataTests", dependencies: ["LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
+        .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], swiftSettings: settings),
     ]
 )

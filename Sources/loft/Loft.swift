@@ -5,5 +5,11 @@ struct Loft: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loft",
         abstract: "Fine-tune open-weight LLMs with LoRA and QLoRA, natively.",
-        subcommands: [])
+        subcommands: [
+            InfoCommand.self,
+            LogitsCommand.self,
+            GenerateCommand.self,
+            TokenizeCommand.self,
+            DetokenizeCommand.self,
+        ])
 }

@@ -34,7 +34,13 @@ public final class GGUFFile: @unchecked Sendable {
         file = try MappedFile(path: path)
         self.path = path
         var r = ByteReader(file.bytes, file: path)
-        guard file.bytes.count >= 4, try r.read(UInt32.self, "magic") == Self.magic else {
+        guard file.bytes.count >= 8 || file.bytes.count < 4 || file.bytes.loadUnaligned(as: UInt32.self) == UInt32(littleEndian: Self.magic) else {
+            throw FormatError(path, "not a GGUF file (the first 4 bytes are not 'GGUF')")
+        }
+        guard file.bytes.count >= 8 else {
+            throw FormatError(path, "truncated: \(file.bytes.count) bytes, too short for a GGUF header; re-download it")
+        }
+        guard try r.read(UInt32.self, "magic") == Self.magic else {
             throw FormatError(path, "not a GGUF file (the first 4 bytes are not 'GGUF')")
         }
         let version = Int(try r.read(UInt32.self, "version"))
@@ -99,7 +105,7 @@ public final class GGUFFile: @unchecked Sendable {
                 throw FormatError(path, "tensor \(name) has \(dims[0]) elements per row, not a multiple of the \(type) block size \(type.blockLayout.elements)")
             }
             let start = dataStart + relative
-            guard start + bytes <= file.bytes.count else {
+            guard start <= file.bytes.count, bytes <= file.bytes.count - start else {
                 throw FormatError(path, "tensor \(name) (\(type), \(bytes) bytes at offset \(start)) runs past the end of the file (\(file.bytes.count) bytes); the file is truncated, re-download it")
             }
             index[name] = tensors.count

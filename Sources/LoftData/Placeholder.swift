@@ -1,0 +1,2 @@
+// The dataset layer (issue 4) lands here.
+enum LoftDataPlaceholder {}

@@ -1,0 +1,90 @@
+import Foundation
+import LoftFormats
+
+extension ModelConfig {
+    /// Reads a Hugging Face `config.json`.
+    public static func fromHF(path: String) throws -> ModelConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FormatError(path, "file not found; a model directory needs a config.json")
+        }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw FormatError(path, "is not a JSON object")
+        }
+        return try fromHF(json: json, source: path)
+    }
+
+    public static func fromHF(json: [String: Any], source: String) throws -> ModelConfig {
+        let modelType = json["model_type"] as? String ?? ""
+        guard let arch = Architecture(rawValue: modelType) else {
+            throw FormatError(source, "model_type '\(modelType)' is not supported; Loft supports \(Architecture.supportedList)")
+        }
+        func int(_ key: String) throws -> Int {
+            guard let v = (json[key] as? NSNumber)?.intValue else {
+                throw FormatError(source, "missing or non-integer '\(key)'")
+            }
+            return v
+        }
+        func optionalInt(_ key: String) -> Int? { (json[key] as? NSNumber)?.intValue }
+        func double(_ key: String, _ fallback: Double) -> Double { (json[key] as? NSNumber)?.doubleValue ?? fallback }
+        let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
+        let maxPositions = optionalInt("max_position_embeddings") ?? 2048
+        let eos: [Int]
+        if let list = json["eos_token_id"] as? [NSNumber] { eos = list.map(\.intValue) }
+        else if let one = optionalInt("eos_token_id") { eos = [one] }
+        else { eos = [] }
+        // transformers 5 keeps rope_theta inside rope_parameters; older configs keep both at top level.
+        let ropeParams = (json["rope_parameters"] as? [String: Any]) ?? (json["rope_scaling"] as? [String: Any])
+        let theta = (json["rope_theta"] as? NSNumber)?.doubleValue
+            ?? (ropeParams?["rope_theta"] as? NSNumber)?.doubleValue ?? 10000
+        let config = ModelConfig(
+            architecture: arch,
+            vocabSize: try int("vocab_size"),
+            hiddenSize: hidden,
+            intermediateSize: try int("intermediate_size"),
+            layers: try int("num_hidden_layers"),
+            heads: heads,
+            kvHeads: optionalInt("num_key_value_heads") ?? heads,
+            headDim: optionalInt("head_dim") ?? hidden / heads,
+            rmsNormEps: double("rms_norm_eps", 1e-6),
+            ropeTheta: theta,
+            ropeScaling: try ropeScaling(ropeParams, maxPositions: maxPositions, source: source),
+            maxPositionEmbeddings: maxPositions,
+            tieWordEmbeddings: json["tie_word_embeddings"] as? Bool ?? false,
+            attentionBias: json["attention_bias"] as? Bool ?? (arch == .qwen2),
+            qkNorm: arch == .qwen3,
+            slidingWindow: slidingWindow(json, arch),
+            bosTokenID: optionalInt("bos_token_id"),
+            eosTokenIDs: eos)
+        try config.validate(source: source)
+        return config
+    }
+
+    /// Mistral honours `sliding_window`; Qwen2/3 only when `use_sliding_window` is true.
+    static func slidingWindow(_ json: [String: Any], _ arch: Architecture) -> Int? {
+        guard let w = (json["sliding_window"] as? NSNumber)?.intValue, w > 0 else { return nil }
+        switch arch {
+        case .mistral: return w
+        case .qwen2, .qwen3: return (json["use_sliding_window"] as? Bool ?? false) ? w : nil
+        case .llama: return nil
+        }
+    }
+
+    static func ropeScaling(_ params: [String: Any]?, maxPositions: Int, source: String) throws -> RoPEScaling {
+        guard let params else { return .none }
+        let type = (params["rope_type"] as? String) ?? (params["type"] as? String) ?? "default"
+        let factor = (params["factor"] as? NSNumber)?.doubleValue ?? 1
+        let original = (params["original_max_position_embeddings"] as? NSNumber)?.intValue ?? maxPositions
+        switch type {
+        case "default": return .none
+        case "linear": return .linear(factor: factor)
+        case "dynamic": return .dynamic(factor: factor, originalContext: original)
+        case "llama3":
+            return .llama3(factor: factor,
+                           lowFreqFactor: (params["low_freq_factor"] as? NSNumber)?.doubleValue ?? 1,
+                           highFreqFactor: (params["high_freq_factor"] as? NSNumber)?.doubleValue ?? 4,
+                           originalContext: original)
+        default:
+            throw FormatError(source, "rope scaling type '\(type)' is not supported; Loft supports default, linear, dynamic and llama3")
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import LoftFormats
+import LoftTensors
+
+/// Weights from a GGUF file, dequantized to f32 on load, with llama.cpp's
+/// names mapped to Hugging Face's and its q/k row permutation undone, so the
+/// model sees exactly what transformers' GGUF loader produces.
+public final class GGUFWeights: WeightSource {
+    public let file: GGUFFile
+    public let config: ModelConfig
+    public var path: String { file.path }
+
+    public init(file: GGUFFile, config: ModelConfig) {
+        self.file = file
+        self.config = config
+    }
+
+    /// Hugging Face name → llama.cpp name.
+    static func ggufName(_ hf: String) -> String? {
+        let fixed: [String: String] = [
+            "model.embed_tokens.weight": "token_embd.weight",
+            "model.norm.weight": "output_norm.weight",
+            "lm_head.weight": "output.weight",
+        ]
+        if let n = fixed[hf] { return n }
+        let parts = hf.split(separator: ".")
+        guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
+        let rest = parts[3...].joined(separator: ".")
+        let map: [String: String] = [
+            "input_layernorm.weight": "attn_norm.weight",
+            "post_attention_layernorm.weight": "ffn_norm.weight",
+            "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
+            "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
+            "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
+            "self_attn.o_proj.weight": "attn_output.weight",
+            "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
+            "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+            "mlp.down_proj.weight": "ffn_down.weight",
+        ]
+        return map[rest].map { "blk.\(layer).\($0)" }
+    }
+
+    public func contains(_ name: String) -> Bool {
+        Self.ggufName(name).flatMap { file.tensor(named: $0) } != nil
+    }
+
+    public func load(_ name: String) throws -> Tensor? {
+        guard let g = Self.ggufName(name), let info = file.tensor(named: g) else { return nil }
+        let t = Tensor.uninitialized(info.shape)
+        try file.dequantizeRows(info, rows: 0 ..< file.rowCount(info), into: t.floats)
+        // llama.cpp permutes q/k rows for its RoPE layout in Llama-architecture files only.
+        if config.architecture == .llama || config.architecture == .mistral {
+            if name.hasSuffix("q_proj.weight") {
+                try unpermuteLlamaQK(t.floats, rows: info.shape[0], cols: info.shape.count > 1 ? info.shape[1] : 1, heads: config.heads)
+            } else if name.hasSuffix("k_proj.weight") {
+                try unpermuteLlamaQK(t.floats, rows: info.shape[0], cols: info.shape.count > 1 ? info.shape[1] : 1, heads: config.kvHeads)
+            }
+        }
+        return t
+    }
+
+    public var storageSummary: [String: Int] {
+        Dictionary(grouping: file.tensors, by: { $0.type.description }).mapValues(\.count)
+    }
+}

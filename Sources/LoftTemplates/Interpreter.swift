@@ -1,0 +1,537 @@
+import Foundation
+
+/// A variable scope. jinja2 gives each for-loop iteration and each macro call
+/// its own scope, so `set` inside them does not leak out (hence `namespace`).
+final class Frame {
+    var variables: [String: Value] = [:]
+    let parent: Frame?
+    init(parent: Frame?) { self.parent = parent }
+
+    func lookup(_ name: String) -> Value? {
+        var frame: Frame? = self
+        while let f = frame {
+            if let v = f.variables[name] { return v }
+            frame = f.parent
+        }
+        return nil
+    }
+}
+
+enum Flow { case normal, breakLoop, continueLoop }
+
+/// Walks the parsed template and writes output.
+final class Interpreter {
+    private var buffers: [String] = [""]
+    private(set) var generationRanges: [Range<Int>] = []
+    private var line = 1
+    private var depth = 0
+    let clock: () -> Date
+
+    init(clock: @escaping () -> Date) { self.clock = clock }
+
+    func render(_ body: [Statement], globals: Frame) throws -> String {
+        do {
+            _ = try execute(body, in: Frame(parent: globals))
+        } catch let e as EvalError {
+            throw TemplateError.runtime(message: e.message, line: line)
+        } catch let e as RaisedError {
+            throw TemplateError.raised(message: e.message)
+        }
+        return buffers[0]
+    }
+
+    private func write(_ s: String) { buffers[buffers.count - 1] += s }
+
+    private func capture(_ work: () throws -> Void) rethrows -> String {
+        buffers.append("")
+        defer { buffers.removeLast() }
+        try work()
+        return buffers[buffers.count - 1]
+    }
+
+    // MARK: statements
+
+    func execute(_ body: [Statement], in frame: Frame) throws -> Flow {
+        for statement in body {
+            let flow = try execute(statement, in: frame)
+            if flow != .normal { return flow }
+        }
+        return .normal
+    }
+
+    private func execute(_ statement: Statement, in frame: Frame) throws -> Flow {
+        switch statement {
+        case .text(let s):
+            write(s)
+        case .output(let e, let l):
+            line = l
+            let v = try evaluate(e, in: frame)
+            write(v.pythonString)
+        case .ifChain(let branches, let otherwise, let l):
+            line = l
+            for (condition, body) in branches where try evaluate(condition, in: frame).truthy {
+                return try execute(body, in: frame)
+            }
+            return try execute(otherwise, in: frame)
+        case .forLoop(let target, let iterable, let condition, let body, let otherwise, let l):
+            line = l
+            return try executeFor(target: target, iterable: iterable, condition: condition, body: body, otherwise: otherwise, in: frame)
+        case .set(let target, let e, let l):
+            line = l
+            try assign(target, try evaluate(e, in: frame), in: frame)
+        case .setBlock(let target, let filters, let body, let l):
+            line = l
+            var value = Value.string(try capture { _ = try execute(body, in: frame) })
+            for (name, args) in filters {
+                value = try applyFilter(name, to: value, arguments: try evaluate(args, in: frame))
+            }
+            try assign(target, value, in: frame)
+        case .macro(let definition, let l):
+            line = l
+            frame.variables[definition.name] = makeMacro(definition, closure: frame)
+        case .callBlock(let call, let callerParameters, let body, let l):
+            line = l
+            guard case .call(let callee, let args) = call else { break }
+            let caller = makeMacro(MacroDefinition(name: "caller", parameters: callerParameters, body: body), closure: frame)
+            var evaluated = try evaluate(args, in: frame)
+            evaluated.caller = caller
+            let result = try callValue(try evaluate(callee, in: frame), evaluated, description: "call block")
+            write(result.pythonString)
+        case .filterBlock(let filters, let body, let l):
+            line = l
+            var value = Value.string(try capture { _ = try execute(body, in: frame) })
+            for (name, args) in filters {
+                value = try applyFilter(name, to: value, arguments: try evaluate(args, in: frame))
+            }
+            write(value.pythonString)
+        case .generation(let body, let l):
+            line = l
+            let text = try capture { _ = try execute(body, in: frame) }
+            // Offsets count Unicode scalars, as Python's len() does.
+            let start = buffers[0].unicodeScalars.count
+            if buffers.count == 1 {
+                generationRanges.append(start..<(start + text.unicodeScalars.count))
+            }
+            write(text)
+        case .breakLoop: return .breakLoop
+        case .continueLoop: return .continueLoop
+        case .expressionStatement(let e, let l):
+            line = l
+            _ = try evaluate(e, in: frame)
+        }
+        return .normal
+    }
+
+    private func assign(_ target: AssignTarget, _ value: Value, in frame: Frame) throws {
+        switch target {
+        case .name(let n):
+            frame.variables[n] = value
+        case .names(let names):
+            let items = try iterate(value)
+            guard items.count == names.count else {
+                throw EvalError(message: "cannot unpack \(items.count) values into \(names.count) names (\(names.joined(separator: ", ")))")
+            }
+            for (n, v) in zip(names, items) { frame.variables[n] = v }
+        case .attribute(let object, let attribute):
+            guard case .namespace(let ns)? = frame.lookup(object) else {
+                throw EvalError(message: "cannot assign attribute on non-namespace object '\(object)'")
+            }
+            if attribute.hasPrefix("_") {
+                throw EvalError(message: "Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(attribute)'. Please rename the attribute.")
+            }
+            ns.attributes[attribute] = value
+        }
+    }
+
+    private func executeFor(target: AssignTarget, iterable: Expr, condition: Expr?, body: [Statement],
+                            otherwise: [Statement], in frame: Frame) throws -> Flow {
+        var items = try iterate(try evaluate(iterable, in: frame))
+        if let condition {
+            items = try items.filter { item in
+                let f = Frame(parent: frame)
+                try assign(target, item, in: f)
+                return try evaluate(condition, in: f).truthy
+            }
+        }
+        if items.isEmpty { return try execute(otherwise, in: frame) }
+        let count = items.count
+        for (i, item) in items.enumerated() {
+            let f = Frame(parent: frame)
+            var loop = OrderedDict()
+            loop["index"] = .int(i + 1)
+            loop["index0"] = .int(i)
+            loop["revindex"] = .int(count - i)
+            loop["revindex0"] = .int(count - i - 1)
+            loop["first"] = .bool(i == 0)
+            loop["last"] = .bool(i == count - 1)
+            loop["length"] = .int(count)
+            loop["depth"] = .int(1)
+            loop["depth0"] = .int(0)
+            loop["previtem"] = i > 0 ? items[i - 1] : .undefined(hint: "there is no previous item")
+            loop["nextitem"] = i + 1 < count ? items[i + 1] : .undefined(hint: "there is no next item")
+            loop["cycle"] = .function(Function(name: "loop.cycle") { args in
+                guard !args.positional.isEmpty else { throw EvalError(message: "no items for cycling given") }
+                return args.positional[i % args.positional.count]
+            })
+            f.variables["loop"] = .dict(loop)
+            try assign(target, item, in: f)
+            let flow = try execute(body, in: f)
+            if flow == .breakLoop { break }
+        }
+        return .normal
+    }
+
+    // MARK: macros
+
+    private func makeMacro(_ definition: MacroDefinition, closure: Frame) -> Value {
+        .function(Function(name: definition.name) { [unowned self] args in
+            try self.callMacro(definition, closure: closure, args)
+        })
+    }
+
+    private func callMacro(_ definition: MacroDefinition, closure: Frame, _ args: CallArguments) throws -> Value {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < 200 else { throw EvalError(message: "macro '\(definition.name)' recursed too deeply") }
+        let f = Frame(parent: closure)
+        let params = definition.parameters
+        var extraPositional: [Value] = []
+        for (i, v) in args.positional.enumerated() {
+            if i < params.count { f.variables[params[i].0] = v } else { extraPositional.append(v) }
+        }
+        var extraKeyword = OrderedDict()
+        for (k, v) in args.keyword {
+            if params.contains(where: { $0.0 == k }) { f.variables[k] = v } else { extraKeyword[k] = v }
+        }
+        for (name, defaultExpr) in params where f.variables[name] == nil {
+            if let defaultExpr {
+                f.variables[name] = try evaluate(defaultExpr, in: f)
+            } else {
+                f.variables[name] = .undefined(hint: "parameter '\(name)' was not provided")
+            }
+        }
+        if !extraPositional.isEmpty && !bodyMentions(definition.body, "varargs") {
+            throw EvalError(message: "macro '\(definition.name)' takes not more than \(params.count) argument(s)")
+        }
+        if extraKeyword.count > 0 && !bodyMentions(definition.body, "kwargs") {
+            throw EvalError(message: "macro '\(definition.name)' takes no keyword argument '\(extraKeyword.keys[0])'")
+        }
+        f.variables["varargs"] = .list(extraPositional)
+        f.variables["kwargs"] = .dict(extraKeyword)
+        if let caller = args.caller { f.variables["caller"] = caller }
+        let savedLine = line
+        defer { line = savedLine }
+        let text = try capture { _ = try execute(definition.body, in: f) }
+        return .string(text)
+    }
+
+    /// Whether a macro body refers to a name anywhere (jinja2 only accepts extra
+    /// arguments when the body uses `varargs` / `kwargs`). Conservative: scans names.
+    private func bodyMentions(_ body: [Statement], _ name: String) -> Bool {
+        "\(body)".contains("name(\"\(name)\")")
+    }
+
+    // MARK: expressions
+
+    func evaluate(_ args: Arguments, in frame: Frame) throws -> CallArguments {
+        CallArguments(positional: try args.positional.map { try evaluate($0, in: frame) },
+                      keyword: try args.keyword.map { ($0.0, try evaluate($0.1, in: frame)) })
+    }
+
+    func evaluate(_ expr: Expr, in frame: Frame) throws -> Value {
+        switch expr {
+        case .literal(let v): return v
+        case .name(let n): return frame.lookup(n) ?? .undefined(hint: "'\(n)' is undefined")
+        case .list(let items): return .list(try items.map { try evaluate($0, in: frame) })
+        case .tuple(let items): return .tuple(try items.map { try evaluate($0, in: frame) })
+        case .dict(let pairs):
+            var d = OrderedDict()
+            for (k, v) in pairs {
+                let key = try evaluate(k, in: frame)
+                d[key.pythonString] = try evaluate(v, in: frame)
+            }
+            return .dict(d)
+        case .attribute(let object, let name):
+            return try attribute(of: try evaluate(object, in: frame), name)
+        case .item(let object, let key):
+            return try item(of: try evaluate(object, in: frame), try evaluate(key, in: frame))
+        case .slice(let object, let start, let stop, let step):
+            return try slice(try evaluate(object, in: frame),
+                             start: try start.map { try evaluate($0, in: frame) },
+                             stop: try stop.map { try evaluate($0, in: frame) },
+                             step: try step.map { try evaluate($0, in: frame) })
+        case .call(let callee, let args):
+            let f = try evaluate(callee, in: frame)
+            return try callValue(f, try evaluate(args, in: frame), description: describeCallee(callee))
+        case .filter(let operand, let name, let args, let l):
+            line = l
+            if name == "default" || name == "d" {
+                // `default` must see Undefined without tripping on it.
+                return try applyFilter(name, to: try evaluate(operand, in: frame), arguments: try evaluate(args, in: frame))
+            }
+            return try applyFilter(name, to: try evaluate(operand, in: frame), arguments: try evaluate(args, in: frame))
+        case .test(let operand, let name, let args, let negated, let l):
+            line = l
+            let result = try applyTest(name, to: try evaluate(operand, in: frame), arguments: try evaluate(args, in: frame))
+            return .bool(negated ? !result : result)
+        case .not(let e): return .bool(!(try evaluate(e, in: frame).truthy))
+        case .negate(let e):
+            let v = try evaluate(e, in: frame)
+            switch v.numeric {
+            case .int(let i)?: return .int(-i)
+            case .double(let d)?: return .double(-d)
+            default: throw operandError("-", v)
+            }
+        case .plus(let e):
+            let v = try evaluate(e, in: frame)
+            guard let n = v.numeric else { throw operandError("+", v) }
+            return n
+        case .and(let a, let b):
+            let l = try evaluate(a, in: frame)
+            return l.truthy ? try evaluate(b, in: frame) : l
+        case .or(let a, let b):
+            let l = try evaluate(a, in: frame)
+            return l.truthy ? l : try evaluate(b, in: frame)
+        case .conditional(let then, let condition, let otherwise):
+            if try evaluate(condition, in: frame).truthy { return try evaluate(then, in: frame) }
+            if let otherwise { return try evaluate(otherwise, in: frame) }
+            return .undefined(hint: "the inline if-expression evaluated to false and no else section was defined")
+        case .binary(let op, let a, let b):
+            return try binary(op, try evaluate(a, in: frame), try evaluate(b, in: frame))
+        }
+    }
+
+    private func describeCallee(_ e: Expr) -> String {
+        switch e {
+        case .name(let n): return n
+        case .attribute(_, let n): return n
+        default: return "value"
+        }
+    }
+
+    func callValue(_ f: Value, _ args: CallArguments, description: String) throws -> Value {
+        switch f {
+        case .function(let fn): return try fn.body(args)
+        case .undefined(let hint): throw EvalError(message: hint)
+        default: throw EvalError(message: "'\(f.typeName)' object is not callable (\(description))")
+        }
+    }
+
+    func undefinedError(_ v: Value) -> EvalError {
+        if case .undefined(let hint) = v { return EvalError(message: hint) }
+        return EvalError(message: "value is undefined")
+    }
+
+    private func operandError(_ op: String, _ v: Value) -> EvalError {
+        if v.isUndefined { return undefinedError(v) }
+        return EvalError(message: "bad operand type for unary \(op): '\(v.typeName)'")
+    }
+
+    // MARK: attribute and item access
+
+    /// `obj.name`: Python attribute first (methods), then item, as jinja2's getattr.
+    func attribute(of object: Value, _ name: String) throws -> Value {
+        switch object {
+        case .undefined: throw undefinedError(object)
+        case .namespace(let ns):
+            return ns.attributes[name] ?? .undefined(hint: "'Namespace' object has no attribute '\(name)'")
+        case .dict(let d):
+            if let method = boundMethod(object, name) { return method }
+            return d[name] ?? .undefined(hint: "'dict object' has no attribute '\(name)'")
+        default:
+            if let method = boundMethod(object, name) { return method }
+            return .undefined(hint: "'\(object.typeName) object' has no attribute '\(name)'")
+        }
+    }
+
+    /// `obj[key]`: item first, then attribute, as jinja2's getitem.
+    func item(of object: Value, _ key: Value) throws -> Value {
+        switch (object, key) {
+        case (.undefined, _): throw undefinedError(object)
+        case (.dict(let d), .string(let k)):
+            if let v = d[k] { return v }
+            if let method = boundMethod(object, k) { return method }
+            return .undefined(hint: "'dict object' has no attribute '\(k)'")
+        case (.dict(let d), _):
+            return d[key.pythonString] ?? .undefined(hint: "'dict object' has no attribute \(key.pythonRepr)")
+        case (.list(let l), _), (.tuple(let l), _):
+            guard let i = key.numeric, case .int(var index) = i else {
+                if case .string(let k) = key { return try attribute(of: object, k) }
+                throw EvalError(message: "list indices must be integers, not \(key.typeName)")
+            }
+            if index < 0 { index += l.count }
+            guard index >= 0 && index < l.count else { return .undefined(hint: "list object has no element \(key.pythonRepr)") }
+            return l[index]
+        case (.string(let s), _):
+            guard let i = key.numeric, case .int(var index) = i else {
+                if case .string(let k) = key { return try attribute(of: object, k) }
+                throw EvalError(message: "string indices must be integers")
+            }
+            let scalars = Array(s.unicodeScalars)
+            if index < 0 { index += scalars.count }
+            guard index >= 0 && index < scalars.count else { return .undefined(hint: "str object has no element \(index)") }
+            return .string(String(scalars[index]))
+        case (.namespace, .string(let k)):
+            return try attribute(of: object, k)
+        default:
+            return .undefined(hint: "'\(object.typeName) object' has no attribute \(key.pythonRepr)")
+        }
+    }
+
+    private func slice(_ object: Value, start: Value?, stop: Value?, step: Value?) throws -> Value {
+        func int(_ v: Value?) throws -> Int? {
+            guard let v, !v.isNone else { return nil }
+            guard case .int(let i)? = v.numeric else { throw EvalError(message: "slice indices must be integers or None") }
+            return i
+        }
+        let st = try int(step) ?? 1
+        guard st != 0 else { throw EvalError(message: "slice step cannot be zero") }
+        func indices(_ count: Int) throws -> [Int] {
+            var a = try int(start), b = try int(stop)
+            if st > 0 {
+                var lo = a ?? 0, hi = b ?? count
+                if lo < 0 { lo = max(0, lo + count) }
+                if hi < 0 { hi = max(0, hi + count) }
+                lo = min(lo, count); hi = min(hi, count)
+                return lo < hi ? Array(stride(from: lo, to: hi, by: st)) : []
+            } else {
+                if let x = a, x < 0 { a = x + count }
+                if let y = b, y < 0 { b = y + count }
+                let hi = min(a ?? (count - 1), count - 1)
+                let lo = b ?? -1
+                guard hi > lo else { return [] }
+                return Array(stride(from: hi, to: max(lo, -1), by: st))
+            }
+        }
+        switch object {
+        case .list(let l): return .list(try indices(l.count).map { l[$0] })
+        case .tuple(let l): return .tuple(try indices(l.count).map { l[$0] })
+        case .string(let s):
+            let scalars = Array(s.unicodeScalars)
+            var out = String.UnicodeScalarView()
+            for i in try indices(scalars.count) { out.append(scalars[i]) }
+            return .string(String(out))
+        case .undefined: throw undefinedError(object)
+        default: throw EvalError(message: "'\(object.typeName)' object is not subscriptable")
+        }
+    }
+
+    // MARK: operators
+
+    private func binary(_ op: String, _ a: Value, _ b: Value) throws -> Value {
+        switch op {
+        case "==": return .bool(Value.equal(a, b))
+        case "!=": return .bool(!Value.equal(a, b))
+        case "<", ">", "<=", ">=":
+            guard let c = Value.compare(a, b) else {
+                if a.isUndefined { throw undefinedError(a) }
+                if b.isUndefined { throw undefinedError(b) }
+                throw EvalError(message: "'\(op)' not supported between instances of '\(a.typeName)' and '\(b.typeName)'")
+            }
+            switch op {
+            case "<": return .bool(c < 0)
+            case ">": return .bool(c > 0)
+            case "<=": return .bool(c <= 0)
+            default: return .bool(c >= 0)
+            }
+        case "in": return .bool(try contains(b, a))
+        case "not in": return .bool(!(try contains(b, a)))
+        case "~": return .string(a.pythonString + b.pythonString)
+        default: break
+        }
+        if a.isUndefined { throw undefinedError(a) }
+        if b.isUndefined { throw undefinedError(b) }
+        switch (op, a, b) {
+        case ("+", .string(let x), .string(let y)): return .string(x + y)
+        case ("+", .list(let x), .list(let y)): return .list(x + y)
+        case ("*", .string(let s), _), ("*", _, .string(let s)):
+            guard case .int(let n)? = (a.numeric ?? b.numeric) else { break }
+            return .string(String(repeating: s, count: max(0, n)))
+        case ("*", .list(let l), _), ("*", _, .list(let l)):
+            guard case .int(let n)? = (a.numeric ?? b.numeric) else { break }
+            return .list(Array(repeating: l, count: max(0, n)).flatMap { $0 })
+        default: break
+        }
+        guard let x = a.numeric, let y = b.numeric else {
+            if op == "+", case .string = a {
+                throw EvalError(message: "can only concatenate str (not \"\(b.typeName)\") to str")
+            }
+            throw EvalError(message: "unsupported operand type(s) for \(op): '\(a.typeName)' and '\(b.typeName)'")
+        }
+        if case .int(let i) = x, case .int(let j) = y {
+            switch op {
+            case "+": return .int(i &+ j)
+            case "-": return .int(i &- j)
+            case "*": return .int(i &* j)
+            case "/":
+                guard j != 0 else { throw EvalError(message: "division by zero") }
+                return .double(Double(i) / Double(j))
+            case "//":
+                guard j != 0 else { throw EvalError(message: "integer division or modulo by zero") }
+                let q = i / j
+                return .int((i % j != 0 && ((i < 0) != (j < 0))) ? q - 1 : q)
+            case "%":
+                guard j != 0 else { throw EvalError(message: "integer division or modulo by zero") }
+                let r = i % j
+                return .int((r != 0 && ((r < 0) != (j < 0))) ? r + j : r)
+            case "**":
+                if j >= 0 {
+                    var result = 1
+                    for _ in 0..<min(j, 4096) { result = result &* i }
+                    return .int(result)
+                }
+                return .double(pow(Double(i), Double(j)))
+            default: break
+            }
+        }
+        let p = x.asDouble, q = y.asDouble
+        switch op {
+        case "+": return .double(p + q)
+        case "-": return .double(p - q)
+        case "*": return .double(p * q)
+        case "/":
+            guard q != 0 else { throw EvalError(message: "float division by zero") }
+            return .double(p / q)
+        case "//":
+            guard q != 0 else { throw EvalError(message: "float floor division by zero") }
+            return .double((p / q).rounded(.down))
+        case "%":
+            guard q != 0 else { throw EvalError(message: "float modulo") }
+            let r = p.truncatingRemainder(dividingBy: q)
+            return .double((r != 0 && ((r < 0) != (q < 0))) ? r + q : r)
+        case "**": return .double(pow(p, q))
+        default: throw EvalError(message: "unknown operator \(op)")
+        }
+    }
+
+    func contains(_ container: Value, _ element: Value) throws -> Bool {
+        switch container {
+        case .string(let s):
+            guard case .string(let e) = element else {
+                throw EvalError(message: "'in <string>' requires string as left operand, not \(element.typeName)")
+            }
+            return PyString.find(s, e) != nil
+        case .list(let l), .tuple(let l): return l.contains { Value.equal($0, element) }
+        case .dict(let d):
+            guard case .string(let k) = element else { return false }
+            return d[k] != nil
+        case .namespace(let ns):
+            guard case .string(let k) = element else { return false }
+            return ns.attributes[k] != nil
+        case .undefined: return false
+        default: throw EvalError(message: "argument of type '\(container.typeName)' is not iterable")
+        }
+    }
+
+    /// The items a for loop or filter sees: list items, dict keys, string characters.
+    func iterate(_ v: Value) throws -> [Value] {
+        switch v {
+        case .list(let l), .tuple(let l): return l
+        case .dict(let d): return d.keys.map { .string($0) }
+        case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
+        case .undefined: return []
+        case .namespace(let ns): return ns.attributes.keys.map { .string($0) }
+        default: throw EvalError(message: "'\(v.typeName)' object is not iterable")
+        }
+    }
+}

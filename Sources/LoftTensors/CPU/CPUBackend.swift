@@ -1,0 +1,176 @@
+import Foundation
+
+/// The CPU backend: f32 compute, GEMMs through BLAS, everything else as plain
+/// loops spread over the cores. It serves every test and small models.
+public final class CPUBackend: Backend, @unchecked Sendable {
+    public static let shared = CPUBackend()
+    /// Worker threads for the loops Loft writes itself (BLAS has its own pool).
+    nonisolated(unsafe) static var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    public let name = "cpu"
+    public let device = Device.cpu
+
+    public init() {}
+
+    // MARK: memory
+
+    public func zeros(_ shape: [Int], dtype: DType = .f32) -> Tensor { Tensor.zeros(shape, dtype: dtype) }
+
+    public func upload(_ values: [Float], shape: [Int]) -> Tensor { Tensor.cpu(values, shape: shape) }
+
+    public func download(_ tensor: Tensor) -> [Float] { tensor.toArray() }
+
+    public func copy(_ source: Tensor, into destination: Tensor) {
+        precondition(source.byteCount == destination.byteCount && source.dtype == destination.dtype,
+                     "copy of \(source.shape) \(source.dtype) into \(destination.shape) \(destination.dtype)")
+        destination.rawPointer.copyMemory(from: source.rawPointer, byteCount: source.byteCount)
+    }
+
+    // MARK: linear layers
+
+    public func linear(_ x: Tensor, _ w: Tensor, bias: Tensor?, into y: Tensor, accumulate: Bool) {
+        let (n, k, m) = (x.count / x.shape.last!, x.shape.last!, w.shape[0])
+        precondition(w.rowSize == k && y.count == n * m, "linear: x \(x.shape) · w \(w.shape)ᵀ into y \(y.shape)")
+        var beta: Float = accumulate ? 1 : 0
+        if let bias {
+            precondition(bias.count == m, "linear: bias \(bias.shape) for \(m) outputs")
+            let yp = y.floats, bp = bias.floats
+            for r in 0 ..< n {
+                let row = yp + r * m
+                if accumulate { for j in 0 ..< m { row[j] += bp[j] } } else { row.update(from: bp, count: m) }
+            }
+            beta = 1
+        }
+        // A GEMM with a few rows would pack the whole weight matrix first; for
+        // decoding (one token at a time) matrix-vector products are far cheaper.
+        if n <= Self.gemvRows {
+            for r in 0 ..< n {
+                BLAS.sgemv(trans: false, rows: m, cols: k, alpha: 1, a: w.floats, lda: k,
+                           x: x.floats + r * k, beta: beta, y: y.floats + r * m)
+            }
+            return
+        }
+        BLAS.sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: 1, a: x.floats, lda: k,
+                   b: w.floats, ldb: k, beta: beta, c: y.floats, ldc: m)
+    }
+
+    /// Up to this many rows, `linear` runs one GEMV per row instead of a GEMM.
+    static let gemvRows = 2
+
+    public func linearBackwardInput(_ dy: Tensor, _ w: Tensor, into dx: Tensor, accumulate: Bool) {
+        let (m, k) = (w.shape[0], w.rowSize)
+        let n = dy.count / m
+        precondition(dx.count == n * k, "linearBackwardInput: dy \(dy.shape) · w \(w.shape) into \(dx.shape)")
+        BLAS.sgemm(transA: false, transB: false, m: n, n: k, k: m, alpha: 1, a: dy.floats, lda: m,
+                   b: w.floats, ldb: k, beta: accumulate ? 1 : 0, c: dx.floats, ldc: k)
+    }
+
+    public func linearBackwardWeight(_ dy: Tensor, _ x: Tensor, into dw: Tensor, accumulate: Bool) {
+        let (m, k) = (dw.shape[0], dw.rowSize)
+        let n = x.count / k
+        precondition(dy.count == n * m, "linearBackwardWeight: dy \(dy.shape)ᵀ · x \(x.shape) into \(dw.shape)")
+        BLAS.sgemm(transA: true, transB: false, m: m, n: k, k: n, alpha: 1, a: dy.floats, lda: m,
+                   b: x.floats, ldb: k, beta: accumulate ? 1 : 0, c: dw.floats, ldc: k)
+    }
+
+    // MARK: elementwise
+
+    public func add(_ a: Tensor, _ b: Tensor, into y: Tensor) {
+        precondition(a.count == b.count && a.count == y.count, "add: \(a.shape) + \(b.shape) into \(y.shape)")
+        let (ap, bp, yp) = (a.floats, b.floats, y.floats)
+        parallelChunks(y.count, minimumPerChunk: 1 << 15) { r in
+            for i in r { yp[i] = ap[i] + bp[i] }
+        }
+    }
+
+    public func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor) {
+        precondition(x.count == y.count, "axpy: \(x.shape) into \(y.shape)")
+        let (xp, yp) = (x.floats, y.floats)
+        parallelChunks(y.count, minimumPerChunk: 1 << 15) { r in
+            for i in r { yp[i] += alpha * xp[i] }
+        }
+    }
+
+    public func scale(_ x: Tensor, by alpha: Float) {
+        let xp = x.floats
+        parallelChunks(x.count, minimumPerChunk: 1 << 15) { r in
+            for i in r { xp[i] *= alpha }
+        }
+    }
+
+    public func swiglu(gate: Tensor, up: Tensor, into out: Tensor) {
+        precondition(gate.count == up.count && gate.count == out.count, "swiglu: \(gate.shape), \(up.shape) into \(out.shape)")
+        let (g, u, o) = (gate.floats, up.floats, out.floats)
+        parallelChunks(out.count, minimumPerChunk: 1 << 14) { r in
+            for i in r {
+                let x = g[i]
+                o[i] = x / (1 + Foundation.exp(-x)) * u[i]
+            }
+        }
+    }
+
+    public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        let (d, g, u, dg, du) = (dOut.floats, gate.floats, up.floats, dGate.floats, dUp.floats)
+        parallelChunks(dOut.count, minimumPerChunk: 1 << 14) { r in
+            for i in r {
+                let x = g[i]
+                let s = 1 / (1 + Foundation.exp(-x))
+                let silu = x * s
+                let dy = d[i]
+                let upv = u[i]
+                du[i] = dy * silu
+                dg[i] = dy * upv * s * (1 + x * (1 - s))
+            }
+        }
+    }
+
+    // MARK: embedding
+
+    public func embedding(ids: [Int32], table: Tensor, into out: Tensor) {
+        let d = table.rowSize
+        precondition(out.count == ids.count * d, "embedding: \(ids.count) ids × \(d) into \(out.shape)")
+        let (t, o) = (table.floats, out.floats)
+        for (i, id) in ids.enumerated() {
+            precondition(id >= 0 && Int(id) < table.rows, "token id \(id) outside the vocabulary of \(table.rows)")
+            (o + i * d).update(from: t + Int(id) * d, count: d)
+        }
+    }
+
+    public func embeddingBackward(ids: [Int32], dOut: Tensor, dTable: Tensor) {
+        let d = dTable.rowSize
+        let (g, dt) = (dOut.floats, dTable.floats)
+        for (i, id) in ids.enumerated() {
+            let src = g + i * d, dst = dt + Int(id) * d
+            for j in 0 ..< d { dst[j] += src[j] }
+        }
+    }
+
+    // MARK: optimiser
+
+    public func adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper h: AdamWHyper) {
+        let (p, g, mp, vp) = (param.floats, grad.floats, m.floats, v.floats)
+        // PyTorch's AdamW, term for term: decay first, then the bias-corrected step.
+        let decay = 1 - h.lr * h.weightDecay
+        let bc1 = 1 - Foundation.pow(h.beta1, Float(h.step))
+        let bc2Sqrt = (1 - Foundation.pow(h.beta2, Float(h.step))).squareRoot()
+        let stepSize = h.lr / bc1
+        let (b1, b2, eps) = (h.beta1, h.beta2, h.eps)
+        parallelChunks(param.count, minimumPerChunk: 1 << 14) { r in
+            for i in r {
+                let gi = g[i]
+                p[i] *= decay
+                mp[i] = b1 * mp[i] + (1 - b1) * gi
+                vp[i] = b2 * vp[i] + (1 - b2) * gi * gi
+                let denom = vp[i].squareRoot() / bc2Sqrt + eps
+                p[i] -= stepSize * mp[i] / denom
+            }
+        }
+    }
+
+    public func sumOfSquares(_ x: Tensor) -> Double {
+        let p = x.floats
+        var total = 0.0
+        for i in 0 ..< x.count { total += Double(p[i]) * Double(p[i]) }
+        return total
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+import LoftFormats
+
+/// A tokenizer token-exact with Hugging Face `tokenizers` for the supported
+/// families: byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM) and SentencePiece-style
+/// BPE with byte fallback (Llama 2, Mistral). Load it with `Tokenizer.load(source:)`.
+///
+/// Not thread-safe: it keeps a pre-token cache. Use one instance per thread.
+public final class Tokenizer {
+    let model: BPEModel
+    let normalizer: Normalizer?
+    let preTokenizer: PreTokenizer?
+    let decoder: Decoder?
+    let byteLevel: Bool
+    let addedTokens: [AddedToken]
+    let rawMatcher: AddedTokenMatcher
+    let normalizedMatcher: AddedTokenMatcher
+    /// Ids the post-processor puts around a sequence when special tokens are added.
+    let prefixIDs: [Int]
+    let suffixIDs: [Int]
+    private var idToTokenTable: [String?]
+    private var specialIDs: Set<Int>
+
+    /// All tokens, added ones included (`len(tokenizer)` in transformers).
+    public let vocabularySize: Int
+    public let bosTokenID: Int?
+    public let eosTokenID: Int?
+    public let padTokenID: Int?
+    public let unkTokenID: Int?
+    public let bosToken: String?
+    public let eosToken: String?
+    public let padToken: String?
+    public let unkToken: String?
+    /// The Jinja chat template, from tokenizer_config.json or the GGUF's `tokenizer.chat_template`.
+    public let chatTemplate: String?
+    /// Where it was loaded from, for messages.
+    public let source: String
+
+    struct Parts {
+        var vocab: Vocab
+        var merges: [UInt64: UInt64]
+        var byteFallback = false
+        var unkID: Int32? = nil
+        var fuseUnk = false
+        var ignoreMerges = false
+        var normalizer: Normalizer? = nil
+        var preTokenizer: PreTokenizer? = nil
+        var decoder: Decoder? = nil
+        var added: [AddedToken] = []
+        var prefixIDs: [Int] = []
+        var suffixIDs: [Int] = []
+        var bos: String? = nil, eos: String? = nil, pad: String? = nil, unk: String? = nil
+        var chatTemplate: String? = nil
+        var source: String
+    }
+
+    init(_ p: Parts) {
+        model = BPEModel(vocab: p.vocab, merges: p.merges, byteFallback: p.byteFallback, unkID: p.unkID, fuseUnk: p.fuseUnk, ignoreMerges: p.ignoreMerges)
+        normalizer = p.normalizer
+        preTokenizer = p.preTokenizer
+        decoder = p.decoder
+        byteLevel = p.preTokenizer?.usesByteLevel ?? false
+        addedTokens = p.added
+        rawMatcher = AddedTokenMatcher(p.added.filter { !$0.normalized || p.normalizer == nil })
+        normalizedMatcher = AddedTokenMatcher(p.normalizer == nil ? [] : p.added.filter { $0.normalized })
+        prefixIDs = p.prefixIDs
+        suffixIDs = p.suffixIDs
+        var maxID = -1
+        for (_, id) in p.vocab { maxID = max(maxID, Int(id)) }
+        for t in p.added { maxID = max(maxID, t.id) }
+        var table = [String?](repeating: nil, count: maxID + 1)
+        for (tok, id) in p.vocab where id >= 0 { table[Int(id)] = tok.string }
+        for t in p.added where t.id >= 0 { table[t.id] = t.content }
+        idToTokenTable = table
+        specialIDs = Set(p.added.filter(\.special).map(\.id))
+        vocabularySize = table.count
+        func lookup(_ s: String?) -> Int? {
+            guard let s else { return nil }
+            if let t = p.added.first(where: { $0.content.utf8.elementsEqual(s.utf8) }) { return t.id }
+            return p.vocab[s].map(Int.init)
+        }
+        bosToken = p.bos; eosToken = p.eos; padToken = p.pad; unkToken = p.unk
+        bosTokenID = lookup(p.bos); eosTokenID = lookup(p.eos); padTokenID = lookup(p.pad); unkTokenID = lookup(p.unk)
+        chatTemplate = p.chatTemplate
+        source = p.source
+    }
+
+    // MARK: Vocabulary
+
+    public func tokenToID(_ token: String) -> Int? {
+        if let t = addedTokens.first(where: { $0.content.utf8.elementsEqual(token.utf8) }) { return t.id }
+        return model.vocab[token].map(Int.init)
+    }
+
+    public func idToToken(_ id: Int) -> String? {
+        guard id >= 0 && id < idToTokenTable.count else { return nil }
+        return idToTokenTable[id]
+    }
+
+    public func isSpecial(_ id: Int) -> Bool { specialIDs.contains(id) }
+
+    /// The added tokens (special or not), as loaded.
+    public var allAddedTokens: [AddedToken] { addedTokens }
+
+    // MARK: Encoding
+
+    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+        var ids = [Int]()
+        run(text, addSpecialTokens: addSpecialTokens, offsets: nil, into: &ids)
+        return ids
+    }
+
+    /// Ids with, per id, the range of Unicode scalars (Python `str` indices) of `text` it came from.
+    /// Ids the post-processor adds get the empty range 0..<0.
+    public func encodeWithOffsets(_ text: String, addSpecialTokens: Bool = true) -> (ids: [Int], offsets: [Range<Int>]) {
+        var ids = [Int]()
+        var offs = [Range<Int>]()
+        run(text, addSpecialTokens: addSpecialTokens, offsets: &offs, into: &ids)
+        return (ids, offs)
+    }
+
+    public func encodeBatch(_ texts: [String], addSpecialTokens: Bool = true) -> [[Int]] {
+        texts.map { encode($0, addSpecialTokens: addSpecialTokens) }
+    }
+
+    public func encodeBatchWithOffsets(_ texts: [String], addSpecialTokens: Bool = true) -> [(ids: [Int], offsets: [Range<Int>])] {
+        texts.map { encodeWithOffsets($0, addSpecialTokens: addSpecialTokens) }
+    }
+
+    private func run(_ text: String, addSpecialTokens: Bool, offsets: UnsafeMutablePointer<[Range<Int>]>?, into ids: inout [Int]) {
+        if addSpecialTokens {
+            ids += prefixIDs
+            offsets?.pointee += Array(repeating: 0..<0, count: prefixIDs.count)
+        }
+        let chars = Array(text.unicodeScalars.lazy.map(\.value))
+        var p = 0
+        for (r, idx) in rawMatcher.matches(chars, 0, chars.count) {
+            if r.lowerBound > p { encodeSegment(chars, p..<r.lowerBound, offsets, &ids) }
+            ids.append(rawMatcher.tokens[idx].id)
+            offsets?.pointee.append(r)
+            p = r.upperBound
+        }
+        if p < chars.count { encodeSegment(chars, p..<chars.count, offsets, &ids) }
+        if addSpecialTokens {
+            ids += suffixIDs
+            offsets?.pointee += Array(repeating: 0..<0, count: suffixIDs.count)
+        }
+    }
+
+    private func encodeSegment(_ all: [UInt32], _ range: Range<Int>, _ offsets: UnsafeMutablePointer<[Range<Int>]>?, _ ids: inout [Int]) {
+        var text = AlignedText(chars: Array(all[range]), base: range.lowerBound)
+        if let normalizer { text = normalizer.apply(text) }
+        if text.count == 0 { return }
+        var p = 0
+        var segments = [Range<Int>]()
+        var addedAt = [(Range<Int>, Int)]()
+        if !normalizedMatcher.isEmpty {
+            for (r, idx) in normalizedMatcher.matches(text.chars, 0, text.count) {
+                if r.lowerBound > p { segments.append(p..<r.lowerBound) }
+                addedAt.append((r, idx)); segments.append(r)
+                p = r.upperBound
+            }
+        }
+        if p < text.count { segments.append(p..<text.count) }
+        var k = 0
+        for seg in segments {
+            if k < addedAt.count && addedAt[k].0 == seg {
+                ids.append(normalizedMatcher.tokens[addedAt[k].1].id)
+                offsets?.pointee.append(Int(text.starts[seg.lowerBound])..<Int(text.ends[seg.upperBound - 1]))
+                k += 1
+                continue
+            }
+            var t = text.slice(seg)
+            var pieces = [0..<t.count]
+            preTokenizer?.apply(&t, &pieces)
+            for r in pieces where !r.isEmpty { encodePiece(t, r, offsets, &ids) }
+        }
+    }
+
+    private func encodePiece(_ t: AlignedText, _ r: Range<Int>, _ offsets: UnsafeMutablePointer<[Range<Int>]>?, _ ids: inout [Int]) {
+        // The piece in the model's alphabet: byte-level spelling, or the characters themselves.
+        var word = String.UnicodeScalarView()
+        var charOf = [Int]()  // model char → piece char, for offsets
+        if byteLevel {
+            for i in r {
+                let c = t.chars[i]
+                if c < 0x80 {
+                    word.append(Unicode.Scalar(ByteLevelTable.byteToChar[Int(c)])!)
+                    if offsets != nil { charOf.append(i) }
+                } else {
+                    for b in String(Unicode.Scalar(c)!).utf8 {
+                        word.append(Unicode.Scalar(ByteLevelTable.byteToChar[Int(b)])!)
+                        if offsets != nil { charOf.append(i) }
+                    }
+                }
+            }
+        } else {
+            for i in r {
+                word.append(Unicode.Scalar(t.chars[i])!)
+                if offsets != nil { charOf.append(i) }
+            }
+        }
+        if let offsets {
+            let (pieceIDs, spans) = model.tokenizeWithSpans(word.map(\.value))
+            for (id, s) in zip(pieceIDs, spans) {
+                ids.append(Int(id))
+                let a = charOf[s.lowerBound], b = charOf[s.upperBound - 1]
+                offsets.pointee.append(Int(t.starts[a])..<Int(t.ends[b]))
+            }
+        } else {
+            for id in model.tokenize(String(word)) { ids.append(Int(id)) }
+        }
+    }
+
+    // MARK: Decoding
+
+    /// The text of `ids`, as `tokenizers`' decode gives it. Unknown ids are skipped.
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
+        var tokens = [String]()
+        tokens.reserveCapacity(ids.count)
+        for id in ids {
+            if skipSpecialTokens && specialIDs.contains(id) { continue }
+            if let t = idToToken(id) { tokens.append(t) }
+        }
+        if let decoder { tokens = decoder.decode(tokens) }
+        return tokens.joined()
+    }
+
+    /// The raw bytes one token stands for (byte-level unspelled, `<0xNN>` as its byte, `▁` as space).
+    /// Used by the streaming detokenizer.
+    func tokenBytes(_ id: Int) -> [UInt8] {
+        guard let t = idToToken(id) else { return [] }
+        if addedTokens.contains(where: { $0.id == id }) { return Array(t.utf8) }
+        if byteLevel { return ByteLevelTable.unspell(t) ?? Array(t.utf8) }
+        if let b = Decoder.byteToken(t), model.byteFallbackIDs != nil { return [b] }
+        return Array(Decoder.replaceScalars(t, "\u{2581}", " ").utf8)
+    }
+}

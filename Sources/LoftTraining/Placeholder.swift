@@ -1,0 +1,2 @@
+// The training layer (issue 5) lands here.
+enum LoftTrainingPlaceholder {}

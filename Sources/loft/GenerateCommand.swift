@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import LoftInference
+import LoftModels
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate tokens from a prompt with a KV cache.")
+
+    @Argument(help: "A Hugging Face model directory or a .gguf file.")
+    var model: String
+
+    @Option(help: "Comma-separated prompt token ids.")
+    var ids: String
+
+    @Option(name: .customLong("max-new-tokens"), help: "How many tokens to generate at most.")
+    var maxNewTokens = 32
+
+    @Flag(help: "Always take the most likely token (the default when --temperature is 0).")
+    var greedy = false
+
+    @Option(help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0
+
+    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 = all).")
+    var topK = 0
+
+    @Option(name: .customLong("top-p"), help: "Sample from the smallest set of tokens whose probability reaches p.")
+    var topP: Float = 1
+
+    @Option(name: .customLong("repetition-penalty"), help: "Penalty for tokens already in the context (1 = none).")
+    var repetitionPenalty: Float = 1
+
+    @Option(help: "Random seed for sampling.")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("stop"), help: "Comma-separated token ids that end generation (default: the model's EOS).")
+    var stop: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        if greedy && temperature > 0 { throw ValidationError("--greedy and --temperature > 0 contradict each other; pick one") }
+        if temperature < 0 { throw ValidationError("--temperature must be ≥ 0") }
+        if !(0 < topP && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must be ≥ 0") }
+    }
+
+    func run() throws {
+        let prompt = try parseIDs(ids)
+        guard !prompt.isEmpty else { throw CLIError("--ids is empty; give at least one token id") }
+        let (m, _) = try ModelLoader.load(model)
+        if let bad = prompt.first(where: { Int($0) >= m.config.vocabSize }) {
+            throw CLIError("--ids: \(bad) is outside the vocabulary of \(m.config.vocabSize)")
+        }
+        let stops = try stop.map { Set(try parseIDs($0)) } ?? Set(m.config.eosTokenIDs.map(Int32.init))
+        let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP,
+                                      repetitionPenalty: repetitionPenalty, seed: seed)
+        let streaming = !json
+        let result = Generator(model: m).generate(prompt: prompt, maxNewTokens: maxNewTokens, sampling: options,
+                                                  stopTokens: stops) { token in
+            if streaming { print(token, terminator: " "); fflush(stdout) }
+            return true
+        }
+        let rate = Double(result.tokens.count) / max(result.generationSeconds + result.promptSeconds, 1e-9)
+        if json {
+            printJSON(["ids": result.tokens.map { Int($0) }, "prompt_tokens": prompt.count,
+                       "stopped_on_token": result.stoppedOnToken,
+                       "prompt_seconds": result.promptSeconds, "generation_seconds": result.generationSeconds])
+        } else {
+            print("")
+            writeErr(String(format: "%d tokens, %.1f tokens/s", result.tokens.count, rate))
+        }
+    }
+}

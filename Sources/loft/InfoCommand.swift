@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import LoftModels
+
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info",
+        abstract: "Show a model's architecture, size and storage types.")
+
+    @Argument(help: "A Hugging Face model directory or a .gguf file.")
+    var model: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let opened = try ModelLoader.open(model)
+        let c = opened.config
+        var info: [String: Any] = [
+            "architecture": c.architecture.rawValue,
+            "parameters": c.parameterCount,
+            "layers": c.layers,
+            "hidden_size": c.hiddenSize,
+            "intermediate_size": c.intermediateSize,
+            "heads": c.heads,
+            "kv_heads": c.kvHeads,
+            "head_dim": c.headDim,
+            "vocab_size": c.vocabSize,
+            "context_length": c.maxPositionEmbeddings,
+            "rope_theta": c.ropeTheta,
+            "tied_embeddings": c.tieWordEmbeddings,
+            "storage": opened.weights.storageSummary,
+        ]
+        if let w = c.slidingWindow { info["sliding_window"] = w }
+        if json { printJSON(info); return }
+        let storage = opened.weights.storageSummary.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+        print("""
+        model          \(model)
+        architecture   \(c.architecture.rawValue)
+        parameters     \(String(format: "%.1fM", Double(c.parameterCount) / 1e6))
+        layers         \(c.layers)
+        hidden size    \(c.hiddenSize) (MLP \(c.intermediateSize))
+        heads          \(c.heads) query, \(c.kvHeads) key/value, head size \(c.headDim)
+        vocabulary     \(c.vocabSize)
+        context        \(c.maxPositionEmbeddings)
+        storage        \(storage)
+        """)
+    }
+}

@@ -1,6 +1,0 @@
-import XCTest
-@testable import LoftTemplates
-
-final class TemplatesSmokeTests: XCTestCase {
-    func testModuleLoads() { XCTAssertTrue(true) }
-}

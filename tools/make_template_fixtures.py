@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Writes the expected outputs that LoftTemplatesTests compare against.
+
+Every case is rendered by transformers' own chat-template code path
+(`transformers.utils.chat_template_utils.render_jinja_template`, which builds the
+ImmutableSandboxedEnvironment with trim_blocks/lstrip_blocks, AssistantTracker,
+loopcontrols, and transformers' tojson/raise_exception/strftime_now), so the
+Swift interpreter is checked against the reference, not against itself.
+
+`strftime_now` is pinned to FIXED_TIME so outputs are deterministic; the Swift
+tests pin their clock to the same wall-clock time.
+
+Run from the repository root:  /opt/refvenv/bin/python tools/make_template_fixtures.py
+"""
+import datetime
+import json
+import pathlib
+
+import jinja2
+import transformers
+from transformers.utils import chat_template_utils as ctu
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "Tests" / "LoftTemplatesTests" / "Fixtures"
+TEMPLATES = FIXTURES / "templates"
+FIXED_TIME = datetime.datetime(2024, 7, 26, 10, 30, 0)
+
+
+def compile_pinned(source):
+    compiled = ctu._compile_jinja_template(source)
+    # Template globals chain to the environment's, so this pins the clock for renders.
+    compiled.environment.globals["strftime_now"] = lambda fmt: FIXED_TIME.strftime(fmt)
+    return compiled
+
+
+def render(source, messages, tools=None, add_generation_prompt=False, mask=False, **kwargs):
+    compile_pinned(source)
+    rendered, indices = ctu.render_jinja_template(
+        conversations=[messages], tools=tools, chat_template=source,
+        add_generation_prompt=add_generation_prompt, return_assistant_tokens_mask=mask, **kwargs)
+    return rendered[0], (indices[0] if indices else [])
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "The city, e.g. Paris"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "Temperature unit"},
+            },
+            "required": ["city"],
+        },
+    },
+}
+
+CONVERSATIONS = {
+    "user_only": {"messages": [{"role": "user", "content": "Hello, how are you?"}]},
+    "system_user": {"messages": [
+        {"role": "system", "content": "You are a concise assistant."},
+        {"role": "user", "content": "What is 2 + 2?"}]},
+    "multi_turn": {"messages": [
+        {"role": "user", "content": "Hi!"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Tell me a joke."},
+        {"role": "assistant", "content": "Why did the chicken cross the road? To get to the other side."}]},
+    "system_multi_turn": {"messages": [
+        {"role": "system", "content": "You answer in French."},
+        {"role": "user", "content": "Good morning"},
+        {"role": "assistant", "content": "Bonjour !"},
+        {"role": "user", "content": "How are you?"}]},
+    "unicode_whitespace": {"messages": [
+        {"role": "user", "content": "  Grüße — 你好 🤖\n\tsecond line  "},
+        {"role": "assistant", "content": " Ça va? \"quoted\" and 'single' \\ backslash \n"}]},
+    "tools_call": {"tools": [WEATHER_TOOL], "messages": [
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call12345", "type": "function",
+             "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]},
+        {"role": "tool", "tool_call_id": "call12345", "name": "get_weather", "content": "{\"temperature\": 22, \"sky\": \"sunny\"}"},
+        {"role": "assistant", "content": "It is 22 °C and sunny in Paris."}]},
+    "tools_prompt": {"tools": [WEATHER_TOOL], "messages": [
+        {"role": "system", "content": "You can call tools."},
+        {"role": "user", "content": "Weather in Oslo?"}]},
+    "reasoning": {"messages": [
+        {"role": "user", "content": "What is 17 * 3?"},
+        {"role": "assistant", "content": "51", "reasoning_content": "17 * 3 = 51."},
+        {"role": "user", "content": "And 17 * 4?"},
+        {"role": "assistant", "content": "68", "reasoning_content": "17 * 4 = 68."}]},
+}
+
+SPECIAL_TOKENS = [
+    ("meta-llama-Llama-3", "<|begin_of_text|>", "<|eot_id|>"),
+    ("Qwen", "", "<|im_end|>"),
+    ("deepseek", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    ("google-gemma", "<bos>", "<eos>"),
+    ("CohereForAI", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
+    ("HuggingFaceTB", "<|im_start|>", "<|im_end|>"),
+]
+
+
+def special_tokens(name):
+    for prefix, bos, eos in SPECIAL_TOKENS:
+        if name.startswith(prefix):
+            return bos, eos
+    return "<s>", "</s>"
+
+
+def conversations_for(source):
+    names = ["user_only", "system_user", "multi_turn", "system_multi_turn", "unicode_whitespace"]
+    if "tools" in source:
+        names += ["tools_call", "tools_prompt"]
+    if "reasoning_content" in source or "thinking" in source:
+        names += ["reasoning"]
+    return names
+
+
+def extras_for(source, conversation):
+    variants = [{}]
+    if "enable_thinking" in source and conversation in ("user_only", "reasoning", "multi_turn"):
+        variants = [{}, {"enable_thinking": False}, {"enable_thinking": True}]
+    return variants
+
+
+def error_record(e):
+    kind = "raise" if type(e) is jinja2.exceptions.TemplateError else type(e).__name__
+    return {"error": str(e), "error_kind": kind}
+
+
+def template_cases():
+    cases = []
+    for path in sorted(TEMPLATES.glob("*.jinja")):
+        source = path.read_text()
+        bos, eos = special_tokens(path.stem)
+        for conversation in conversations_for(source):
+            conv = CONVERSATIONS[conversation]
+            for extra in extras_for(source, conversation):
+                for agp in (False, True):
+                    case = {"template": path.name, "conversation": conversation, "add_generation_prompt": agp,
+                            "extra": extra, "bos_token": bos, "eos_token": eos}
+                    try:
+                        case["expected"], _ = render(source, conv["messages"], tools=conv.get("tools"),
+                                                     add_generation_prompt=agp, bos_token=bos, eos_token=eos, **extra)
+                    except Exception as e:  # the Swift side must fail the same way
+                        case.update(error_record(e))
+                    cases.append(case)
+    return cases
+
+
+# Small templates exercising one interpreter feature each, with their contexts.
+JINJA_CASES = [
+    ("text_only", "plain text", {}),
+    ("trim_blocks", "{% if true %}\nyes\n{% endif %}\nafter", {}),
+    ("lstrip_blocks", "line\n    {% if true %}\n    kept\n    {% endif %}\nend", {}),
+    ("lstrip_not_at_line_start", "a {% if true %}b{% endif %} c", {}),
+    ("plus_disables_lstrip", "x\n    {%+ if true %}y{% endif %}", {}),
+    ("plus_disables_trim", "{% if true +%}\ny{% endif %}", {}),
+    ("minus_modifiers", "a   \n  {%- if true -%}   \n  b  {{- ' c ' -}}  \n d{%- endif %}", {}),
+    ("variable_minus", "x \n {{- 'y' -}} \n z", {}),
+    ("comment_trim", "a\n  {# note #}\nb\n{#- trimmed -#}\n c", {}),
+    ("raw_block", "{% raw %}{{ not parsed }}{% endraw %}!", {}),
+    ("loop_vars", "{% for x in items %}{{ loop.index }}/{{ loop.index0 }}/{{ loop.revindex }}/{{ loop.revindex0 }}/{{ loop.first }}/{{ loop.last }}/{{ loop.length }};{% endfor %}", {"items": ["a", "b", "c"]}),
+    ("loop_prev_next", "{% for x in items %}[{{ loop.previtem | default('-') }}<{{ x }}>{{ loop.nextitem | default('-') }}]{% endfor %}", {"items": [1, 2, 3]}),
+    ("loop_filter", "{% for x in items if x % 2 == 1 %}{{ x }}:{{ loop.index }}:{{ loop.length }} {% endfor %}", {"items": [1, 2, 3, 4, 5]}),
+    ("loop_else", "{% for x in items %}{{ x }}{% else %}empty{% endfor %}", {"items": []}),
+    ("loop_unpack", "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", {"d": {"b": 1, "a": 2}}),
+    ("loop_dict_keys", "{% for k in d %}{{ k }}{% endfor %}", {"d": {"z": 1, "y": 2}}),
+    ("loop_break_continue", "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 5 %}{% break %}{% endif %}{{ x }}{% endfor %}", {}),
+    ("loop_scope", "{% set x = 'a' %}{% for i in range(3) %}{% set x = x ~ 'b' %}{{ x }}|{% endfor %}{{ x }}", {}),
+    ("loop_cycle", "{% for i in range(5) %}{{ loop.cycle('odd', 'even') }} {% endfor %}", {}),
+    ("nested_loops", "{% for a in [1, 2] %}{% for b in 'xy' %}{{ a }}{{ b }}{{ loop.index }} {% endfor %}{{ loop.index }}|{% endfor %}", {}),
+    ("namespace", "{% set ns = namespace(count=0, names=[]) %}{% for m in ms %}{% set ns.count = ns.count + 1 %}{% set ns.names = ns.names + [m] %}{% endfor %}{{ ns.count }} {{ ns.names }}", {"ms": ["u", "v"]}),
+    ("set_tuple", "{% set a, b = 1, 2 %}{{ a }}{{ b }}{% set t = 3, 4 %}{{ t }}", {}),
+    ("set_block", "{% set greeting %}Hello {{ name }}!{% endset %}[{{ greeting }}]", {"name": "Ada"}),
+    ("set_block_filter", "{% set s | upper | trim %}  shout  {% endset %}[{{ s }}]", {}),
+    ("macro_defaults", "{% macro f(a, b='B', c=none) %}{{ a }}-{{ b }}-{{ c }}{% endmacro %}{{ f(1) }} {{ f(1, 2) }} {{ f(1, c=3) }}", {}),
+    ("macro_caller", "{% macro box(title) %}<{{ title }}>{{ caller() }}</{{ title }}>{% endmacro %}{% call box('t') %}inside{% endcall %}", {}),
+    ("macro_caller_args", "{% macro each(xs) %}{% for x in xs %}{{ caller(x) }}{% endfor %}{% endmacro %}{% call(item) each([1, 2]) %}({{ item }}){% endcall %}", {}),
+    ("macro_whitespace", "{% macro m(x) %}\n    {{- x -}}\n{% endmacro %}\n[{{ m('v') }}]", {}),
+    ("filter_block", "{% filter upper %}hello {{ name }}{% endfilter %}", {"name": "bob"}),
+    ("generation_block", "{% for m in messages %}{{ m.role }}: {% if m.role == 'assistant' %}{% generation %}{{ m.content }}<end>{% endgeneration %}{% else %}{{ m.content }}{% endif %}\n{% endfor %}", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}),
+    ("attribute_and_item", "{{ d.a }} {{ d['a'] }} {{ l[0] }} {{ l[-1] }} {{ d.missing is defined }} {{ l[10] is defined }}", {"d": {"a": 1}, "l": [1, 2, 3]}),
+    ("dict_methods", "{{ d.keys() | list }} {{ d.values() | list }} {{ d.get('a') }} {{ d.get('z', 'dflt') }} {{ d.get('z') }} {{ d.items() | list }}", {"d": {"a": 1, "b": [2]}}),
+    ("slices", "{{ s[1:3] }} {{ s[::-1] }} {{ s[:-1] }} {{ l[1:] }} {{ l[::2] }} {{ l[-2:] }} {{ l[::-1] }} {{ l[5:] }}", {"s": "hello", "l": [1, 2, 3, 4, 5]}),
+    ("tests", "{{ x is defined }} {{ y is undefined }} {{ n is none }} {{ s is string }} {{ d is mapping }} {{ l is iterable }} {{ l is sequence }} {{ 3 is number }} {{ 3 is integer }} {{ 3.5 is integer }} {{ true is boolean }} {{ true is true }} {{ false is false }} {{ 4 is even }} {{ 3 is odd }} {{ 9 is divisibleby 3 }} {{ 'a' is equalto 'a' }} {{ s is not string }} {{ d is iterable }} {{ s is iterable }}", {"x": 1, "n": None, "s": "str", "d": {}, "l": []}),
+    ("in_operator", "{{ 'a' in 'cat' }} {{ 2 in [1, 2] }} {{ 'k' in d }} {{ 'z' not in d }} {{ 'x' in undefined_var }}", {"d": {"k": 1}}),
+    ("concat_arith", "{{ 1 ~ 2 ~ 'x' }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 1 + 2 * 3 }} {{ (1 + 2) * 3 }} {{ 1.5 + 1 }} {{ 'ab' * 3 }} {{ [1] + [2] }} {{ 10 / 4 }} {{ 0.1 + 0.2 }}", {}),
+    ("comparisons", "{{ 1 < 2 }} {{ 2 <= 2 }} {{ 3 > 4 }} {{ 'a' < 'b' }} {{ 1 == 1.0 }} {{ true == 1 }} {{ none == none }} {{ [1, 2] == [1, 2] }} {{ 1 != 2 }} {{ 1 < 2 < 3 }}", {}),
+    ("logic", "{{ true and false }} {{ true or false }} {{ not true }} {{ 0 or 'x' }} {{ '' and 'y' }} {{ none or [] }} {{ 'a' if false else 'b' }} {{ 'c' if true }}[{{ 'd' if false }}]", {}),
+    ("printing", "{{ [1, 'a', none, true, 1.5] }} {{ {'k': 'v', 'n': [1]} }} {{ none }} {{ true }} {{ 1.0 }} {{ 1e20 }} {{ 1e-7 }} {{ \"it's\" }} {{ ['it\\'s'] }} {{ undefined_thing }}", {}),
+    ("string_methods", "{{ s.strip() }}|{{ s.lstrip() }}|{{ s.rstrip() }}|{{ s.strip(' x') }}|{{ t.split() }}|{{ t.split(',') }}|{{ t.split(',', 1) }}|{{ t.startswith('a') }}|{{ t.endswith(('z', 'c')) }}|{{ t.upper() }}|{{ t.replace(',', ';') }}|{{ 'hello world'.title() }}|{{ 'HELLO'.lower() }}|{{ 'abc'.capitalize() }}|{{ t.find('b') }}|{{ t.count(',') }}|{{ '-'.join(['a', 'b']) }}|{{ 'x{}y{}'.format(1, 2) }}", {"s": "  x hi x  ", "t": "a,b, c"}),
+    ("filters_text", "{{ s | trim }}|{{ s | upper }}|{{ s | lower }}|{{ s | capitalize }}|{{ 'hello big-world (ok)' | title }}|{{ s | replace('l', 'L') }}|{{ s | length }}|{{ s | wordcount }}|{{ s | reverse }}|{{ 42 | string }}|{{ s | safe }}|{{ '<a&b>' | e }}", {"s": "  heLLo World  "}),
+    ("filters_lists", "{{ l | join(', ') }}|{{ l | first }}|{{ l | last }}|{{ l | length }}|{{ l | count }}|{{ l | sort }}|{{ l | sort(reverse=true) }}|{{ l | unique | list }}|{{ l | reverse | list }}|{{ l | sum }}|{{ l | min }}|{{ l | max }}|{{ 'abc' | list }}|{{ [] | first is defined }}", {"l": [3, 1, 2, 3]}),
+    ("filters_objects", "{{ people | map(attribute='name') | join(',') }}|{{ people | selectattr('age', 'gt', 30) | map(attribute='name') | list }}|{{ people | rejectattr('admin') | map(attribute='name') | list }}|{{ people | selectattr('admin') | list | length }}|{{ people | sort(attribute='age') | map(attribute='name') | list }}|{{ ['a', 'B', 'c'] | map('upper') | list }}|{{ people | selectattr('name', 'equalto', 'Bo') | list }}|{{ d | items | list }}|{{ d | dictsort }}|{{ people | map(attribute='missing', default='?') | list }}", {"people": [{"name": "Al", "age": 40, "admin": True}, {"name": "Bo", "age": 25}, {"name": "Cy", "age": 33, "admin": False}], "d": {"b": 2, "a": 1}}),
+    ("filters_numbers", "{{ -3 | abs }}|{{ 2.567 | round(2) }}|{{ 2.5 | round }}|{{ 3.7 | int }}|{{ '12' | int }}|{{ 'x' | int }}|{{ '1.5' | float }}|{{ 3 | float }}|{{ 7 | round }}|{{ -1 | abs }}", {}),
+    ("filter_default", "{{ missing | default('dflt') }}|{{ '' | default('empty') }}|{{ '' | default('empty', true) }}|{{ none | default('n') }}|{{ missing | d('d') }}|{{ 0 | default(5, boolean=true) }}", {}),
+    ("tojson", "{{ v | tojson }}\n{{ v | tojson(indent=2) }}\n{{ v | tojson(sort_keys=true) }}\n{{ 'é\"\\n\\u0001' | tojson }}\n{{ [] | tojson(indent=4) }}\n{{ {} | tojson }}\n{{ 1.5 | tojson }}\n{{ v | tojson(separators=(',', ':')) }}", {"v": {"z": [1, 2.0, None, True], "a": {"nested": "ünï"}, "e": {}}}),
+    ("indent_filter", "{{ text | indent(2) }}|{{ text | indent(2, true) }}|{{ 'a\n\nb' | indent(3, blank=true) }}|{{ text | indent('> ') }}", {"text": "one\ntwo\nthree"}),
+    ("strftime", "{{ strftime_now('%d %b %Y') }} {{ strftime_now('%Y-%m-%d %H:%M') }} {{ strftime_now('%A %B %-d') }}", {}),
+    ("dict_global", "{{ dict(a=1, b='x') }} {{ dict(a=1)['a'] }}", {}),
+    ("string_escapes", "{{ 'tab\\there' }}|{{ \"dq \\\"q\\\"\" }}|{{ 'uni \\u00e9 \\x41' }}|{{ 'adj' 'acent' }}", {}),
+    ("whitespace_chat_like", "{%- for message in messages %}\n    {%- if message.role == 'user' %}\n        {{- '<u>' + message.content + '</u>\\n' }}\n    {%- else %}\n        {{- '<a>' + message.content }}\n        {%- if not loop.last %}\n            {{- '</a>\\n' }}\n        {%- endif %}\n    {%- endif %}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<a>' }}\n{%- endif %}\n", {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}], "add_generation_prompt": True}),
+    ("inline_if_chain", "{% for i in range(4) %}{{ 'zero' if i == 0 else 'one' if i == 1 else 'many' }} {% endfor %}", {}),
+    ("filter_precedence", "{{ -1 | abs }} {{ 'a' ~ 'b' | upper }} {{ not 'x' is string }} {{ [1, 2] | length + 1 }}", {}),
+    ("undefined_behaviour", "[{{ nothing }}][{{ nothing | length }}][{% for x in nothing %}x{% endfor %}][{{ nothing is none }}][{{ not nothing }}][{{ nothing ~ 'x' }}]", {}),
+    ("if_elif_else", "{% for v in [1, 2, 3] %}{% if v == 1 %}one{% elif v == 2 %}two{% else %}other{% endif %} {% endfor %}", {}),
+    ("list_dict_literals", "{{ [1, [2, 3], {'k': (1, 2)}] }} {{ {'a': 1, 'b': 2}['b'] }} {{ (1, 2)[0] }}", {}),
+]
+
+JINJA_ERROR_CASES = [
+    ("raise_exception", "ok {{ raise_exception('Conversation roles must alternate!') }}", {}),
+    ("syntax_unclosed_block", "line one\n{% if x %}\nno end", {}),
+    ("syntax_bad_expression", "a\nb {{ 1 + }}", {}),
+    ("syntax_unknown_tag", "x\n\n  {% frobnicate %}", {}),
+    ("syntax_unclosed_variable", "{{ x ", {}),
+    ("undefined_attribute", "{{ missing.attr }}", {}),
+    ("unknown_filter", "{{ 1 | nosuchfilter }}", {}),
+    ("add_str_int", "{{ 'a' + 1 }}", {}),
+    ("tojson_undefined", "{{ missing | tojson }}", {}),
+]
+
+
+def jinja_cases():
+    out = []
+    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES:
+        case = {"name": name, "template": source, "context": context}
+        try:
+            compiled = compile_pinned(source)
+            if "messages" in context and "generation" in source:
+                text, indices = ctu._render_with_assistant_indices(
+                    compiled, context["messages"], None, None, context.get("add_generation_prompt", False))
+                case["expected"] = text
+                case["generation"] = [list(r) for r in indices]
+            else:
+                case["expected"] = compiled.render(**context)
+        except jinja2.exceptions.TemplateSyntaxError as e:
+            case.update({"error": e.message, "error_kind": "syntax", "line": e.lineno})
+        except Exception as e:
+            case.update(error_record(e))
+        out.append(case)
+    return out
+
+
+def main():
+    header = {"generator": "tools/make_template_fixtures.py", "transformers": transformers.__version__,
+              "jinja2": jinja2.__version__, "fixed_time": FIXED_TIME.isoformat()}
+    (FIXTURES / "template_cases.json").write_text(json.dumps(
+        {**header, "conversations": CONVERSATIONS, "cases": template_cases()}, ensure_ascii=False, indent=1) + "\n")
+    (FIXTURES / "jinja_cases.json").write_text(json.dumps(
+        {**header, "cases": jinja_cases()}, ensure_ascii=False, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
