@@ -1,0 +1,87 @@
+import Foundation
+import LoftModels
+import LoftTensors
+
+/// AdamW over the attached adapters, with clipping by global gradient norm,
+/// as torch.optim.AdamW with torch.nn.utils.clip_grad_norm_ does it.
+public final class AdapterOptimizer {
+    public struct Parameter {
+        public let name: String
+        public let value: Tensor
+        public let moment1: Tensor
+        public let moment2: Tensor
+        let gradient: () -> Tensor?
+    }
+
+    public let backend: Backend
+    public private(set) var parameters: [Parameter] = []
+    public var weightDecay: Float
+    public var beta1: Float, beta2: Float, eps: Float
+    /// Optimizer steps taken so far (Adam's bias correction counts from 1).
+    public private(set) var step = 0
+
+    public init(model: LlamaModel, weightDecay: Float = 0, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8) {
+        backend = model.backend
+        self.weightDecay = weightDecay
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        for slot in model.adapterSlots {
+            let lora = slot.lora
+            parameters.append(Parameter(name: slot.peftPrefix + ".lora_A.weight", value: lora.a,
+                                        moment1: backend.zeros(lora.a.shape, dtype: .f32),
+                                        moment2: backend.zeros(lora.a.shape, dtype: .f32), gradient: { lora.gradA }))
+            parameters.append(Parameter(name: slot.peftPrefix + ".lora_B.weight", value: lora.b,
+                                        moment1: backend.zeros(lora.b.shape, dtype: .f32),
+                                        moment2: backend.zeros(lora.b.shape, dtype: .f32), gradient: { lora.gradB }))
+        }
+    }
+
+    /// The global L2 norm of all gradients.
+    public func gradientNorm() -> Double {
+        parameters.reduce(0.0) { acc, p in acc + (p.gradient().map { backend.sumOfSquares($0) } ?? 0) }.squareRoot()
+    }
+
+    /// Clips to `maxNorm` (when > 0), takes one AdamW step at `lr`, zeroes the
+    /// gradients. Returns the gradient norm before clipping.
+    @discardableResult
+    public func update(lr: Float, maxGradNorm: Float) -> Double {
+        let norm = gradientNorm()
+        step += 1
+        if maxGradNorm > 0 {
+            // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped at 1.
+            let coef = Float(Double(maxGradNorm) / (norm + 1e-6))
+            if coef < 1 { for p in parameters { if let g = p.gradient() { backend.scale(g, by: coef) } } }
+        }
+        let hyper = AdamWHyper(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, step: step)
+        for p in parameters {
+            guard let g = p.gradient() else { continue }
+            backend.adamW(param: p.value, grad: g, m: p.moment1, v: p.moment2, hyper: hyper)
+        }
+        zeroGradients()
+        return norm
+    }
+
+    public func zeroGradients() {
+        for p in parameters { if let g = p.gradient() { backend.scale(g, by: 0) } }
+    }
+
+    /// Restores the step count (from a checkpoint).
+    public func restore(step: Int) { self.step = step }
+}
+
+/// Learning-rate schedules with linear warmup, as transformers' get_*_schedule_with_warmup.
+public enum LearningRateSchedule: String, Codable, Sendable, CaseIterable {
+    case constant, linear, cosine
+
+    /// The rate for optimizer step `step` (0-based) of `total`.
+    public func rate(base: Double, step: Int, total: Int, warmup: Int) -> Double {
+        if step < warmup { return base * Double(step) / Double(max(1, warmup)) }
+        let progress = Double(step - warmup) / Double(max(1, total - warmup))
+        switch self {
+        case .constant: return base
+        case .linear: return base * max(0, 1 - progress)
+        case .cosine: return base * max(0, 0.5 * (1 + Foundation.cos(Double.pi * progress)))
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// The training layer (issue 5) lands here.
-enum LoftTrainingPlaceholder {}

@@ -1,0 +1,149 @@
+import Foundation
+import LoftModels
+import LoftTensors
+
+/// One micro-batch: sequences packed into a single row of tokens (no
+/// padding), with labels in Hugging Face's convention — labels[t] is the
+/// token at t, and the loss at position t predicts labels[t + 1] of the same
+/// sequence; −100 is never trained.
+public struct MicroBatch: Sendable {
+    public var ids: [Int32]
+    public var labels: [Int32]
+    /// Start of each packed sequence, beginning with 0.
+    public var segments: [Int]
+
+    public init(ids: [Int32], labels: [Int32], segments: [Int] = [0]) {
+        precondition(ids.count == labels.count, "ids and labels differ in length")
+        self.ids = ids
+        self.labels = labels
+        self.segments = segments
+    }
+
+    /// Several sequences packed one after another.
+    public init(sequences: [(ids: [Int32], labels: [Int32])]) {
+        var ids: [Int32] = [], labels: [Int32] = [], segments: [Int] = []
+        for s in sequences {
+            segments.append(ids.count)
+            ids += s.ids
+            labels += s.labels
+        }
+        self.init(ids: ids, labels: labels, segments: segments.isEmpty ? [0] : segments)
+    }
+
+    /// Positions restart at 0 for every packed sequence.
+    public var positions: [Int32] {
+        var out = [Int32](repeating: 0, count: ids.count)
+        let bounds = segments + [ids.count]
+        for s in 0 ..< segments.count { for t in bounds[s] ..< bounds[s + 1] { out[t] = Int32(t - bounds[s]) } }
+        return out
+    }
+
+    /// The label each position is trained to predict (the next token of its
+    /// own sequence), −100 where there is none.
+    public var targets: [Int32] {
+        var out = [Int32](repeating: -100, count: ids.count)
+        let bounds = segments + [ids.count]
+        for s in 0 ..< segments.count where bounds[s + 1] > bounds[s] {
+            for t in bounds[s] ..< bounds[s + 1] - 1 { out[t] = labels[t + 1] }
+        }
+        return out
+    }
+
+    /// How many tokens carry a loss.
+    public var targetCount: Int { targets.filter { $0 >= 0 }.count }
+}
+
+/// Forward, loss and backward of one micro-batch through a model with LoRA
+/// adapters attached; the adapters' gradients accumulate across calls.
+public final class TrainingStep {
+    public let model: LlamaModel
+    /// Keep only each layer's input and recompute the layer before its backward.
+    public var gradientCheckpointing: Bool
+    /// Rows of the [tokens × vocab] logits computed at once: the whole logits
+    /// matrix never exists, only this many rows of it.
+    public var lossChunkRows = 256
+
+    public init(model: LlamaModel, gradientCheckpointing: Bool = false) {
+        self.model = model
+        self.gradientCheckpointing = gradientCheckpointing
+    }
+
+    /// Adds this micro-batch's gradients, scaled by `gradScale` (1 / trained
+    /// tokens of the whole accumulated batch, so the loss is the mean over
+    /// every trained token rather than a mean of micro-batch means). Returns
+    /// the summed token loss. `dropoutSeed` makes LoRA dropout replayable.
+    public func accumulate(_ mb: MicroBatch, gradScale: Float, dropoutSeed: UInt64 = 0) -> Double {
+        let m = model, b = m.backend, c = m.config
+        let batch = m.batch(ids: mb.ids, positions: mb.positions, segments: mb.segments)
+        let n = batch.count
+        let x = m.embed(batch)
+        let adapted = adaptedModules()
+
+        func activations(_ i: Int) -> LayerActivations {
+            let s = LayerActivations(config: c, tokens: n, backend: b, training: true, adapted: adapted[i])
+            for (name, saved) in s.lora { saved.dropoutSeed = Self.seed(dropoutSeed, layer: i, module: name) }
+            return s
+        }
+        var saved: [LayerActivations] = []
+        var inputs: [Tensor] = []
+        for i in m.layers.indices {
+            if gradientCheckpointing {
+                let copy = b.zeros([n, c.hiddenSize], dtype: .f32)
+                b.copy(x, into: copy)
+                inputs.append(copy)
+                m.forwardLayer(i, x: x, batch: batch, saved: activations(i))
+            } else {
+                let s = activations(i)
+                m.forwardLayer(i, x: x, batch: batch, saved: s)
+                saved.append(s)
+            }
+        }
+
+        // Final norm, then the LM head and cross-entropy a chunk of rows at a time.
+        let rstd = b.zeros([n], dtype: .f32)
+        let hidden = m.finalHidden(x, rstd: rstd)
+        let dHidden = b.zeros([n, c.hiddenSize], dtype: .f32)
+        let targets = mb.targets
+        var lossSum = 0.0
+        var r0 = 0
+        while r0 < n {
+            let r1 = min(n, r0 + lossChunkRows)
+            let logits = b.zeros([r1 - r0, c.vocabSize], dtype: .f32)
+            b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
+            lossSum += b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]), dLogits: logits, gradScale: gradScale)
+            b.linearBackwardInput(logits, m.lmHead, into: dHidden.rows(r0 ..< r1), accumulate: false)
+            r0 = r1
+        }
+        let dx = b.zeros([n, c.hiddenSize], dtype: .f32)
+        b.rmsNormBackward(dHidden, x: x, weight: m.finalNorm, weightOffset: 0, rstd: rstd, dx: dx, accumulate: false, dweight: nil)
+
+        let scratch = LayerGradients(config: c, tokens: n, backend: b)
+        for i in m.layers.indices.reversed() {
+            let s: LayerActivations
+            if gradientCheckpointing {
+                s = activations(i)
+                m.forwardLayer(i, x: inputs[i], batch: batch, saved: s)
+            } else {
+                s = saved[i]
+            }
+            m.backwardLayer(i, dx: dx, batch: batch, saved: s, scratch: scratch)
+            if !gradientCheckpointing { saved.removeLast() }
+        }
+        return lossSum
+    }
+
+    /// The short module names with adapters, per layer.
+    func adaptedModules() -> [Set<String>] {
+        model.layers.map { layer in
+            Set(layer.projections.compactMap { path, linear in
+                linear.lora == nil ? nil : LoRAConfig.shortNames[String(path.split(separator: ".").last!)]
+            })
+        }
+    }
+
+    static func seed(_ base: UInt64, layer: Int, module: String) -> UInt64 {
+        var h = base &* 0x100_0000_01B3 ^ UInt64(layer)
+        for byte in module.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        return h
+    }
+}
