@@ -19,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // BLAS binding: OpenBLAS on Linux (Debian's libopenblas-dev). On macOS
@@ -42,7 +43,7 @@ let package = Package(
         // Datasets: reading, format detection, rendering with templates, loss masks, packing.
         .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates"], swiftSettings: settings),
         // LoRA layers, the backward pass, optimiser, trainer, checkpoints and PEFT adapters.
-        .target(name: "LoftTraining", dependencies: ["LoftModels", "LoftTensors", "LoftFormats", "LoftData"], swiftSettings: settings),
+        .target(name: "LoftTraining", dependencies: ["LoftModels", "LoftTensors", "LoftFormats", "LoftData", "LoftTokenizers", "LoftTemplates", "Yams"], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining",

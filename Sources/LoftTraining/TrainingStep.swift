@@ -147,3 +147,26 @@ public final class TrainingStep {
         return h
     }
 }
+
+extension TrainingStep {
+    /// The summed token loss of a micro-batch, forward only (for evaluation).
+    public func loss(_ mb: MicroBatch) -> Double {
+        let m = model, b = m.backend, c = m.config
+        let batch = m.batch(ids: mb.ids, positions: mb.positions, segments: mb.segments)
+        let x = m.embed(batch)
+        let scratch = LayerActivations(config: c, tokens: batch.count, backend: b)
+        for i in m.layers.indices { m.forwardLayer(i, x: x, batch: batch, saved: scratch) }
+        let hidden = m.finalHidden(x)
+        let targets = mb.targets
+        var total = 0.0
+        var r0 = 0
+        while r0 < batch.count {
+            let r1 = min(batch.count, r0 + lossChunkRows)
+            let logits = b.zeros([r1 - r0, c.vocabSize], dtype: .f32)
+            b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
+            total += b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]), dLogits: nil, gradScale: 0)
+            r0 = r1
+        }
+        return total
+    }
+}

@@ -1,2 +1,0 @@
-// The dataset layer (issue 4) lands here.
-enum LoftDataPlaceholder {}

@@ -1,0 +1,86 @@
+import Foundation
+import LoftFormats
+import LoftModels
+import LoftTensors
+
+/// Where a run stands, saved with every checkpoint so `--resume` continues
+/// exactly: the optimizer step, the position in the data plan, the losses.
+public struct TrainerState: Codable, Sendable, Equatable {
+    public var step = 0
+    public var epoch = 0
+    /// Micro-batches of the current epoch's plan already consumed.
+    public var cursor = 0
+    public var losses: [Double] = []
+    public var evalLosses: [String: Double] = [:]
+    public var bestEvalLoss: Double?
+    public var bestStep: Int?
+    public var evalsWithoutImprovement = 0
+    public init() {}
+}
+
+/// Checkpoints as directories `checkpoint-<step>` holding the adapter (PEFT
+/// form), the optimizer moments and the trainer state. Each is written into
+/// a temporary directory and renamed into place, so a crash mid-write never
+/// leaves a half checkpoint where the last good one was.
+public enum Checkpoint {
+    public static func save(model: LlamaModel, optimizer: AdapterOptimizer, state: TrainerState, lora: LoRAConfig,
+                            baseModel: String, outputDir: String) throws -> String {
+        let fm = FileManager.default
+        let final = outputDir + "/checkpoint-\(state.step)"
+        let temp = outputDir + "/.checkpoint-\(state.step).partial"
+        try? fm.removeItem(atPath: temp)
+        try fm.createDirectory(atPath: temp, withIntermediateDirectories: true)
+        try PEFTAdapter.save(model, config: lora, baseModel: baseModel, to: temp)
+        var writer = SafetensorsWriter(metadata: ["step": "\(optimizer.step)"])
+        for p in optimizer.parameters {
+            try writer.add(name: p.name + ".exp_avg", shape: p.moment1.shape, floats: optimizer.backend.download(p.moment1))
+            try writer.add(name: p.name + ".exp_avg_sq", shape: p.moment2.shape, floats: optimizer.backend.download(p.moment2))
+        }
+        try writer.write(to: temp + "/optimizer.safetensors")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(state).write(to: URL(fileURLWithPath: temp + "/trainer_state.json"), options: .atomic)
+        if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
+        try fm.moveItem(atPath: temp, toPath: final)
+        return final
+    }
+
+    /// The newest complete checkpoint in `outputDir`, if any.
+    public static func latest(in outputDir: String) -> String? {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: outputDir)) ?? []
+        let steps = names.compactMap { n -> Int? in
+            guard n.hasPrefix("checkpoint-") else { return nil }
+            return Int(n.dropFirst("checkpoint-".count))
+        }
+        return steps.max().map { outputDir + "/checkpoint-\($0)" }
+    }
+
+    /// Restores adapter weights, optimizer moments and trainer state.
+    public static func restore(_ dir: String, model: LlamaModel, optimizer: AdapterOptimizer) throws -> TrainerState {
+        let b = model.backend
+        let adapter = try SafetensorsCheckpoint(path: dir + "/adapter_model.safetensors")
+        let moments = try SafetensorsCheckpoint(path: dir + "/optimizer.safetensors")
+        for p in optimizer.parameters {
+            b.copy(b.upload(try adapter.floats(named: p.name), shape: p.value.shape), into: p.value)
+            b.copy(b.upload(try moments.floats(named: p.name + ".exp_avg"), shape: p.value.shape), into: p.moment1)
+            b.copy(b.upload(try moments.floats(named: p.name + ".exp_avg_sq"), shape: p.value.shape), into: p.moment2)
+        }
+        guard let data = FileManager.default.contents(atPath: dir + "/trainer_state.json") else {
+            throw FormatError(dir + "/trainer_state.json", "missing; the checkpoint is incomplete")
+        }
+        let state = try JSONDecoder().decode(TrainerState.self, from: data)
+        optimizer.restore(step: state.step)
+        return state
+    }
+
+    /// Deletes the oldest checkpoints beyond `limit`, never the best one.
+    public static func prune(_ outputDir: String, limit: Int, keep best: Int?) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: outputDir)) ?? []
+        let steps = names.compactMap { n -> Int? in n.hasPrefix("checkpoint-") ? Int(n.dropFirst("checkpoint-".count)) : nil }.sorted()
+        var excess = steps.count - limit
+        for s in steps where excess > 0 && s != best {
+            try? FileManager.default.removeItem(atPath: outputDir + "/checkpoint-\(s)")
+            excess -= 1
+        }
+    }
+}

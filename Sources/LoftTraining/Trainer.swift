@@ -1,0 +1,159 @@
+import Foundation
+import LoftData
+import LoftModels
+import LoftTensors
+
+/// The training loop, top to bottom: plan the data, accumulate micro-batch
+/// gradients, step the optimizer on a schedule, log, evaluate, checkpoint.
+public final class Trainer {
+    public struct Event: Sendable {
+        public enum Kind: Sendable { case step, eval, checkpoint, earlyStop, done }
+        public var kind: Kind
+        public var step: Int
+        public var totalSteps: Int
+        public var loss: Double?
+        public var learningRate: Double?
+        public var gradNorm: Double?
+        public var tokensPerSecond: Double?
+        public var secondsRemaining: Double?
+        public var path: String?
+    }
+
+    public let config: TrainConfig
+    public let model: LlamaModel
+    public let train: [TokenizedExample]
+    public let validation: [TokenizedExample]
+    public let optimizer: AdapterOptimizer
+    public let step: TrainingStep
+    public private(set) var state = TrainerState()
+    /// Called for every step, evaluation and checkpoint (progress display, logs).
+    public var onEvent: ((Event) -> Void)?
+    /// Set to stop after the current optimizer step (Ctrl-C); a checkpoint is written first.
+    public var stopRequested = false
+
+    public init(config: TrainConfig, model: LlamaModel, train: [TokenizedExample], validation: [TokenizedExample]) throws {
+        guard !train.isEmpty else { throw TrainingError("no training examples: the datasets produced nothing to train on") }
+        self.config = config
+        self.model = model
+        self.train = train
+        self.validation = validation
+        if model.adapterSlots.isEmpty { try model.attachLoRA(config.lora, seed: config.seed) }
+        optimizer = AdapterOptimizer(model: model, weightDecay: Float(config.weightDecay))
+        step = TrainingStep(model: model, gradientCheckpointing: config.gradientCheckpointing)
+    }
+
+    func plan(epoch: Int) -> BatchPlan {
+        BatchPlan(lengths: train.map(\.ids.count), epoch: epoch, seed: config.seed, microBatchSize: config.microBatchSize,
+                  packing: config.samplePacking, tokensPerMicroBatch: config.sequenceLen * config.microBatchSize)
+    }
+
+    /// Optimizer steps in the whole run.
+    public var totalSteps: Int {
+        if let m = config.maxSteps { return m }
+        let perEpoch = (plan(epoch: 0).microBatches.count + config.gradientAccumulationSteps - 1) / config.gradientAccumulationSteps
+        return max(1, Int((Double(perEpoch) * config.numEpochs).rounded(.up)))
+    }
+
+    var warmupSteps: Int {
+        if let w = config.warmupSteps { return w }
+        if let r = config.warmupRatio { return Int((Double(totalSteps) * r).rounded(.up)) }
+        return 0
+    }
+
+    /// Continues from the newest checkpoint in output_dir.
+    public func resume() throws -> String? {
+        guard let dir = Checkpoint.latest(in: config.outputDir) else { return nil }
+        state = try Checkpoint.restore(dir, model: model, optimizer: optimizer)
+        return dir
+    }
+
+    /// Runs to the end (or to early stopping / a stop request). Returns the final state.
+    @discardableResult
+    public func run() throws -> TrainerState {
+        let total = totalSteps
+        var epochPlan = plan(epoch: state.epoch)
+        let started = Date()
+        var tokensSeen = 0
+        let startStep = state.step
+        while state.step < total && !stopRequested {
+            // Gather this step's micro-batches, moving to the next epoch as plans run out.
+            var batches: [MicroBatch] = []
+            while batches.count < config.gradientAccumulationSteps {
+                if state.cursor >= epochPlan.microBatches.count {
+                    state.epoch += 1
+                    state.cursor = 0
+                    epochPlan = plan(epoch: state.epoch)
+                    if config.maxSteps == nil && !batches.isEmpty { break }
+                }
+                batches.append(BatchPlan.microBatch(epochPlan.microBatches[state.cursor], from: train))
+                state.cursor += 1
+            }
+            let targets = batches.reduce(0) { $0 + $1.targetCount }
+            guard targets > 0 else { continue }
+            var lossSum = 0.0
+            for (j, mb) in batches.enumerated() {
+                lossSum += step.accumulate(mb, gradScale: 1 / Float(targets),
+                                           dropoutSeed: config.seed &+ UInt64(state.step) &* 1_000_003 &+ UInt64(j))
+                tokensSeen += mb.ids.count
+            }
+            let lr = config.lrScheduler.rate(base: config.learningRate, step: state.step, total: total, warmup: warmupSteps)
+            let norm = optimizer.update(lr: Float(lr), maxGradNorm: Float(config.maxGradNorm))
+            state.step += 1
+            let loss = lossSum / Double(targets)
+            state.losses.append(loss)
+            let elapsed = Date().timeIntervalSince(started)
+            let perStep = elapsed / Double(state.step - startStep)
+            onEvent?(Event(kind: .step, step: state.step, totalSteps: total, loss: loss, learningRate: lr, gradNorm: norm,
+                           tokensPerSecond: Double(tokensSeen) / max(elapsed, 1e-9),
+                           secondsRemaining: perStep * Double(total - state.step)))
+
+            var stopEarly = false
+            if let every = config.evalSteps, every > 0, !validation.isEmpty, state.step % every == 0 || state.step == total {
+                let evalLoss = evaluate()
+                state.evalLosses[String(state.step)] = evalLoss
+                onEvent?(Event(kind: .eval, step: state.step, totalSteps: total, loss: evalLoss))
+                if state.bestEvalLoss.map({ evalLoss < $0 }) ?? true {
+                    state.bestEvalLoss = evalLoss
+                    state.bestStep = state.step
+                    state.evalsWithoutImprovement = 0
+                } else {
+                    state.evalsWithoutImprovement += 1
+                    if let patience = config.earlyStoppingPatience, state.evalsWithoutImprovement >= patience { stopEarly = true }
+                }
+            }
+            let due = config.saveSteps.map { $0 > 0 && state.step % $0 == 0 } ?? false
+            if due || stopEarly || stopRequested {
+                let path = try saveCheckpoint()
+                onEvent?(Event(kind: .checkpoint, step: state.step, totalSteps: total, path: path))
+            }
+            if stopEarly {
+                onEvent?(Event(kind: .earlyStop, step: state.step, totalSteps: total))
+                break
+            }
+        }
+        onEvent?(Event(kind: .done, step: state.step, totalSteps: total))
+        return state
+    }
+
+    public func saveCheckpoint() throws -> String {
+        let path = try Checkpoint.save(model: model, optimizer: optimizer, state: state, lora: config.lora,
+                                       baseModel: config.baseModel, outputDir: config.outputDir)
+        if let limit = config.saveTotalLimit, limit > 0 {
+            Checkpoint.prune(config.outputDir, limit: limit, keep: state.bestStep)
+        }
+        return path
+    }
+
+    /// Mean token loss over the validation examples.
+    public func evaluate() -> Double {
+        var total = 0.0, count = 0
+        var i = 0
+        while i < validation.count {
+            let mb = BatchPlan.microBatch(Array(i ..< min(validation.count, i + config.microBatchSize)), from: validation)
+            total += step.loss(mb)
+            count += mb.targetCount
+            i += config.microBatchSize
+        }
+        return count > 0 ? total / Double(count) : .nan
+    }
+}
