@@ -1,0 +1,85 @@
+import Foundation
+import XCTest
+import LoftFormats
+import LoftModels
+import LoftTensors
+@testable import LoftTraining
+
+/// One LoRA training step and a short AdamW run against PyTorch + PEFT
+/// (fixtures from tools/make_training_fixtures.py). Tolerances: the loss and
+/// every LoRA gradient within 1e-4 relative (max |Δ| over max |reference|
+/// per tensor); the loss curve of the AdamW run within 1e-3 relative.
+final class PEFTExactnessTests: XCTestCase {
+    struct Expected: Decodable {
+        struct Steps: Decodable { let lr: Double, weight_decay: Double, max_grad_norm: Double, losses: [Double] }
+        let base: String
+        let input_ids: [[Int32]]
+        let labels: [[Int32]]
+        let loss: Double
+        let steps: Steps
+    }
+
+    func load(_ name: String) throws -> (LlamaModel, Expected, URL) {
+        let dir = TestPaths.fixtures.appendingPathComponent(name)
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: dir.appendingPathComponent("expected.json")))
+        let base = expected.base.hasSuffix(".gguf") ? TestPaths.smolLM2 : TestPaths.repoRoot.appendingPathComponent(expected.base).path
+        let (model, _) = try ModelLoader.load(base)
+        try PEFTAdapter.load(dir.appendingPathComponent("initial_adapter").path, into: model)
+        return (model, expected, dir)
+    }
+
+    func microBatch(_ e: Expected) -> MicroBatch {
+        MicroBatch(sequences: zip(e.input_ids, e.labels).map { ($0, $1) })
+    }
+
+    func assertClose(_ got: [Float], _ want: [Float], _ what: String, tolerance: Double = 1e-4) {
+        XCTAssertEqual(got.count, want.count, what)
+        let scale = Double(want.map { abs($0) }.max() ?? 0)
+        let err = Double(zip(got, want).map { abs($0 - $1) }.max() ?? 0)
+        XCTAssertLessThanOrEqual(err, tolerance * max(scale, 1e-12), "\(what): max |Δ| \(err), max |ref| \(scale)")
+    }
+
+    func checkOneStep(_ name: String, checkpointing: Bool = false) throws {
+        let (model, expected, dir) = try load(name)
+        let mb = microBatch(expected)
+        let step = TrainingStep(model: model, gradientCheckpointing: checkpointing)
+        let lossSum = step.accumulate(mb, gradScale: 1 / Float(mb.targetCount))
+        let loss = lossSum / Double(mb.targetCount)
+        XCTAssertEqual(loss, expected.loss, accuracy: 1e-4 * abs(expected.loss), name)
+        let grads = try SafetensorsCheckpoint(path: dir.appendingPathComponent("grads.safetensors").path)
+        var checked = 0
+        for slot in model.adapterSlots {
+            assertClose(slot.lora.gradA!.toArray(), try grads.floats(named: slot.peftPrefix + ".lora_A.weight"), "\(name) \(slot.peftPrefix) A")
+            assertClose(slot.lora.gradB!.toArray(), try grads.floats(named: slot.peftPrefix + ".lora_B.weight"), "\(name) \(slot.peftPrefix) B")
+            checked += 2
+        }
+        XCTAssertEqual(checked, grads.tensorNames.count, "every PEFT gradient has a Loft twin")
+    }
+
+    func testOneStepTinyLlama() throws { try checkOneStep("tiny_llama") }
+    func testOneStepTinyLlamaWithCheckpointing() throws { try checkOneStep("tiny_llama", checkpointing: true) }
+    func testOneStepTinyQwen3() throws { try checkOneStep("tiny_qwen3") }
+    func testOneStepRSLoRAOnSomeModules() throws { try checkOneStep("tiny_llama_rslora") }
+
+    func checkLossCurve(_ name: String) throws {
+        let (model, expected, dir) = try load(name)
+        let mb = microBatch(expected)
+        let step = TrainingStep(model: model)
+        let optimizer = AdapterOptimizer(model: model, weightDecay: Float(expected.steps.weight_decay))
+        var losses: [Double] = []
+        for _ in expected.steps.losses {
+            losses.append(step.accumulate(mb, gradScale: 1 / Float(mb.targetCount)) / Double(mb.targetCount))
+            optimizer.update(lr: Float(expected.steps.lr), maxGradNorm: Float(expected.steps.max_grad_norm))
+        }
+        for (i, (got, want)) in zip(losses, expected.steps.losses).enumerated() {
+            XCTAssertEqual(got, want, accuracy: 1e-3 * abs(want), "\(name) step \(i)")
+        }
+        let final = try SafetensorsCheckpoint(path: dir.appendingPathComponent("final_adapter.safetensors").path)
+        for p in optimizer.parameters {
+            assertClose(p.value.toArray(), try final.floats(named: p.name), "\(name) final \(p.name)", tolerance: 1e-3)
+        }
+    }
+
+    func testLossCurveTinyLlama() throws { try checkLossCurve("tiny_llama") }
+    func testLossCurveTinyQwen3() throws { try checkLossCurve("tiny_qwen3") }
+}
