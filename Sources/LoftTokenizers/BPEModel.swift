@@ -54,13 +54,13 @@ final class BPEModel {
         return m
     }
 
-    /// Ids for one pre-token, spelled in the model's alphabet.
-    func tokenize(_ word: String) -> [Int32] {
-        if let hit = cache[word] { return hit }
-        let ids = tokenizeUncached(Array(word.unicodeScalars.lazy.map(\.value)), spans: nil)
-        if word.utf8.count <= 256 {
+    /// Ids for one pre-token; `key` identifies it (its text), `word` spells it in the model's alphabet.
+    func tokenize(key: String, word: () -> [UInt32]) -> [Int32] {
+        if let hit = cache[key] { return hit }
+        let ids = tokenizeUncached(word(), spans: nil)
+        if key.utf8.count <= 256 {
             if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
-            cache[word] = ids
+            cache[key] = ids
         }
         return ids
     }

@@ -20,6 +20,7 @@ public final class Tokenizer {
     let suffixIDs: [Int]
     private var idToTokenTable: [String?]
     private var specialIDs: Set<Int>
+    private var keyBuffer: [UInt8] = []
 
     /// All tokens, added ones included (`len(tokenizer)` in transformers).
     public let vocabularySize: Int
@@ -177,39 +178,46 @@ public final class Tokenizer {
         }
     }
 
-    private func encodePiece(_ t: AlignedText, _ r: Range<Int>, _ offsets: UnsafeMutablePointer<[Range<Int>]>?, _ ids: inout [Int]) {
-        // The piece in the model's alphabet: byte-level spelling, or the characters themselves.
-        var word = String.UnicodeScalarView()
-        var charOf = [Int]()  // model char → piece char, for offsets
+    /// The model's alphabet for a piece: byte-level spelling of its UTF-8, or its characters.
+    private func modelWord(_ t: AlignedText, _ r: Range<Int>, charOf: inout [Int]) -> [UInt32] {
+        var word = [UInt32]()
+        word.reserveCapacity(r.count)
         if byteLevel {
+            var buf = [UInt8](); buf.reserveCapacity(4)
             for i in r {
                 let c = t.chars[i]
-                if c < 0x80 {
-                    word.append(Unicode.Scalar(ByteLevelTable.byteToChar[Int(c)])!)
-                    if offsets != nil { charOf.append(i) }
-                } else {
-                    for b in String(Unicode.Scalar(c)!).utf8 {
-                        word.append(Unicode.Scalar(ByteLevelTable.byteToChar[Int(b)])!)
-                        if offsets != nil { charOf.append(i) }
-                    }
-                }
+                if c < 0x80 { word.append(ByteLevelTable.byteToChar[Int(c)]); charOf.append(i); continue }
+                buf.removeAll(keepingCapacity: true)
+                appendUTF8(c, &buf)
+                for b in buf { word.append(ByteLevelTable.byteToChar[Int(b)]); charOf.append(i) }
             }
         } else {
-            for i in r {
-                word.append(Unicode.Scalar(t.chars[i])!)
-                if offsets != nil { charOf.append(i) }
-            }
+            for i in r { word.append(t.chars[i]); charOf.append(i) }
         }
+        return word
+    }
+
+    private func encodePiece(_ t: AlignedText, _ r: Range<Int>, _ offsets: UnsafeMutablePointer<[Range<Int>]>?, _ ids: inout [Int]) {
         if let offsets {
-            let (pieceIDs, spans) = model.tokenizeWithSpans(word.map(\.value))
+            var charOf = [Int]()
+            let word = modelWord(t, r, charOf: &charOf)
+            let (pieceIDs, spans) = model.tokenizeWithSpans(word)
             for (id, s) in zip(pieceIDs, spans) {
                 ids.append(Int(id))
                 let a = charOf[s.lowerBound], b = charOf[s.upperBound - 1]
                 offsets.pointee.append(Int(t.starts[a])..<Int(t.ends[b]))
             }
-        } else {
-            for id in model.tokenize(String(word)) { ids.append(Int(id)) }
+            return
         }
+        // The piece's own UTF-8 is the cache key (the model word is a function of it).
+        keyBuffer.removeAll(keepingCapacity: true)
+        for i in r { appendUTF8(t.chars[i], &keyBuffer) }
+        let key = String(decoding: keyBuffer, as: UTF8.self)
+        let pieceIDs = model.tokenize(key: key) {
+            var unused = [Int]()
+            return modelWord(t, r, charOf: &unused)
+        }
+        for id in pieceIDs { ids.append(Int(id)) }
     }
 
     // MARK: Decoding
@@ -234,5 +242,16 @@ public final class Tokenizer {
         if byteLevel { return ByteLevelTable.unspell(t) ?? Array(t.utf8) }
         if let b = Decoder.byteToken(t), model.byteFallbackIDs != nil { return [b] }
         return Array(Decoder.replaceScalars(t, "\u{2581}", " ").utf8)
+    }
+}
+
+@inline(__always) func appendUTF8(_ c: UInt32, _ out: inout [UInt8]) {
+    if c < 0x80 { out.append(UInt8(c)) }
+    else if c < 0x800 { out.append(UInt8(0xC0 | (c >> 6))); out.append(UInt8(0x80 | (c & 0x3F))) }
+    else if c < 0x10000 {
+        out.append(UInt8(0xE0 | (c >> 12))); out.append(UInt8(0x80 | ((c >> 6) & 0x3F))); out.append(UInt8(0x80 | (c & 0x3F)))
+    } else {
+        out.append(UInt8(0xF0 | (c >> 18))); out.append(UInt8(0x80 | ((c >> 12) & 0x3F)))
+        out.append(UInt8(0x80 | ((c >> 6) & 0x3F))); out.append(UInt8(0x80 | (c & 0x3F)))
     }
 }

@@ -15,6 +15,7 @@ struct TokenizeCommand: ParsableCommand {
     @Option(help: "tiktoken family: llama3, qwen or gpt2.") var family: String?
     @Flag(help: "Also print each token's string.") var verbose = false
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Print only the token count and encode throughput (MB/s, one core).") var stats = false
 
     func run() throws {
         let input: String
@@ -26,7 +27,21 @@ struct TokenizeCommand: ParsableCommand {
         default: throw ValidationError("give exactly one of --text or --file")
         }
         let tok = try Tokenizer.load(source: source, family: family)
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let ids = tok.encode(input, addSpecialTokens: !noSpecial)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        if stats {
+            // Whole input as one string, then as documents split at blank lines.
+            let mb = Double(input.utf8.count) / 1e6
+            print(String(format: "whole: tokens %d  bytes %d  seconds %.3f  MB/s %.2f", ids.count, input.utf8.count, seconds, mb / seconds))
+            let docs = input.components(separatedBy: "\n\n")
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            var n = 0
+            for d in docs { n += tok.encode(d, addSpecialTokens: !noSpecial).count }
+            let s2 = Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
+            print(String(format: "docs:  tokens %d  docs %d  seconds %.3f  MB/s %.2f", n, docs.count, s2, mb / s2))
+            return
+        }
         if json {
             var obj: [String: Any] = ["ids": ids]
             if verbose { obj["tokens"] = ids.map { tok.idToToken($0) ?? "" } }

@@ -22,21 +22,10 @@ final class TokenizerConformanceTests: XCTestCase {
         return try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
     }
 
-    static var cache: [String: Tokenizer] = [:]
-    func load(_ key: String, _ make: () throws -> Tokenizer) throws -> Tokenizer {
-        if let t = Self.cache[key] { return t }
-        let t = try make()
-        Self.cache[key] = t
-        return t
-    }
-
-    func tiktoken(_ family: String) throws -> Tokenizer {
-        try load(family) { try Tokenizer.load(source: TestPaths.shared.appendingPathComponent("tokenizers/\(family).tiktoken").path, family: family) }
-    }
-    func sentencepiece(_ name: String) throws -> Tokenizer {
-        try load(name) { try Tokenizer.load(source: TestPaths.shared.appendingPathComponent("tokenizers/\(name).sentencepiece.model").path) }
-    }
-    func smol() throws -> Tokenizer { try load("smollm2") { try Tokenizer(gguf: GGUFFile(path: TestPaths.smolLM2)) } }
+    func tiktoken(_ family: String) throws -> Tokenizer { try SharedTokenizers.tiktoken(family) }
+    func sentencepiece(_ name: String) throws -> Tokenizer { try SharedTokenizers.sentencepiece(name) }
+    func smol() throws -> Tokenizer { try SharedTokenizers.smol() }
+    func tinyJSON(_ name: String) throws -> Tokenizer { try SharedTokenizers.tinyJSON(name) }
 
     /// Compares everything; `lossless`: decode(encode(s)) == s is expected for all strings.
     func check(_ tok: Tokenizer, _ name: String, lossless: Bool, normalizes: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -88,9 +77,6 @@ final class TokenizerConformanceTests: XCTestCase {
     func testQwenTiktokenMatchesHF() throws { try check(try tiktoken("qwen"), "qwen", lossless: false, normalizes: true) }
     func testGPT2TiktokenMatchesHF() throws { try check(try tiktoken("gpt2"), "gpt2", lossless: true) }
     func testMistralV1SentencePieceMatchesHF() throws { try check(try sentencepiece("mistral-v1"), "mistral-v1", lossless: false) }
-    func tinyJSON(_ name: String) throws -> Tokenizer {
-        try load(name) { try Tokenizer.load(source: TestPaths.fixtures.appendingPathComponent("tokenizers/\(name)").path) }
-    }
     /// tokenizer.json features: ByteLevel(add_prefix_space), NFKC, BOS+EOS template, added tokens with
     /// lstrip / rstrip / single_word / normalized.
     func testTinyByteLevelTokenizerJSONMatchesHF() throws {
@@ -111,4 +97,25 @@ final class TokenizerConformanceTests: XCTestCase {
     }
 
     func testMistralV3SentencePieceMatchesHF() throws { try check(try sentencepiece("mistral-v3"), "mistral-v3", lossless: false) }
+}
+
+/// Tokenizers loaded once for all test classes (loading a tiktoken file builds its merges).
+enum SharedTokenizers {
+    nonisolated(unsafe) static var cache: [String: Tokenizer] = [:]
+    static func load(_ key: String, _ make: () throws -> Tokenizer) throws -> Tokenizer {
+        if let t = cache[key] { return t }
+        let t = try make()
+        cache[key] = t
+        return t
+    }
+    static func tiktoken(_ family: String) throws -> Tokenizer {
+        try load(family) { try Tokenizer.load(source: TestPaths.shared.appendingPathComponent("tokenizers/\(family).tiktoken").path, family: family) }
+    }
+    static func sentencepiece(_ name: String) throws -> Tokenizer {
+        try load(name) { try Tokenizer.load(source: TestPaths.shared.appendingPathComponent("tokenizers/\(name).sentencepiece.model").path) }
+    }
+    static func smol() throws -> Tokenizer { try load("smollm2") { try Tokenizer(gguf: GGUFFile(path: TestPaths.smolLM2)) } }
+    static func tinyJSON(_ name: String) throws -> Tokenizer {
+        try load(name) { try Tokenizer.load(source: TestPaths.fixtures.appendingPathComponent("tokenizers/\(name)").path) }
+    }
 }
