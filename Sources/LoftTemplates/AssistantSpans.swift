@@ -53,14 +53,11 @@ extension ChatTemplate {
         for (k, i) in assistantIndices.enumerated() {
             let prompt = (try? render(messages: Array(messages[..<i]), tools: tools, addGenerationPrompt: true, extra: extra)) ?? ""
             let start = commonPrefixLength(fullScalars, Array(prompt.unicodeScalars))
-            let upToTurn = try render(messages: Array(messages[...i]), tools: tools, addGenerationPrompt: false, extra: extra)
-            var turnEnd = commonPrefixLength(fullScalars, Array(upToTurn.unicodeScalars))
-            if turnEnd < start { turnEnd = start }
-            let content = try contentRange(messages: messages, index: i, tools: tools, extra: extra,
-                                           full: fullScalars, start: start, turnEnd: turnEnd)
+            let upToTurn = Array(try render(messages: Array(messages[...i]), tools: tools, addGenerationPrompt: false, extra: extra).unicodeScalars)
+            let content = try contentRange(messages: messages, index: i, tools: tools, extra: extra, full: fullScalars, start: start)
+            let turnEnd = endOfTurn(full: fullScalars, upToTurn: upToTurn, content: content, message: messages[i], start: start)
             let completion = useGeneration ? generation[k] : start..<turnEnd
-            spans.append(AssistantSpan(messageIndex: i, content: content, turn: content.lowerBound..<max(turnEnd, content.upperBound),
-                                       completion: completion))
+            spans.append(AssistantSpan(messageIndex: i, content: content, turn: content.lowerBound..<turnEnd, completion: completion))
         }
         return RenderedConversation(text: full, spans: spans)
     }
@@ -68,10 +65,12 @@ extension ChatTemplate {
     /// Private-use character appended to the content to see where the template puts its end.
     private static let contentMarker: Unicode.Scalar = "\u{F8FF}"
 
+    /// The content's range in the full render, found by appending a marker to it and
+    /// seeing where the marker lands; falls back to searching for the text.
     private func contentRange(messages: [JinjaValue], index i: Int, tools: [JinjaValue]?, extra: [String: JinjaValue],
-                              full: [Unicode.Scalar], start: Int, turnEnd: Int) throws -> Range<Int> {
-        guard case .object(var message) = messages[i], case .string(let content)? = message["content"] else {
-            return start..<turnEnd
+                              full: [Unicode.Scalar], start: Int) throws -> Range<Int> {
+        guard case .object(var message) = messages[i], case .string(let content)? = message["content"], !content.isEmpty else {
+            return start..<start
         }
         let contentScalars = Array(content.unicodeScalars)
         let trimmed = Array(PyString.strip(content, nil, leading: true, trailing: true).unicodeScalars)
@@ -80,19 +79,37 @@ extension ChatTemplate {
         marked[i] = .object(message)
         if let text = try? render(messages: marked, tools: tools, addGenerationPrompt: false, extra: extra) {
             let scalars = Array(text.unicodeScalars)
-            if let m = scalars.firstIndex(of: ChatTemplate.contentMarker), m >= start, m <= turnEnd,
+            if let m = scalars.firstIndex(of: ChatTemplate.contentMarker), m >= start,
                commonPrefixLength(full, Array(scalars[..<m])) == m {
                 for candidate in [contentScalars, trimmed] where m - candidate.count >= start {
                     if Array(full[(m - candidate.count)..<m]) == candidate { return (m - candidate.count)..<m }
                 }
             }
         }
-        // Fall back to searching the turn for the (possibly trimmed) content, last occurrence first.
-        let segment = Array(full[start..<turnEnd])
+        // Fall back to the first occurrence of the (possibly trimmed) content after the prompt.
         for candidate in [contentScalars, trimmed] where !candidate.isEmpty {
-            if let p = PyString.rfind(segment, candidate) { return (start + p)..<(start + p + candidate.count) }
+            if let p = PyString.find(full, candidate, from: start) { return p..<(p + candidate.count) }
         }
-        return start..<turnEnd
+        return start..<start
+    }
+
+    /// Where the turn ends: the text that follows the content when the conversation
+    /// stops after this message (e.g. `<|im_end|>\n`), as far as the full render
+    /// repeats it. Rendering the shorter conversation can change how this message
+    /// itself is drawn (Qwen3 adds a think block to the last turn), so only the
+    /// text after the content is compared.
+    private func endOfTurn(full: [Unicode.Scalar], upToTurn: [Unicode.Scalar], content: Range<Int>,
+                           message: JinjaValue, start: Int) -> Int {
+        let contentText = Array(full[content])
+        if !contentText.isEmpty, let p = PyString.rfind(upToTurn, contentText) {
+            let tail = upToTurn[(p + contentText.count)...]
+            var n = 0
+            while content.upperBound + n < full.count, n < tail.count,
+                  full[content.upperBound + n] == tail[tail.startIndex + n] { n += 1 }
+            return content.upperBound + n
+        }
+        // No content to anchor on (e.g. a tool-call turn): the shared prefix of both renders.
+        return max(start, content.upperBound, commonPrefixLength(full, upToTurn))
     }
 
     private func commonPrefixLength(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {

@@ -5,5 +5,5 @@ struct Loft: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loft",
         abstract: "Fine-tune open-weight LLMs with LoRA and QLoRA, natively.",
-        subcommands: [])
+        subcommands: [TemplateCommand.self])
 }
