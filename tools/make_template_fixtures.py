@@ -92,6 +92,32 @@ CONVERSATIONS = {
         {"role": "assistant", "content": "68", "reasoning_content": "17 * 4 = 68."}]},
 }
 
+SHARED_DATASETS = ROOT.parent / "shared" / "fixtures" / "datasets"
+
+
+def alpaca_conversation(rows=2):
+    """Real instruction data (LLaMA-Factory's alpaca demo, in ../shared/fixtures) as a
+    multi-turn chat: long, multi-line answers with code and punctuation. The messages
+    are copied into the fixture, so the Swift tests do not need the shared folder."""
+    data = json.loads((SHARED_DATASETS / "alpaca_en_demo.json").read_text())
+    messages = []
+    for row in data[:rows]:
+        prompt = row["instruction"] + ("\n\n" + row["input"] if row.get("input") else "")
+        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
+    return {"messages": messages}
+
+
+CONVERSATIONS["alpaca_demo"] = alpaca_conversation()
+CONVERSATIONS["content_parts"] = {"messages": [
+    {"role": "user", "content": [{"type": "text", "text": "Describe the picture."}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "A cat on a mat."}]}]}
+CONVERSATIONS["tool_args_string"] = {"tools": [WEATHER_TOOL], "messages": [
+    {"role": "user", "content": "Weather in Rome?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "abcdefghi", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]},
+    {"role": "tool", "tool_call_id": "abcdefghi", "name": "get_weather", "content": "18 degrees"}]}
+
 SPECIAL_TOKENS = [
     ("meta-llama-Llama-3", "<|begin_of_text|>", "<|eot_id|>"),
     ("Qwen", "", "<|im_end|>"),
@@ -110,9 +136,9 @@ def special_tokens(name):
 
 
 def conversations_for(source):
-    names = ["user_only", "system_user", "multi_turn", "system_multi_turn", "unicode_whitespace"]
+    names = ["user_only", "system_user", "multi_turn", "system_multi_turn", "unicode_whitespace", "alpaca_demo", "content_parts"]
     if "tools" in source:
-        names += ["tools_call", "tools_prompt"]
+        names += ["tools_call", "tools_prompt", "tool_args_string"]
     if "reasoning_content" in source or "thinking" in source:
         names += ["reasoning"]
     return names
