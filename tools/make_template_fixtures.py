@@ -92,6 +92,32 @@ CONVERSATIONS = {
         {"role": "assistant", "content": "68", "reasoning_content": "17 * 4 = 68."}]},
 }
 
+SHARED_DATASETS = ROOT.parent / "shared" / "fixtures" / "datasets"
+
+
+def alpaca_conversation(rows=2):
+    """Real instruction data (LLaMA-Factory's alpaca demo, in ../shared/fixtures) as a
+    multi-turn chat: long, multi-line answers with code and punctuation. The messages
+    are copied into the fixture, so the Swift tests do not need the shared folder."""
+    data = json.loads((SHARED_DATASETS / "alpaca_en_demo.json").read_text())
+    messages = []
+    for row in data[:rows]:
+        prompt = row["instruction"] + ("\n\n" + row["input"] if row.get("input") else "")
+        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
+    return {"messages": messages}
+
+
+CONVERSATIONS["alpaca_demo"] = alpaca_conversation()
+CONVERSATIONS["content_parts"] = {"messages": [
+    {"role": "user", "content": [{"type": "text", "text": "Describe the picture."}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "A cat on a mat."}]}]}
+CONVERSATIONS["tool_args_string"] = {"tools": [WEATHER_TOOL], "messages": [
+    {"role": "user", "content": "Weather in Rome?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "abcdefghi", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]},
+    {"role": "tool", "tool_call_id": "abcdefghi", "name": "get_weather", "content": "18 degrees"}]}
+
 SPECIAL_TOKENS = [
     ("meta-llama-Llama-3", "<|begin_of_text|>", "<|eot_id|>"),
     ("Qwen", "", "<|im_end|>"),
@@ -110,9 +136,9 @@ def special_tokens(name):
 
 
 def conversations_for(source):
-    names = ["user_only", "system_user", "multi_turn", "system_multi_turn", "unicode_whitespace"]
+    names = ["user_only", "system_user", "multi_turn", "system_multi_turn", "unicode_whitespace", "alpaca_demo", "content_parts"]
     if "tools" in source:
-        names += ["tools_call", "tools_prompt"]
+        names += ["tools_call", "tools_prompt", "tool_args_string"]
     if "reasoning_content" in source or "thinking" in source:
         names += ["reasoning"]
     return names
@@ -207,6 +233,26 @@ JINJA_CASES = [
     ("filter_precedence", "{{ -1 | abs }} {{ 'a' ~ 'b' | upper }} {{ not 'x' is string }} {{ [1, 2] | length + 1 }}", {}),
     ("undefined_behaviour", "[{{ nothing }}][{{ nothing | length }}][{% for x in nothing %}x{% endfor %}][{{ nothing is none }}][{{ not nothing }}][{{ nothing ~ 'x' }}]", {}),
     ("if_elif_else", "{% for v in [1, 2, 3] %}{% if v == 1 %}one{% elif v == 2 %}two{% else %}other{% endif %} {% endfor %}", {}),
+    ("ws_tabs_and_comments", "a\n\t {# c #}\n\t{% if true %}\n\tb\n\t{% endif %}\n{%- if true %} c{% endif %}", {}),
+    ("ws_variable_line_start", "x\n    {{ 'v' }}\n    {% if true %}w{% endif %}  \n", {}),
+    ("ws_block_mid_line", "  a {% if true %}\nb{% endif %}\n  c", {}),
+    ("ws_start_of_template", "   {% if true %}x{% endif %}", {}),
+    ("ws_minus_both_sides_blank_lines", "a\n\n\n{%- for i in [1, 2] -%}\n\n  {{ i }}\n\n{%- endfor -%}\n\nz", {}),
+    ("ws_raw_minus", "a  {%- raw -%}  {{ x }}  {%- endraw -%}  b", {}),
+    ("ws_comment_minus", "a  {#- c -#}  b\n  {#+ c #}\nc", {}),
+    ("ws_trailing_text_after_tag", "{% if true %}   tail\n{% endif %}end", {}),
+    ("macro_varargs_kwargs", "{% macro m(a) %}{{ a }}|{{ varargs }}|{{ kwargs }}{% endmacro %}{{ m(1, 2, 3, k='v') }}", {}),
+    ("loop_filtered_previtem", "{% for x in xs if x != 2 %}{{ loop.previtem | default('-') }}>{{ x }} {% endfor %}", {"xs": [1, 2, 3, 4]}),
+    ("selectattr_tests", "{{ xs | selectattr('a', 'defined') | list | length }} {{ xs | rejectattr('a', 'none') | list | length }} {{ xs | selectattr('a', 'equalto', 1) | list }}", {"xs": [{"a": 1}, {"b": 2}, {"a": None}]}),
+    ("map_filters", "{{ ['  a ', ' b'] | map('trim') | join(',') }} {{ [1, 2] | map('string') | join('+') }} {{ 'hello' | first }} {{ [1, 2, 3] | join }}", {}),
+    ("split_variants", "{{ ' a  b c '.split(None, 1) }} {{ 'a,b,,c'.split(',') }} {{ 'a b'.rsplit(' ', 1) }} {{ 'x\ny\r\nz'.splitlines() }}", {}),
+    ("emoji_strings", "{{ s | length }} {{ s[0:2] }} {{ s[-1] }} {{ s | reverse }} {{ s | upper }}", {"s": "a🤖é\u0301b"}),
+    ("tojson_options", "{{ v | tojson(ensure_ascii=true) }}\n{{ v | tojson(indent=0) }}\n{{ v | tojson(indent='\t') }}", {"v": {"k": "é🤖", "l": [1, {"m": None}]}}),
+    ("float_printing", "{{ 1 / 3 }} {{ 3.0 }} {{ 1e100 }} {{ -0.0 }} {{ 10 ** -1 }} {{ 2 ** 0.5 }} {{ 1.25 | round(1) }} {{ 2.675 | round(2) }} {{ 7 / 7 }} {{ 1e16 }} {{ 123456789.0 * 1000 }}", {}),
+    ("string_compare_and_in", "{{ 'abc' < 'abd' }} {{ 'B' < 'a' }} {{ 'role' in {'role': 1} }} {{ 2 is in [1, 2] }} {{ 'x' is in 'xyz' }} {{ [1, 2] < [1, 3] }}", {}),
+    ("nested_namespace_in_macro", "{% set ns = namespace(n=0) %}{% macro bump() %}{% set ns.n = ns.n + 1 %}{% endmacro %}{{ bump() }}{{ bump() }}{{ ns.n }}", {}),
+    ("set_in_if_at_top", "{% if true %}{% set x = 1 %}{% endif %}{{ x }}{% for i in [1] %}{% if true %}{% set y = 2 %}{% endif %}{{ y }}{% endfor %}[{{ y }}]", {}),
+    ("messages_mutation_guard", "{% set m = messages[1:] %}{{ m | length }}{{ messages | length }}{% set messages = messages[:1] %}{{ messages | length }}", {"messages": [{"r": 1}, {"r": 2}, {"r": 3}]}),
     ("list_dict_literals", "{{ [1, [2, 3], {'k': (1, 2)}] }} {{ {'a': 1, 'b': 2}['b'] }} {{ (1, 2)[0] }}", {}),
 ]
 

@@ -132,6 +132,10 @@ extension Interpreter {
             default: rounded = x.rounded(.toNearestOrEven)
             }
             if case .int = value, method == "common" { return value }
+            if method == "common", precision >= 0, precision <= 30, value.asDouble.isFinite {
+                // Python's round() is correctly rounded on the exact binary value, as printf is.
+                return .double(Double(String(format: "%.\(precision)f", value.asDouble)) ?? rounded / scale)
+            }
             return .double(rounded / scale)
         case "unique":
             let caseSensitive = boolArg(0, "case_sensitive", false)

@@ -216,7 +216,7 @@ final class Interpreter {
         if extraKeyword.count > 0 && !bodyMentions(definition.body, "kwargs") {
             throw EvalError(message: "macro '\(definition.name)' takes no keyword argument '\(extraKeyword.keys[0])'")
         }
-        f.variables["varargs"] = .list(extraPositional)
+        f.variables["varargs"] = .tuple(extraPositional)
         f.variables["kwargs"] = .dict(extraKeyword)
         if let caller = args.caller { f.variables["caller"] = caller }
         let savedLine = line

@@ -69,3 +69,11 @@ extension JinjaValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, E
     public init(dictionaryLiteral elements: (String, JinjaValue)...) { self = .object(JinjaObject(elements)) }
     public init(nilLiteral: ()) { self = .null }
 }
+
+extension JinjaValue {
+    /// JSON text in Python `json.dumps` style (`ensure_ascii=False`), keys in insertion order.
+    public func jsonText(indent: Int? = nil) -> String {
+        let encoder = PyJSON(indent: indent.map { String(repeating: " ", count: $0) })
+        return (try? encoder.encode(LoftTemplates.Value(self))) ?? "null"
+    }
+}

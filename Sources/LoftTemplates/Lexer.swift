@@ -32,9 +32,22 @@ struct Lexer {
     private let lstripBlocks: Bool
 
     init(_ source: String, trimBlocks: Bool = true, lstripBlocks: Bool = true) {
-        // jinja2 normalises newlines to "\n" before lexing.
-        let normalised = source.replacingOccurrences(of: "\r\n", with: "\n")
-        src = Array(normalised.unicodeScalars)
+        // jinja2 normalises "\r\n" and "\r" to "\n" and, without keep_trailing_newline,
+        // drops one newline at the very end of the template.
+        var scalars: [Unicode.Scalar] = []
+        let input = Array(source.unicodeScalars)
+        var k = 0
+        while k < input.count {
+            if input[k] == "\r" {
+                scalars.append("\n")
+                if k + 1 < input.count && input[k + 1] == "\n" { k += 1 }
+            } else {
+                scalars.append(input[k])
+            }
+            k += 1
+        }
+        if scalars.last == "\n" { scalars.removeLast() }
+        src = scalars
         for (i, c) in src.enumerated() where c == "\n" { lineStarts.append(i + 1) }
         self.trimBlocks = trimBlocks
         self.lstripBlocks = lstripBlocks

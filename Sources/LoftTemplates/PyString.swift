@@ -69,9 +69,8 @@ enum PyString {
                 while i < a.count && isSpace(a[i]) { i += 1 }
                 if i == a.count { break }
                 if maxsplit >= 0 && splits == maxsplit {
-                    var end = a.count
-                    while end > i && isSpace(a[end - 1]) { end -= 1 }
-                    parts.append(make(a[i..<end]))
+                    // Python keeps the remainder as is, trailing whitespace included.
+                    parts.append(make(a[i...]))
                     return parts
                 }
                 var j = i

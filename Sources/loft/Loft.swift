@@ -11,5 +11,6 @@ struct Loft: ParsableCommand {
             GenerateCommand.self,
             TokenizeCommand.self,
             DetokenizeCommand.self,
+            TemplateCommand.self,
         ])
 }
