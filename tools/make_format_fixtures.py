@@ -70,9 +70,10 @@ def gguf_fixtures():
     raw = f32.view(np.uint8)
     write_pair("F32", raw, quants.dequantize(raw.copy(), T.F32), meta)
 
-    specials16 = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00, 0x3C00, 0x3555],
+    specials16 = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00, 0x3C00, 0x3555,
+                           0x7E00, 0x7C01, 0xFE01, 0x7FFF, 0x83FF],
                           dtype=np.uint16)
-    h = np.concatenate([rng.normal(0, 1, 53).astype(np.float16).view(np.uint16), specials16])
+    h = np.concatenate([rng.normal(0, 1, 49).astype(np.float16).view(np.uint16), specials16])
     TYPE_NUM["F16"] = T.F16
     raw = h.view(np.uint8)
     write_pair("F16", raw, quants.dequantize(raw.copy(), T.F16), meta)

@@ -71,6 +71,25 @@ final class GGUFDequantTests: XCTestCase {
         }
     }
 
+    /// The bulk F16 path's bit trick against Swift's own Float16 → Float (compiler-rt)
+    /// for every half. Signaling NaNs are the one difference: Swift quiets them,
+    /// numpy (gguf-py's F16 path, checked by the F16 fixture) keeps the payload
+    /// as is, and so do we.
+    func testHalfConversionAllInputs() {
+        var bad = 0
+        for h in 0 ... UInt16.max {
+            let signaling = h & 0x7C00 == 0x7C00 && h & 0x03FF != 0 && h & 0x0200 == 0
+            let want = signaling ? Float(bitPattern: UInt32(h & 0x8000) << 16 | 0x7F80_0000 | UInt32(h & 0x03FF) << 13)
+                                 : Float(Float16(bitPattern: h))
+            let got = GGMLDequantizer.halfBitsToFloat(h)
+            if got.bitPattern != want.bitPattern {
+                if bad < 5 { XCTFail("half 0x\(String(h, radix: 16)): got 0x\(String(got.bitPattern, radix: 16)) want 0x\(String(want.bitPattern, radix: 16))") }
+                bad += 1
+            }
+        }
+        XCTAssertEqual(bad, 0)
+    }
+
     func testUnsupportedTypeThrowsAndNamesIt() throws {
         var out = [Float](repeating: 0, count: 256)
         let src = [UInt8](repeating: 0, count: 1024)

@@ -69,7 +69,24 @@ public enum GGMLDequantizer {
     }
 
     static func f16(_ src: UnsafeRawPointer, _ n: Int, _ dst: UnsafeMutablePointer<Float>) {
-        for i in 0 ..< n { dst[i] = half(src, 2 * i) }
+        for i in 0 ..< n {
+            dst[i] = halfBitsToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+        }
+    }
+
+    /// IEEE half → float, exact, without a library call per element (Swift's
+    /// `Float(Float16)` calls compiler-rt on x86-64 without F16C). Identical to
+    /// `Float(Float16(bitPattern: h))` for all 65536 inputs, NaN payloads included
+    /// (tested), and to numpy's conversion.
+    @inline(__always)
+    public static func halfBitsToFloat(_ h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let em = UInt32(h & 0x7FFF)
+        // Exponent and mantissa moved into float position, then rescaled by
+        // 2^(127 - 15): exact for normals and subnormals alike.
+        var bits = (Float(bitPattern: em << 13) * 0x1p112).bitPattern
+        if em >= 0x7C00 { bits = (em << 13) | 0x7F80_0000 }  // inf, NaN (payload kept)
+        return Float(bitPattern: bits | sign)
     }
 
     static func bf16(_ src: UnsafeRawPointer, _ n: Int, _ dst: UnsafeMutablePointer<Float>) {
@@ -88,11 +105,9 @@ public enum GGMLDequantizer {
             let d = half(p, 0)
             let qs = bytes(p, 2)
             let y = dst + b * 32
-            for j in 0 ..< 16 {
-                let q = qs[j]
-                y[j] = d * Float(Int32(q & 0x0F) - 8)
-                y[j + 16] = d * Float(Int32(q >> 4) - 8)
-            }
+            // Two separate passes vectorize; interleaving y[j], y[j + 16] does not.
+            for j in 0 ..< 16 { y[j] = d * Float(Int32(qs[j] & 0x0F) - 8) }
+            for j in 0 ..< 16 { y[j + 16] = d * Float(Int32(qs[j] >> 4) - 8) }
         }
     }
 
@@ -103,13 +118,8 @@ public enum GGMLDequantizer {
             let d = half(p, 0), m = half(p, 2)
             let qs = bytes(p, 4)
             let y = dst + b * 32
-            for j in 0 ..< 16 {
-                let q = qs[j]
-                let lo = d * Float(q & 0x0F)
-                let hi = d * Float(q >> 4)
-                y[j] = lo + m
-                y[j + 16] = hi + m
-            }
+            for j in 0 ..< 16 { y[j] = d * Float(qs[j] & 0x0F) + m }
+            for j in 0 ..< 16 { y[j + 16] = d * Float(qs[j] >> 4) + m }
         }
     }
 
