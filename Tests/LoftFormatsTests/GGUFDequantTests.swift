@@ -157,6 +157,33 @@ final class GGUFDequantTests: XCTestCase {
 
     // MARK: - Llama q/k permutation
 
+    /// The whole chain on the real model against transformers' GGUF loader
+    /// (`load_gguf_checkpoint`, which dequantizes with gguf-py and applies
+    /// `reverse_permute_weights`): bit-exact checksums of q_proj and k_proj.
+    func testUnpermutedSmolLM2QKMatchesTransformers() throws {
+        let f = try GGUFFile(path: TestPaths.smolLM2)
+        let e = try Self.json("smollm2_transformers_qk.json")
+        let heads = try XCTUnwrap(f.metadata["llama.attention.head_count"]?.int)
+        let kvHeads = try XCTUnwrap(f.metadata["llama.attention.head_count_kv"]?.int)
+        XCTAssertEqual(heads, e["num_attention_heads"] as? Int)
+        XCTAssertEqual(kvHeads, e["num_key_value_heads"] as? Int)
+        for layer in [0, 29] {
+            for (name, h) in [("attn_q", heads), ("attn_k", kvHeads)] {
+                let key = "blk.\(layer).\(name).weight"
+                let want = try XCTUnwrap(e[key] as? [String: Any], key)
+                let info = try XCTUnwrap(f.tensor(named: key))
+                XCTAssertEqual(info.shape, want["shape"] as? [Int])
+                let rows = info.shape[0], cols = info.shape[1]
+                var w = try f.dequantize(info)
+                let before = Self.checksum(w)
+                try w.withUnsafeMutableBufferPointer { try unpermuteLlamaQK($0.baseAddress!, rows: rows, cols: cols, heads: h) }
+                XCTAssertNotEqual(Self.checksum(w), before, "\(key): the permutation must move rows")
+                XCTAssertEqual(String(Self.checksum(w)), want["checksum"] as? String, key)
+                XCTAssertEqual(Array(w[cols ..< cols + 8]), (want["row1_first8"] as? [Double])?.map(Float.init), key)
+            }
+        }
+    }
+
     func testUnpermuteLlamaQKMatchesNumpy() throws {
         let meta = try Self.json("permute.json")
         let rows = try XCTUnwrap(meta["rows"] as? Int), cols = try XCTUnwrap(meta["cols"] as? Int)

@@ -137,6 +137,20 @@ final class SafetensorsTests: XCTestCase {
         }
     }
 
+    /// Every dtype, a scalar and an empty tensor: our tensor order, offsets and
+    /// header padding against python's file for the same tensors.
+    func testWriterOrdersEveryDtypeLikePython() throws {
+        let src = try SafetensorsFile(path: Self.dir.appendingPathComponent("all_dtypes.safetensors").path)
+        var w = SafetensorsWriter()
+        for t in src.tensors.reversed() { try w.add(name: t.name, dtype: t.dtype, shape: t.shape, bytes: src.tensor(named: t.name)!.bytes) }
+        let python = [UInt8](try Data(contentsOf: Self.dir.appendingPathComponent("all_dtypes_nometa.safetensors")))
+        let ours = w.serialized()
+        XCTAssertEqual(ours.count, python.count)
+        if ours != python {
+            XCTFail("differs from python; ours: \(String(decoding: w.header()[8...], as: UTF8.self))")
+        }
+    }
+
     func testReadsBackItsOwnOutput() throws {
         let src = try SafetensorsFile(path: Self.dir.appendingPathComponent("all_dtypes.safetensors").path)
         var w = SafetensorsWriter(metadata: src.metadata)
