@@ -51,6 +51,12 @@ final class SafetensorsTests: XCTestCase {
             XCTAssertEqual(Array(t.bytes), Self.hexBytes(try XCTUnwrap(e["hex"] as? String)), "\(name): raw bytes")
             assertFloatsMatch(try f.floats(named: name), bits: try XCTUnwrap(e["f32_bits"] as? [Int]), name)
         }
+        // Tile by tile gives the same values.
+        let t = try XCTUnwrap(f.tensor(named: "f8_e4m3"))
+        var tile = [Float](repeating: 0, count: 100)
+        try tile.withUnsafeMutableBufferPointer { try t.floats(100 ..< 200, into: $0.baseAddress!) }
+        XCTAssertEqual(tile.map(\.bitPattern), Array(t.floats()[100 ..< 200]).map(\.bitPattern))
+        XCTAssertThrowsError(try tile.withUnsafeMutableBufferPointer { try t.floats(200 ..< 300, into: $0.baseAddress!) })
         XCTAssertNil(f.tensor(named: "nope"))
         XCTAssertThrowsError(try f.floats(named: "nope")) { XCTAssertTrue("\($0)".contains("no tensor named nope"), "\($0)") }
     }
