@@ -70,9 +70,10 @@ def gguf_fixtures():
     raw = f32.view(np.uint8)
     write_pair("F32", raw, quants.dequantize(raw.copy(), T.F32), meta)
 
-    specials16 = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00, 0x3C00, 0x3555],
+    specials16 = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00, 0x3C00, 0x3555,
+                           0x7E00, 0x7C01, 0xFE01, 0x7FFF, 0x83FF],
                           dtype=np.uint16)
-    h = np.concatenate([rng.normal(0, 1, 53).astype(np.float16).view(np.uint16), specials16])
+    h = np.concatenate([rng.normal(0, 1, 49).astype(np.float16).view(np.uint16), specials16])
     TYPE_NUM["F16"] = T.F16
     raw = h.view(np.uint8)
     write_pair("F16", raw, quants.dequantize(raw.copy(), T.F16), meta)
@@ -154,6 +155,29 @@ def smollm2_fixtures():
             "row1_first8": [float(v) for v in w.reshape(-1, w.shape[-1])[min(1, w.reshape(-1, w.shape[-1]).shape[0] - 1)][:8]],
         }
     (FIX / "gguf" / "smollm2_dequant.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+
+
+def transformers_qk_fixture():
+    """transformers' own GGUF loader (dequantize + reverse_permute of q/k) on the
+    real SmolLM2 file: checksums of the Hugging Face-order q_proj / k_proj."""
+    path = os.environ.get("LOFT_TEST_MODEL") or os.path.expanduser(
+        os.path.join(os.environ.get("LOFT_CACHE", "~/.cache/loft"), "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    if not os.path.exists(path):
+        return
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+    config = LlamaConfig(**load_gguf_checkpoint(path)["config"])
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    tensors = load_gguf_checkpoint(path, return_tensors=True, model_to_load=model)["tensors"]
+    out = {"num_attention_heads": config.num_attention_heads, "num_key_value_heads": config.num_key_value_heads}
+    for layer in (0, 29):
+        for hf, gg in (("q_proj", "attn_q"), ("k_proj", "attn_k")):
+            w = tensors[f"model.layers.{layer}.self_attn.{hf}.weight"].float().numpy()
+            out[f"blk.{layer}.{gg}.weight"] = {"shape": list(w.shape), "checksum": str(checksum(w)),
+                                                "row1_first8": [float(v) for v in w[1, :8]]}
+    (FIX / "gguf" / "smollm2_transformers_qk.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 
 
 def permute(w, n_head):
@@ -254,6 +278,9 @@ def st_fixtures():
         "empty": torch.zeros(0, 3),
     }
     save_file(tensors, str(d / "all_dtypes.safetensors"), metadata={"format": "pt", "made_by": "tools/make_format_fixtures.py"})
+    # The same without metadata: python's metadata key order is a hash order, so
+    # this is the file a byte-for-byte comparison of the tensor order can use.
+    save_file(tensors, str(d / "all_dtypes_nometa.safetensors"))
     expected = {}
     for name, t in tensors.items():
         raw = t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
@@ -315,4 +342,5 @@ if __name__ == "__main__":
     permute_fixture()
     small_gguf_fixture()
     st_fixtures()
+    transformers_qk_fixture()
     print("wrote fixtures under", FIX)

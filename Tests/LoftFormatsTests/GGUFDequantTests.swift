@@ -71,6 +71,25 @@ final class GGUFDequantTests: XCTestCase {
         }
     }
 
+    /// The bulk F16 path's bit trick against Swift's own Float16 → Float (compiler-rt)
+    /// for every half. Signaling NaNs are the one difference: Swift quiets them,
+    /// numpy (gguf-py's F16 path, checked by the F16 fixture) keeps the payload
+    /// as is, and so do we.
+    func testHalfConversionAllInputs() {
+        var bad = 0
+        for h in 0 ... UInt16.max {
+            let signaling = h & 0x7C00 == 0x7C00 && h & 0x03FF != 0 && h & 0x0200 == 0
+            let want = signaling ? Float(bitPattern: UInt32(h & 0x8000) << 16 | 0x7F80_0000 | UInt32(h & 0x03FF) << 13)
+                                 : Float(Float16(bitPattern: h))
+            let got = GGMLDequantizer.halfBitsToFloat(h)
+            if got.bitPattern != want.bitPattern {
+                if bad < 5 { XCTFail("half 0x\(String(h, radix: 16)): got 0x\(String(got.bitPattern, radix: 16)) want 0x\(String(want.bitPattern, radix: 16))") }
+                bad += 1
+            }
+        }
+        XCTAssertEqual(bad, 0)
+    }
+
     func testUnsupportedTypeThrowsAndNamesIt() throws {
         var out = [Float](repeating: 0, count: 256)
         let src = [UInt8](repeating: 0, count: 1024)
@@ -137,6 +156,33 @@ final class GGUFDequantTests: XCTestCase {
     }
 
     // MARK: - Llama q/k permutation
+
+    /// The whole chain on the real model against transformers' GGUF loader
+    /// (`load_gguf_checkpoint`, which dequantizes with gguf-py and applies
+    /// `reverse_permute_weights`): bit-exact checksums of q_proj and k_proj.
+    func testUnpermutedSmolLM2QKMatchesTransformers() throws {
+        let f = try GGUFFile(path: TestPaths.smolLM2)
+        let e = try Self.json("smollm2_transformers_qk.json")
+        let heads = try XCTUnwrap(f.metadata["llama.attention.head_count"]?.int)
+        let kvHeads = try XCTUnwrap(f.metadata["llama.attention.head_count_kv"]?.int)
+        XCTAssertEqual(heads, e["num_attention_heads"] as? Int)
+        XCTAssertEqual(kvHeads, e["num_key_value_heads"] as? Int)
+        for layer in [0, 29] {
+            for (name, h) in [("attn_q", heads), ("attn_k", kvHeads)] {
+                let key = "blk.\(layer).\(name).weight"
+                let want = try XCTUnwrap(e[key] as? [String: Any], key)
+                let info = try XCTUnwrap(f.tensor(named: key))
+                XCTAssertEqual(info.shape, want["shape"] as? [Int])
+                let rows = info.shape[0], cols = info.shape[1]
+                var w = try f.dequantize(info)
+                let before = Self.checksum(w)
+                try w.withUnsafeMutableBufferPointer { try unpermuteLlamaQK($0.baseAddress!, rows: rows, cols: cols, heads: h) }
+                XCTAssertNotEqual(Self.checksum(w), before, "\(key): the permutation must move rows")
+                XCTAssertEqual(String(Self.checksum(w)), want["checksum"] as? String, key)
+                XCTAssertEqual(Array(w[cols ..< cols + 8]), (want["row1_first8"] as? [Double])?.map(Float.init), key)
+            }
+        }
+    }
 
     func testUnpermuteLlamaQKMatchesNumpy() throws {
         let meta = try Self.json("permute.json")

@@ -51,6 +51,12 @@ final class SafetensorsTests: XCTestCase {
             XCTAssertEqual(Array(t.bytes), Self.hexBytes(try XCTUnwrap(e["hex"] as? String)), "\(name): raw bytes")
             assertFloatsMatch(try f.floats(named: name), bits: try XCTUnwrap(e["f32_bits"] as? [Int]), name)
         }
+        // Tile by tile gives the same values.
+        let t = try XCTUnwrap(f.tensor(named: "f8_e4m3"))
+        var tile = [Float](repeating: 0, count: 100)
+        try tile.withUnsafeMutableBufferPointer { try t.floats(100 ..< 200, into: $0.baseAddress!) }
+        XCTAssertEqual(tile.map(\.bitPattern), Array(t.floats()[100 ..< 200]).map(\.bitPattern))
+        XCTAssertThrowsError(try tile.withUnsafeMutableBufferPointer { try t.floats(200 ..< 300, into: $0.baseAddress!) })
         XCTAssertNil(f.tensor(named: "nope"))
         XCTAssertThrowsError(try f.floats(named: "nope")) { XCTAssertTrue("\($0)".contains("no tensor named nope"), "\($0)") }
     }
@@ -134,6 +140,20 @@ final class SafetensorsTests: XCTestCase {
             try w.write(to: out)
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out)), python, file)
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path), ["out.safetensors"], "no temp file left behind")
+        }
+    }
+
+    /// Every dtype, a scalar and an empty tensor: our tensor order, offsets and
+    /// header padding against python's file for the same tensors.
+    func testWriterOrdersEveryDtypeLikePython() throws {
+        let src = try SafetensorsFile(path: Self.dir.appendingPathComponent("all_dtypes.safetensors").path)
+        var w = SafetensorsWriter()
+        for t in src.tensors.reversed() { try w.add(name: t.name, dtype: t.dtype, shape: t.shape, bytes: src.tensor(named: t.name)!.bytes) }
+        let python = [UInt8](try Data(contentsOf: Self.dir.appendingPathComponent("all_dtypes_nometa.safetensors")))
+        let ours = w.serialized()
+        XCTAssertEqual(ours.count, python.count)
+        if ours != python {
+            XCTFail("differs from python; ours: \(String(decoding: w.header()[8...], as: UTF8.self))")
         }
     }
 

@@ -69,7 +69,24 @@ public enum GGMLDequantizer {
     }
 
     static func f16(_ src: UnsafeRawPointer, _ n: Int, _ dst: UnsafeMutablePointer<Float>) {
-        for i in 0 ..< n { dst[i] = half(src, 2 * i) }
+        for i in 0 ..< n {
+            dst[i] = halfBitsToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+        }
+    }
+
+    /// IEEE half → float, exact, without a library call per element (Swift's
+    /// `Float(Float16)` calls compiler-rt on x86-64 without F16C). Identical to
+    /// `Float(Float16(bitPattern: h))` for all 65536 inputs, NaN payloads included
+    /// (tested), and to numpy's conversion.
+    @inline(__always)
+    public static func halfBitsToFloat(_ h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let em = UInt32(h & 0x7FFF)
+        // Exponent and mantissa moved into float position, then rescaled by
+        // 2^(127 - 15): exact for normals and subnormals alike.
+        var bits = (Float(bitPattern: em << 13) * 0x1p112).bitPattern
+        if em >= 0x7C00 { bits = (em << 13) | 0x7F80_0000 }  // inf, NaN (payload kept)
+        return Float(bitPattern: bits | sign)
     }
 
     static func bf16(_ src: UnsafeRawPointer, _ n: Int, _ dst: UnsafeMutablePointer<Float>) {
@@ -88,11 +105,9 @@ public enum GGMLDequantizer {
             let d = half(p, 0)
             let qs = bytes(p, 2)
             let y = dst + b * 32
-            for j in 0 ..< 16 {
-                let q = qs[j]
-                y[j] = d * Float(Int32(q & 0x0F) - 8)
-                y[j + 16] = d * Float(Int32(q >> 4) - 8)
-            }
+            // Two separate passes vectorize; interleaving y[j], y[j + 16] does not.
+            for j in 0 ..< 16 { y[j] = d * Float(Int32(qs[j] & 0x0F) - 8) }
+            for j in 0 ..< 16 { y[j + 16] = d * Float(Int32(qs[j] >> 4) - 8) }
         }
     }
 
@@ -103,13 +118,8 @@ public enum GGMLDequantizer {
             let d = half(p, 0), m = half(p, 2)
             let qs = bytes(p, 4)
             let y = dst + b * 32
-            for j in 0 ..< 16 {
-                let q = qs[j]
-                let lo = d * Float(q & 0x0F)
-                let hi = d * Float(q >> 4)
-                y[j] = lo + m
-                y[j + 16] = hi + m
-            }
+            for j in 0 ..< 16 { y[j] = d * Float(qs[j] & 0x0F) + m }
+            for j in 0 ..< 16 { y[j + 16] = d * Float(qs[j] >> 4) + m }
         }
     }
 
@@ -123,8 +133,8 @@ public enum GGMLDequantizer {
             let y = dst + b * 32
             for j in 0 ..< 16 {
                 let q = qs[j]
-                let h0 = Int32((qh >> UInt32(j)) & 1) << 4
-                let h1 = Int32((qh >> UInt32(j + 16)) & 1) << 4
+                let h0 = Int32((qh &>> UInt32(j)) & 1) << 4
+                let h1 = Int32((qh &>> UInt32(j + 16)) & 1) << 4
                 y[j] = d * Float((Int32(q & 0x0F) | h0) - 16)
                 y[j + 16] = d * Float((Int32(q >> 4) | h1) - 16)
             }
@@ -141,8 +151,8 @@ public enum GGMLDequantizer {
             let y = dst + b * 32
             for j in 0 ..< 16 {
                 let q = qs[j]
-                let h0 = UInt32((qh >> UInt32(j)) & 1) << 4
-                let h1 = UInt32((qh >> UInt32(j + 16)) & 1) << 4
+                let h0 = UInt32((qh &>> UInt32(j)) & 1) << 4
+                let h1 = UInt32((qh &>> UInt32(j + 16)) & 1) << 4
                 let lo = d * Float(UInt32(q & 0x0F) | h0)
                 let hi = d * Float(UInt32(q >> 4) | h1)
                 y[j] = lo + m
@@ -182,9 +192,8 @@ public enum GGMLDequantizer {
                         let ml = dmin * Float(sc >> 4)
                         let q = qs + 32 * h + 16 * half16
                         let shift = UInt8(2 * s)
-                        for l in 0 ..< 16 {
-                            y[e0 + l] = dl * Float((q[l] >> shift) & 3) - ml
-                        }
+                        let yo = y + e0
+                        for l in 0 ..< 16 { yo[l] = dl * Float((q[l] &>> shift) & 3) - ml }
                     }
                 }
             }
@@ -213,10 +222,11 @@ public enum GGMLDequantizer {
                         let dl = d * Float(sc)
                         let q = qs + 32 * h + 16 * half16
                         let hm = hmask + 16 * half16
+                        let yo = y + e0
                         for l in 0 ..< 16 {
-                            let lo = Int32((q[l] >> shift) & 3)
-                            let hi: Int32 = (hm[l] >> bit) & 1 == 0 ? 4 : 0
-                            y[e0 + l] = dl * Float(lo - hi)
+                            let lo = Int32((q[l] &>> shift) & 3)
+                            let hi = Int32(((hm[l] &>> bit) & 1) ^ 1) << 2  // 4 when the mask bit is clear
+                            yo[l] = dl * Float(lo - hi)
                         }
                     }
                 }
@@ -245,7 +255,7 @@ public enum GGMLDequantizer {
                 let q = qs + 32 * (j / 2)
                 let shift = UInt8(4 * (j % 2))
                 let yj = y + 32 * j
-                for l in 0 ..< 32 { yj[l] = d1 * Float((q[l] >> shift) & 0x0F) - m1 }
+                for l in 0 ..< 32 { yj[l] = d1 * Float((q[l] &>> shift) & 0x0F) - m1 }
             }
         }
     }
@@ -266,7 +276,7 @@ public enum GGMLDequantizer {
                 let bit = UInt8(j)
                 let yj = y + 32 * j
                 for l in 0 ..< 32 {
-                    let v = ((q[l] >> shift) & 0x0F) | (((qh[l] >> bit) & 1) << 4)
+                    let v = ((q[l] &>> shift) & 0x0F) | (((qh[l] &>> bit) & 1) << 4)
                     yj[l] = d1 * Float(v) - m1
                 }
             }
@@ -291,9 +301,10 @@ public enum GGMLDequantizer {
                     for half16 in 0 ..< 2 {
                         let e0 = 128 * h + 32 * g + 16 * half16
                         let dl = d * Float(sc[e0 / 16])
-                        for l in 16 * half16 ..< 16 * half16 + 16 {
-                            let v = Int32(((lq[l] >> lshift) & 0x0F) | (((hq[l] >> hshift) & 3) << 4)) - 32
-                            y[128 * h + 32 * g + l] = dl * Float(v)
+                        let a = lq + 16 * half16, c = hq + 16 * half16, yo = y + e0
+                        for l in 0 ..< 16 {
+                            let v = Int32(((a[l] &>> lshift) & 0x0F) | (((c[l] &>> hshift) & 3) << 4)) - 32
+                            yo[l] = dl * Float(v)
                         }
                     }
                 }

@@ -34,11 +34,12 @@ public final class GGUFFile: @unchecked Sendable {
         file = try MappedFile(path: path)
         self.path = path
         var r = ByteReader(file.bytes, file: path)
-        guard file.bytes.count >= 8 || file.bytes.count < 4 || file.bytes.loadUnaligned(as: UInt32.self) == UInt32(littleEndian: Self.magic) else {
-            throw FormatError(path, "not a GGUF file (the first 4 bytes are not 'GGUF')")
-        }
-        guard file.bytes.count >= 8 else {
-            throw FormatError(path, "truncated: \(file.bytes.count) bytes, too short for a GGUF header; re-download it")
+        if file.bytes.count < 8 {
+            // Too short for magic and version: truncated if what is there is the start of "GGUF".
+            let isPrefix = zip(file.bytes, "GGUF".utf8).allSatisfy { $0 == $1 }
+            throw FormatError(path, isPrefix
+                ? "truncated: \(file.bytes.count) bytes, too short for a GGUF header; re-download it"
+                : "not a GGUF file (the first 4 bytes are not 'GGUF')")
         }
         guard try r.read(UInt32.self, "magic") == Self.magic else {
             throw FormatError(path, "not a GGUF file (the first 4 bytes are not 'GGUF')")

@@ -61,7 +61,7 @@ public enum SafetensorsDType: String, CaseIterable, Sendable, CustomStringConver
         switch self {
         case .f32: UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: 4 * count)
         case .f64: for i in 0 ..< count { dst[i] = Float(Double(bitPattern: load(UInt64.self, i))) }
-        case .f16: for i in 0 ..< count { dst[i] = Float(Float16(bitPattern: load(UInt16.self, i))) }
+        case .f16: for i in 0 ..< count { dst[i] = GGMLDequantizer.halfBitsToFloat(load(UInt16.self, i)) }
         case .bf16: for i in 0 ..< count { dst[i] = Float(bitPattern: UInt32(load(UInt16.self, i)) << 16) }
         case .i64: for i in 0 ..< count { dst[i] = Float(load(Int64.self, i)) }
         case .i32: for i in 0 ..< count { dst[i] = Float(load(Int32.self, i)) }
@@ -74,7 +74,7 @@ public enum SafetensorsDType: String, CaseIterable, Sendable, CustomStringConver
         case .bool: for i in 0 ..< count { dst[i] = load(UInt8.self, i) != 0 ? 1 : 0 }
         case .f8_e5m2:
             // E5M2 is the top byte of an IEEE half.
-            for i in 0 ..< count { dst[i] = Float(Float16(bitPattern: UInt16(load(UInt8.self, i)) << 8)) }
+            for i in 0 ..< count { dst[i] = GGMLDequantizer.halfBitsToFloat(UInt16(load(UInt8.self, i)) << 8) }
         case .f8_e4m3:
             for i in 0 ..< count { dst[i] = Self.e4m3fn(load(UInt8.self, i)) }
         case .f8_e8m0:
@@ -133,6 +133,16 @@ public struct SafetensorsTensor {
             if n > 0 { info.dtype.toFloats(bytes.baseAddress!, count: n, into: buf.baseAddress!) }
             initialized = n
         }
+    }
+
+    /// Elements `range` (flat, row-major) as float32 into `dst`, which must have
+    /// room for `range.count` floats: for converting a large tensor tile by tile.
+    public func floats(_ range: Range<Int>, into dst: UnsafeMutablePointer<Float>) throws {
+        guard range.lowerBound >= 0, range.upperBound <= info.elementCount else {
+            throw FormatError(info.name, "elements \(range) are out of range (the tensor has \(info.elementCount))")
+        }
+        guard !range.isEmpty else { return }
+        info.dtype.toFloats(bytes.baseAddress! + range.lowerBound * info.dtype.byteSize, count: range.count, into: dst)
     }
 }
 
