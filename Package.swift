@@ -39,7 +39,7 @@ let package = Package(
         // Model families built on the backend interface.
         .target(name: "LoftModels", dependencies: ["LoftTensors", "LoftFormats"], swiftSettings: settings),
         // KV-cache generation and sampling.
-        .target(name: "LoftInference", dependencies: ["LoftModels", "LoftTensors"], swiftSettings: settings),
+        .target(name: "LoftInference", dependencies: ["LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
         // Datasets: reading, format detection, rendering with templates, loss masks, packing.
         .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates"], swiftSettings: settings),
         // LoRA layers, the backward pass, optimiser, trainer, checkpoints and PEFT adapters.

@@ -1,5 +1,6 @@
 import Foundation
 import LoftData
+import LoftModels
 import Yams
 
 /// A training run's configuration: the keys Axolotl users know, resolved and

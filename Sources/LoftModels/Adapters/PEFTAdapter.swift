@@ -1,6 +1,6 @@
 import Foundation
 import LoftFormats
-import LoftModels
+
 import LoftTensors
 
 /// LoRA adapters in PEFT's on-disk form: adapter_model.safetensors with keys

@@ -1,0 +1,67 @@
+import LoftTensors
+
+/// Which projections get adapters and how they are scaled, with PEFT's names.
+public struct LoRAConfig: Sendable, Equatable, Codable {
+    public static let allLinear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+    public var rank: Int
+    public var alpha: Double
+    public var dropout: Double
+    /// Module names as PEFT's `target_modules` spells them ("q_proj", …).
+    public var targetModules: [String]
+    /// rsLoRA: scale alpha/√r instead of alpha/r.
+    public var useRSLoRA: Bool
+
+    public init(rank: Int = 16, alpha: Double = 32, dropout: Double = 0, targetModules: [String] = LoRAConfig.allLinear,
+                useRSLoRA: Bool = false) {
+        self.rank = rank
+        self.alpha = alpha
+        self.dropout = dropout
+        self.targetModules = targetModules
+        self.useRSLoRA = useRSLoRA
+    }
+
+    public var scale: Float {
+        Float(useRSLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank))
+    }
+
+    /// The short name LayerActivations uses for a PEFT module name.
+    public static let shortNames = ["q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o",
+                             "gate_proj": "gate", "up_proj": "up", "down_proj": "down"]
+}
+
+/// One adapter attached to the model, with its PEFT key prefix.
+public struct AdapterSlot {
+    /// e.g. "base_model.model.model.layers.3.self_attn.q_proj"
+    public let peftPrefix: String
+    public let layer: Int
+    public let module: String
+    public let lora: LoRA
+
+    public init(peftPrefix: String, layer: Int, module: String, lora: LoRA) {
+        self.peftPrefix = peftPrefix
+        self.layer = layer
+        self.module = module
+        self.lora = lora
+    }
+}
+
+extension LlamaModel {
+    /// The adapters currently attached, in PEFT's key order.
+    public var adapterSlots: [AdapterSlot] {
+        var slots: [AdapterSlot] = []
+        for (i, layer) in layers.enumerated() {
+            for (path, linear) in layer.projections {
+                guard let lora = linear.lora else { continue }
+                slots.append(AdapterSlot(peftPrefix: "base_model.model.model.layers.\(i).\(path)", layer: i,
+                                         module: String(path.split(separator: ".").last!), lora: lora))
+            }
+        }
+        return slots
+    }
+
+    public func detachLoRA() {
+        for layer in layers { for (_, linear) in layer.projections { linear.lora = nil } }
+    }
+}
+
