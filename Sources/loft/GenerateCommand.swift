@@ -12,7 +12,19 @@ struct GenerateCommand: ParsableCommand {
     var model: String
 
     @Option(help: "Comma-separated prompt token ids.")
-    var ids: String
+    var ids: String?
+
+    @Option(help: "Prompt text (tokenized with the model's tokenizer).")
+    var prompt: String?
+
+    @Flag(help: "Treat --prompt as a user message and render it with the model's chat template.")
+    var chat = false
+
+    @Option(help: "System message for --chat.")
+    var system: String?
+
+    @Option(help: "A LoRA adapter directory (PEFT format) to apply.")
+    var adapter: String?
 
     @Option(name: .customLong("max-new-tokens"), help: "How many tokens to generate at most.")
     var maxNewTokens = 32
@@ -46,12 +58,17 @@ struct GenerateCommand: ParsableCommand {
         if temperature < 0 { throw ValidationError("--temperature must be ≥ 0") }
         if !(0 < topP && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
         if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must be ≥ 0") }
+        if (ids == nil) == (prompt == nil) { throw ValidationError("give exactly one of --ids and --prompt") }
+        if chat && prompt == nil { throw ValidationError("--chat needs --prompt") }
+        if system != nil && !chat { throw ValidationError("--system needs --chat") }
     }
 
     func run() throws {
-        let prompt = try parseIDs(ids)
+        if let text = prompt { return try runText(text) }
+        let prompt = try parseIDs(ids ?? "")
         guard !prompt.isEmpty else { throw CLIError("--ids is empty; give at least one token id") }
         let (m, _) = try ModelLoader.load(model)
+        if let adapter { try PEFTAdapter.load(adapter, into: m) }
         if let bad = prompt.first(where: { Int($0) >= m.config.vocabSize }) {
             throw CLIError("--ids: \(bad) is outside the vocabulary of \(m.config.vocabSize)")
         }
@@ -72,6 +89,34 @@ struct GenerateCommand: ParsableCommand {
         } else {
             print("")
             writeErr(String(format: "%d tokens, %.1f tokens/s", result.tokens.count, rate))
+        }
+    }
+
+    /// Text in, text out, with the tokenizer and (for --chat) the chat template.
+    func runText(_ text: String) throws {
+        let lm = try LanguageModel(path: model, adapter: adapter)
+        let promptIDs: [Int32]
+        if chat {
+            var messages: [(role: String, content: String)] = []
+            if let system { messages.append(("system", system)) }
+            messages.append(("user", text))
+            promptIDs = try lm.promptIDs(messages: messages)
+        } else {
+            promptIDs = lm.promptIDs(text: text)
+        }
+        let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP,
+                                      repetitionPenalty: repetitionPenalty, seed: seed)
+        let started = Date()
+        let streaming = !json
+        let (ids, reply) = lm.generate(prompt: promptIDs, maxNewTokens: maxNewTokens, sampling: options) { piece in
+            if streaming { print(piece, terminator: ""); fflush(stdout) }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        if json {
+            printJSON(["text": reply, "ids": ids.map { Int($0) }, "prompt_ids": promptIDs.map { Int($0) }, "seconds": seconds])
+        } else {
+            print("")
+            writeErr(String(format: "%d tokens in %.2fs", ids.count, seconds))
         }
     }
 }
