@@ -10,9 +10,18 @@ import LoftTensors
 /// every LoRA gradient within 1e-4 relative (max |Δ| over max |reference|
 /// per tensor); the loss curve of the AdamW run within 1e-3 relative.
 final class PEFTExactnessTests: XCTestCase {
+    /// A path to a tiny model, or (for the real model) an object naming the GGUF.
+    enum Base: Decodable {
+        case path(String), gguf
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode(String.self) { self = .path(s) } else { self = .gguf }
+        }
+    }
+
     struct Expected: Decodable {
         struct Steps: Decodable { let lr: Double, weight_decay: Double, max_grad_norm: Double, losses: [Double] }
-        let base: String
+        let base: Base
         let input_ids: [[Int32]]
         let labels: [[Int32]]
         let loss: Double
@@ -22,7 +31,11 @@ final class PEFTExactnessTests: XCTestCase {
     func load(_ name: String) throws -> (LlamaModel, Expected, URL) {
         let dir = TestPaths.fixtures.appendingPathComponent(name)
         let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: dir.appendingPathComponent("expected.json")))
-        let base = expected.base.hasSuffix(".gguf") ? TestPaths.smolLM2 : TestPaths.repoRoot.appendingPathComponent(expected.base).path
+        let base: String
+        switch expected.base {
+        case .gguf: base = TestPaths.smolLM2
+        case .path(let p): base = TestPaths.repoRoot.appendingPathComponent(p).path
+        }
         let (model, _) = try ModelLoader.load(base)
         try PEFTAdapter.load(dir.appendingPathComponent("initial_adapter").path, into: model)
         return (model, expected, dir)
@@ -80,6 +93,9 @@ final class PEFTExactnessTests: XCTestCase {
         }
     }
 
+    func testOneStepRealSmolLM2() throws { try checkOneStep("smollm2") }
+
     func testLossCurveTinyLlama() throws { try checkLossCurve("tiny_llama") }
     func testLossCurveTinyQwen3() throws { try checkLossCurve("tiny_qwen3") }
+    func testLossCurveRealSmolLM2() throws { try checkLossCurve("smollm2") }
 }
