@@ -249,11 +249,9 @@ public final class DatasetBuilder {
                 stats.rows += 1
                 do {
                     let raw = try next.get()
-                    if spec.variables.isEmpty || true {
-                        var found = Set<String>()
-                        unfilledPlaceholders(converter.substitute(raw.value), into: &found)
-                        if !found.isEmpty { placeholderRows += 1; placeholders.formUnion(found) }
-                    }
+                    var found = Set<String>()
+                    unfilledPlaceholders(spec.variables.isEmpty ? raw.value : converter.substitute(raw.value), into: &found)
+                    if !found.isEmpty { placeholderRows += 1; placeholders.formUnion(found) }
                     let sample = try converter.convert(raw)
                     let r = try tokenize(sample, raw: raw)
                     lengths.append(r.fullLength)
