@@ -26,6 +26,8 @@ let package = Package(
         // the tensor code imports Accelerate instead and this module is unused.
         .systemLibrary(name: "CLoftBLAS", path: "Sources/CLoftBLAS",
                        providers: [.apt(["libopenblas-dev"])]),
+        // zlib for gzip-compressed datasets (Debian's zlib1g-dev).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         // File formats: safetensors, GGUF (with dequantization), HF config.json.
         .target(name: "LoftFormats", swiftSettings: settings),
         // Tensors, dtypes and the Backend interface with its CPU implementation.
@@ -41,7 +43,7 @@ let package = Package(
         // KV-cache generation and sampling.
         .target(name: "LoftInference", dependencies: ["LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
         // Datasets: reading, format detection, rendering with templates, loss masks, packing.
-        .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates"], swiftSettings: settings),
+        .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates", "CZlib"], swiftSettings: settings),
         // LoRA layers, the backward pass, optimiser, trainer, checkpoints and PEFT adapters.
         .target(name: "LoftTraining", dependencies: ["LoftModels", "LoftTensors", "LoftFormats", "LoftData", "LoftTokenizers", "LoftTemplates", "Yams"], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [

@@ -6,12 +6,22 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
     /// Values for {{placeholders}} in the data (identity.json's {{name}}, {{author}}).
     public var variables: [String: String]
     /// Column renames: Loft's field name → the file's column name.
+    /// Loft's names: instruction, input, output, system, messages, conversations,
+    /// text, prompt, completion, tools, role, content (message keys), segments.
     public var fieldMap: [String: String]
+    /// Extra sharegpt/messages role names → Loft's roles (user, assistant, system, tool);
+    /// merged over the defaults (human→user, gpt→assistant, observation→tool, function_call→assistant…).
+    public var roleMap: [String: String]?
+    /// Mixing weight: 0.5 keeps a seeded half of the rows, 2 repeats them twice; nil = 1.
+    public var weight: Double?
 
-    public init(path: String, type: String? = nil, variables: [String: String] = [:], fieldMap: [String: String] = [:]) {
+    public init(path: String, type: String? = nil, variables: [String: String] = [:], fieldMap: [String: String] = [:],
+                roleMap: [String: String]? = nil, weight: Double? = nil) {
         self.path = path
         self.type = type
         self.variables = variables
         self.fieldMap = fieldMap
+        self.roleMap = roleMap
+        self.weight = weight
     }
 }

@@ -14,3 +14,10 @@ public struct TokenizedExample: Sendable, Codable, Equatable {
     /// Tokens whose label is trained (before the shift).
     public var trainedTokenCount: Int { labels.filter { $0 >= 0 }.count }
 }
+
+/// Where an example came from: the file and its 1-based row.
+public struct ExampleOrigin: Sendable, Codable, Equatable {
+    public var file: String
+    public var row: Int
+    public init(file: String, row: Int) { self.file = file; self.row = row }
+}

@@ -1,0 +1,84 @@
+/// Packing and batching of examples by length.
+public enum Packing {
+    /// Best-fit-decreasing bin packing: examples longest first, each into the bin
+    /// whose free space is the smallest that still holds it (ties: the earliest
+    /// bin), else a new bin. Returns bins of example indices, each bin's indices
+    /// in the order they were placed. An example longer than `capacity` gets a bin of its own.
+    public static func bestFitDecreasing(lengths: [Int], capacity: Int) -> [[Int]] {
+        guard capacity > 0 else { return lengths.indices.map { [$0] } }
+        let order = lengths.indices.sorted { lengths[$0] != lengths[$1] ? lengths[$0] > lengths[$1] : $0 < $1 }
+        var bins: [[Int]] = []
+        // free[r] = bins with exactly r tokens free (ascending bin ids); a segment tree
+        // over r finds the smallest r ≥ length with a bin in O(log capacity).
+        var free = [[Int]](repeating: [], count: capacity + 1)
+        var size = 1
+        while size < capacity + 1 { size *= 2 }
+        var tree = [Int](repeating: 0, count: 2 * size)
+        func add(_ r: Int, _ d: Int) {
+            var i = r + size
+            tree[i] += d
+            i /= 2
+            while i >= 1 { tree[i] = tree[2 * i] + tree[2 * i + 1]; i /= 2 }
+        }
+        /// The smallest r ≥ x with a bin, or nil.
+        func firstAtLeast(_ x: Int) -> Int? {
+            func go(_ node: Int, _ lo: Int, _ hi: Int) -> Int? {
+                if hi < x || tree[node] == 0 { return nil }
+                if lo == hi { return lo }
+                let mid = (lo + hi) / 2
+                return go(2 * node, lo, mid) ?? go(2 * node + 1, mid + 1, hi)
+            }
+            return go(1, 0, size - 1)
+        }
+        for i in order {
+            let len = max(0, lengths[i])
+            if len > capacity { bins.append([i]); continue }
+            if let r = firstAtLeast(len) {
+                // Earliest bin among those with r free.
+                var list = free[r]
+                let b = list.min() ?? 0
+                list.removeAll { $0 == b }
+                free[r] = list
+                add(r, -1)
+                bins[b].append(i)
+                let nr = r - len
+                free[nr].append(b)
+                add(nr, 1)
+            } else {
+                bins.append([i])
+                let nr = capacity - len
+                free[nr].append(bins.count - 1)
+                add(nr, 1)
+            }
+        }
+        return bins
+    }
+
+    /// Share of the bins' token slots that hold tokens: Σ lengths / (bins × capacity).
+    public static func efficiency(lengths: [Int], bins: [[Int]], capacity: Int) -> Double {
+        guard !bins.isEmpty, capacity > 0 else { return 0 }
+        let used = bins.reduce(0) { $0 + $1.reduce(0) { $0 + min(capacity, lengths[$1]) } }
+        return Double(used) / Double(bins.count * capacity)
+    }
+
+    /// Batches of `batchSize` examples of similar length (without packing): a seeded
+    /// shuffle, then within mega-batches of 50 batches a sort by length, longest first,
+    /// and the batches themselves shuffled; every index appears exactly once.
+    public static func lengthGroupedBatches(lengths: [Int], batchSize: Int, seed: UInt64) -> [[Int]] {
+        let bs = max(1, batchSize)
+        var rng = SplitMix64(seed: seed)
+        var order = Array(lengths.indices)
+        order.shuffle(using: &rng)
+        var batches: [[Int]] = []
+        let mega = bs * 50
+        var i = 0
+        while i < order.count {
+            let chunk = order[i..<min(order.count, i + mega)].sorted { lengths[$0] != lengths[$1] ? lengths[$0] > lengths[$1] : $0 < $1 }
+            var j = 0
+            while j < chunk.count { batches.append(Array(chunk[j..<min(chunk.count, j + bs)])); j += bs }
+            i += mega
+        }
+        batches.shuffle(using: &rng)
+        return batches
+    }
+}
