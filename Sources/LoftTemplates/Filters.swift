@@ -97,11 +97,11 @@ extension Interpreter {
             let fallback = arg(0, "default") ?? .int(0)
             switch value {
             case .int, .bool: return value.numeric ?? fallback
-            case .double(let d): return d.isFinite ? .int(Int(d)) : fallback
+            case .double(let d): return Int(exactly: d.rounded(.towardZero)).map { .int($0) } ?? fallback
             case .string(let s):
                 let t = PyString.strip(s, nil, leading: true, trailing: true).replacingOccurrences(of: "_", with: "")
                 if let i = Int(t) { return .int(i) }
-                if let d = Double(t), d.isFinite { return .int(Int(d)) }
+                if let d = Double(t), let i = Int(exactly: d.rounded(.towardZero)) { return .int(i) }
                 return fallback
             default: return fallback
             }
@@ -115,7 +115,7 @@ extension Interpreter {
             }
         case "abs":
             switch value.numeric {
-            case .int(let i)?: return .int(abs(i))
+            case .int(let i)?: return .int(i < 0 ? 0 &- i : i)
             case .double(let d)?: return .double(abs(d))
             default: throw EvalError(message: "bad operand type for abs(): '\(value.typeName)'")
             }

@@ -92,7 +92,8 @@ final class Interpreter {
         case .callBlock(let call, let callerParameters, let body, let l):
             line = l
             guard case .call(let callee, let args) = call else { break }
-            let caller = makeMacro(MacroDefinition(name: "caller", parameters: callerParameters, body: body), closure: frame)
+            let caller = makeMacro(MacroDefinition(name: "caller", parameters: callerParameters, body: body,
+                                                   acceptsExtraPositional: true, acceptsExtraKeywords: true), closure: frame)
             var evaluated = try evaluate(args, in: frame)
             evaluated.caller = caller
             let result = try callValue(try evaluate(callee, in: frame), evaluated, description: "call block")
@@ -192,7 +193,7 @@ final class Interpreter {
     private func callMacro(_ definition: MacroDefinition, closure: Frame, _ args: CallArguments) throws -> Value {
         depth += 1
         defer { depth -= 1 }
-        guard depth < 200 else { throw EvalError(message: "macro '\(definition.name)' recursed too deeply") }
+        guard depth < 100 else { throw EvalError(message: "macro '\(definition.name)' recursed too deeply") }
         let f = Frame(parent: closure)
         let params = definition.parameters
         var extraPositional: [Value] = []
@@ -210,10 +211,10 @@ final class Interpreter {
                 f.variables[name] = .undefined(hint: "parameter '\(name)' was not provided")
             }
         }
-        if !extraPositional.isEmpty && !bodyMentions(definition.body, "varargs") {
+        if !extraPositional.isEmpty && !definition.acceptsExtraPositional {
             throw EvalError(message: "macro '\(definition.name)' takes not more than \(params.count) argument(s)")
         }
-        if extraKeyword.count > 0 && !bodyMentions(definition.body, "kwargs") {
+        if extraKeyword.count > 0 && !definition.acceptsExtraKeywords {
             throw EvalError(message: "macro '\(definition.name)' takes no keyword argument '\(extraKeyword.keys[0])'")
         }
         f.variables["varargs"] = .tuple(extraPositional)
@@ -223,12 +224,6 @@ final class Interpreter {
         defer { line = savedLine }
         let text = try capture { _ = try execute(definition.body, in: f) }
         return .string(text)
-    }
-
-    /// Whether a macro body refers to a name anywhere (jinja2 only accepts extra
-    /// arguments when the body uses `varargs` / `kwargs`). Conservative: scans names.
-    private func bodyMentions(_ body: [Statement], _ name: String) -> Bool {
-        "\(body)".contains("name(\"\(name)\")")
     }
 
     // MARK: expressions
@@ -278,7 +273,7 @@ final class Interpreter {
         case .negate(let e):
             let v = try evaluate(e, in: frame)
             switch v.numeric {
-            case .int(let i)?: return .int(-i)
+            case .int(let i)?: return .int(0 &- i)
             case .double(let d)?: return .double(-d)
             default: throw operandError("-", v)
             }
@@ -446,9 +441,11 @@ final class Interpreter {
         case ("+", .list(let x), .list(let y)): return .list(x + y)
         case ("*", .string(let s), _), ("*", _, .string(let s)):
             guard case .int(let n)? = (a.numeric ?? b.numeric) else { break }
+            try Interpreter.checkRepetition(n, s.unicodeScalars.count)
             return .string(String(repeating: s, count: max(0, n)))
         case ("*", .list(let l), _), ("*", _, .list(let l)):
             guard case .int(let n)? = (a.numeric ?? b.numeric) else { break }
+            try Interpreter.checkRepetition(n, l.count)
             return .list(Array(repeating: l, count: max(0, n)).flatMap { $0 })
         default: break
         }
@@ -468,12 +465,13 @@ final class Interpreter {
                 return .double(Double(i) / Double(j))
             case "//":
                 guard j != 0 else { throw EvalError(message: "integer division or modulo by zero") }
-                let q = i / j
-                return .int((i % j != 0 && ((i < 0) != (j < 0))) ? q - 1 : q)
+                let q = i.dividedReportingOverflow(by: j).partialValue
+                let r = i.remainderReportingOverflow(dividingBy: j).partialValue
+                return .int((r != 0 && ((r < 0) != (j < 0))) ? q &- 1 : q)
             case "%":
                 guard j != 0 else { throw EvalError(message: "integer division or modulo by zero") }
-                let r = i % j
-                return .int((r != 0 && ((r < 0) != (j < 0))) ? r + j : r)
+                let r = i.remainderReportingOverflow(dividingBy: j).partialValue
+                return .int((r != 0 && ((r < 0) != (j < 0))) ? r &+ j : r)
             case "**":
                 if j >= 0 {
                     var result = 1
@@ -501,6 +499,13 @@ final class Interpreter {
             return .double((r != 0 && ((r < 0) != (q < 0))) ? r + q : r)
         case "**": return .double(pow(p, q))
         default: throw EvalError(message: "unknown operator \(op)")
+        }
+    }
+
+    /// Refuses `'x' * n` results too large to build (a hostile template must not exhaust memory).
+    static func checkRepetition(_ n: Int, _ unit: Int) throws {
+        if n > 0 && unit > 0 && n > 50_000_000 / unit {
+            throw EvalError(message: "repetition result is too large")
         }
     }
 

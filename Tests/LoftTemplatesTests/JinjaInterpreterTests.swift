@@ -87,7 +87,14 @@ final class JinjaInterpreterTests: XCTestCase {
         let inputs = ["{{", "{%", "{#", "{% if %}", "{{ a[ }}", "{{ (1, }}", "{% for %}", "{% set %}", "{% macro %}",
                       "{{ a | }}", "{{ 'unterminated }}", "{% endif %}", "{{ 1 ++ }}", "{% raw %}x", "}}", "{{ a.0.1.x }}",
                       "{{ x is }}", "{% call %}{% endcall %}", "{{ {'a' 1} }}", "{{ [1,2][::0] }}", "{{ range(10**12) }}",
-                      "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"]
+                      "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+                      "{{ -(-9223372036854775807 - 1) }}", "{{ (-9223372036854775807 - 1) // -1 }}", "{{ (-9223372036854775807 - 1) % -1 }}",
+                      "{{ 1e300 | int }}", "{{ (-9223372036854775807 - 1) | abs }}", "{{ 'ab' * 9223372036854775807 }}",
+                      "{{ range(-9223372036854775807, 9223372036854775807) }}", "{{ 9223372036854775807 + 1 }}",
+                      String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000),
+                      "{{ " + String(repeating: "not ", count: 5000) + "x }}", "{{ " + String(repeating: "-", count: 5000) + "1 }}",
+                      String(repeating: "{% if true %}", count: 3000), "{{ x" + String(repeating: "[0]", count: 5000) + " }}",
+                      "{{ 'a' | " + String(repeating: "upper | ", count: 3000) + "lower }}"]
         for input in inputs {
             // Either a parse error or a render error; never a crash.
             if let t = try? ChatTemplate(input) { _ = try? t.render(messages: []) }
