@@ -146,7 +146,10 @@ extension Interpreter {
             if c == "{" {
                 guard let close = a[i...].firstIndex(of: "}") else { throw EvalError(message: "Single '{' encountered in format string") }
                 let field = PyString.make(a[(i + 1)..<close])
-                let key = field.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+                if field.contains(":") || field.contains("!") {
+                    throw EvalError(message: "str.format: conversions and format specs ('{\(field)}') are not supported")
+                }
+                let key = field
                 let v: Value?
                 if key.isEmpty { v = auto < args.positional.count ? args.positional[auto] : nil; auto += 1 } else if let n = Int(key) { v = n < args.positional.count ? args.positional[n] : nil } else { v = args.named(key) }
                 guard let v else { throw EvalError(message: "format: missing argument for '{\(field)}'") }
