@@ -35,7 +35,7 @@ struct TemplateRender: ParsableCommand {
     @Option(name: .customLong("var"), help: "Extra template variable as NAME=JSON, e.g. enable_thinking=false (repeatable).")
     var variables: [String] = []
 
-    @Option(help: "Which named template to use when the config holds several (e.g. tool_use).")
+    @Option(help: "Which named template to use when the config holds several (default: tool_use when tools are given, else default).")
     var templateName: String?
 
     @Flag(help: "Also print where each assistant message's content and turn lie in the text.")
@@ -75,7 +75,6 @@ struct TemplateRender: ParsableCommand {
     }
 
     private func render() throws {
-        let template = try ChatTemplate.load(from: URL(fileURLWithPath: source), name: templateName)
         let input = try readJSON(messages, what: "--messages")
         var messageList: [JinjaValue]
         var toolList: [JinjaValue]?
@@ -94,6 +93,7 @@ struct TemplateRender: ParsableCommand {
             guard case .array(let list) = try readJSON(tools, what: "--tools") else { fail("\(tools): expected a list of tools") }
             toolList = list
         }
+        let template = try ChatTemplate.load(from: URL(fileURLWithPath: source), name: templateName, forTools: toolList != nil)
         var extra: [String: JinjaValue] = [:]
         for v in variables {
             guard let eq = v.firstIndex(of: "=") else { fail("--var \(v): expected NAME=JSON") }
