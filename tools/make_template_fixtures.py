@@ -269,9 +269,50 @@ JINJA_ERROR_CASES = [
 ]
 
 
+def whitespace_fuzz_cases(count=300, seed=1234):
+    """Random mixes of text, blocks, comments and prints with random `-`/`+`
+    modifiers: jinja2's whitespace rules are the easiest thing to get subtly wrong."""
+    import random
+    rng = random.Random(seed)
+    texts = ["", " ", "  ", "\t", "\n", " \n", "\n  ", "a", " b ", "c\n", "\n\n", "  d\n  ", "\t\te\n"]
+
+    def tag(body, kind="%"):
+        left = rng.choice(["", "", "-", "+"]) if kind != "{" else rng.choice(["", "-"])
+        right = rng.choice(["", "", "-", "+"]) if kind != "{" else rng.choice(["", "-"])
+        if kind == "{":
+            return "{{" + left + " " + body + " " + right + "}}"
+        if kind == "#":
+            return "{#" + left + " " + body + " " + right + "#}"
+        return "{%" + left + " " + body + " " + right + "%}"
+
+    def block(depth):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            r = rng.random()
+            parts.append(rng.choice(texts))
+            if r < 0.25 and depth < 3:
+                cond = rng.choice(["true", "false"])
+                parts += [tag("if " + cond), block(depth + 1)]
+                if rng.random() < 0.4:
+                    parts += [tag("else"), block(depth + 1)]
+                parts.append(tag("endif"))
+            elif r < 0.4 and depth < 3:
+                parts += [tag("for i in [1, 2]"), block(depth + 1), tag("endfor")]
+            elif r < 0.6:
+                parts.append(tag(rng.choice(["'x'", "i | default(0)", "' y '"]), "{"))
+            elif r < 0.7:
+                parts.append(tag("note", "#"))
+            elif r < 0.8:
+                parts.append(tag("set v = 1"))
+        parts.append(rng.choice(texts))
+        return "".join(parts)
+
+    return [("ws_fuzz_%03d" % k, block(0) + rng.choice(["", "\n", " \n"]), {}) for k in range(count)]
+
+
 def jinja_cases():
     out = []
-    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES:
+    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES + whitespace_fuzz_cases():
         case = {"name": name, "template": source, "context": context}
         try:
             compiled = compile_pinned(source)
