@@ -310,9 +310,37 @@ def whitespace_fuzz_cases(count=300, seed=1234):
     return [("ws_fuzz_%03d" % k, block(0) + rng.choice(["", "\n", " \n"]), {}) for k in range(count)]
 
 
+def expression_fuzz_cases(count=int(__import__("os").environ.get("EXPR_FUZZ", "400")), seed=int(__import__("os").environ.get("EXPR_SEED", "99"))):
+    """Random expressions over numbers, strings, lists, none and booleans, printed:
+    checks operator semantics, Python number formatting and filters together."""
+    import random
+    rng = random.Random(seed)
+    atoms = ["0", "1", "7", "-3", "2.5", "0.1", "-1.5", "3.0", "'a'", "'Bc'", "' x '", "''", "[1, 2]", "[]",
+             "['b', 'a']", "none", "true", "false", "n", "s", "l", "d"]
+    binary = ["+", "-", "*", "/", "//", "%", "~", "==", "!=", "<", ">=", "and", "or", "in", "not in"]
+    filters = ["length", "string", "upper", "trim", "first", "last", "abs", "int", "float", "round", "tojson",
+               "join(',')", "reverse | list", "sort", "default('z')", "list", "lower", "capitalize", "title"]
+    tests = ["string", "number", "none", "defined", "integer", "float", "iterable", "mapping", "true", "odd"]
+
+    def expr(depth):
+        r = rng.random()
+        if depth > 2 or r < 0.3:
+            return rng.choice(atoms)
+        if r < 0.6:
+            return "(" + expr(depth + 1) + " " + rng.choice(binary) + " " + expr(depth + 1) + ")"
+        if r < 0.8:
+            return "(" + expr(depth + 1) + " | " + rng.choice(filters) + ")"
+        if r < 0.9:
+            return "(" + expr(depth + 1) + " is " + rng.choice(["", "not "]) + rng.choice(tests) + ")"
+        return "(not " + expr(depth + 1) + ")"
+
+    context = {"n": 5, "s": "Hi there", "l": [3, 1, 2], "d": {"k": "v"}}
+    return [("expr_fuzz_%03d" % k, "{{ " + expr(0) + " }}", context) for k in range(count)]
+
+
 def jinja_cases():
     out = []
-    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES + whitespace_fuzz_cases():
+    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES + whitespace_fuzz_cases() + expression_fuzz_cases():
         case = {"name": name, "template": source, "context": context}
         try:
             compiled = compile_pinned(source)

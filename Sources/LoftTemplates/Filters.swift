@@ -94,6 +94,7 @@ extension Interpreter {
                                  ensureASCII: boolArg(0, "ensure_ascii", false), sortKeys: boolArg(3, "sort_keys", false))
             return .string(try encoder.encode(value))
         case "int":
+            try requireDefined()
             let fallback = arg(0, "default") ?? .int(0)
             switch value {
             case .int, .bool: return value.numeric ?? fallback
@@ -106,6 +107,7 @@ extension Interpreter {
             default: return fallback
             }
         case "float":
+            try requireDefined()
             let fallback = arg(0, "default") ?? .double(0)
             switch value {
             case .int, .bool, .double: return .double(value.asDouble)
@@ -120,6 +122,10 @@ extension Interpreter {
             default: throw EvalError(message: "bad operand type for abs(): '\(value.typeName)'")
             }
         case "round":
+            guard let number = value.numeric else {
+                if value.isUndefined { throw undefinedError(value) }
+                throw EvalError(message: "type \(value.typeName) doesn't define __round__ method")
+            }
             let precision: Int
             if case .int(let p)? = arg(0, "precision")?.numeric { precision = p } else { precision = 0 }
             let method = arg(1, "method")?.pythonString ?? "common"
@@ -131,7 +137,7 @@ extension Interpreter {
             case "floor": rounded = x.rounded(.down)
             default: rounded = x.rounded(.toNearestOrEven)
             }
-            if case .int = value, method == "common" { return value }
+            if case .int = number, method == "common" { return number }
             if method == "common", precision >= 0, precision <= 30, value.asDouble.isFinite {
                 // Python's round() is correctly rounded on the exact binary value, as printf is.
                 return .double(Double(String(format: "%.\(precision)f", value.asDouble)) ?? rounded / scale)
