@@ -338,9 +338,27 @@ def expression_fuzz_cases(count=int(__import__("os").environ.get("EXPR_FUZZ", "4
     return [("expr_fuzz_%03d" % k, "{{ " + expr(0) + " }}", context) for k in range(count)]
 
 
+def string_fuzz_cases(count=int(__import__("os").environ.get("STR_FUZZ", "300")), seed=int(__import__("os").environ.get("STR_SEED", "5"))):
+    """Random strings (mixed scripts, case pairs, whitespace kinds) through the
+    string methods and filters templates use."""
+    import random
+    rng = random.Random(seed)
+    alphabet = list("aZ z-_.'(1\t\n\r") + ["é", "ß", "İ", "ǅ", "Σ", "ς", "ﬁ", "\u00a0", "\u2003", "\u3000", "日", "🤖", "\u0301", "'", "x"]
+    ops = ["s.title()", "s.capitalize()", "s.upper()", "s.lower()", "s.strip()", "s.lstrip()", "s.rstrip()", "s.split()",
+           "s.split(' ')", "s.splitlines()", "s.replace('a', 'b')", "s.startswith('a')", "s.endswith('x')", "s | title",
+           "s | capitalize", "s | wordcount", "s | length", "s | reverse", "s | trim", "s | upper", "s | lower",
+           "s.strip('a')", "s | tojson", "s[1:-1]", "s[::2]", "s.find('z')", "s.count('a')", "s.split('a', 1)", "s | list | length",
+           "s.isspace()", "s.isalpha()", "s.isdigit()", "s | replace(' ', '')", "s | indent(2)", "s ~ s | length"]
+    cases = []
+    for k in range(count):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        cases.append(("str_fuzz_%03d" % k, "{{ " + rng.choice(ops) + " }}|{{ " + rng.choice(ops) + " }}", {"s": text}))
+    return cases
+
+
 def jinja_cases():
     out = []
-    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES + whitespace_fuzz_cases() + expression_fuzz_cases():
+    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES + whitespace_fuzz_cases() + expression_fuzz_cases() + string_fuzz_cases():
         case = {"name": name, "template": source, "context": context}
         try:
             compiled = compile_pinned(source)

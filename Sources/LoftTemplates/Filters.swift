@@ -31,19 +31,28 @@ extension Interpreter {
             return .string(out)
         case "trim":
             return .string(PyString.strip(value.pythonString, arg(0, "chars").flatMap(Self.optionalString), leading: true, trailing: true))
-        case "upper": return .string(value.pythonString.uppercased())
-        case "lower": return .string(value.pythonString.lowercased())
+        case "upper": return .string(PyString.upper(value.pythonString))
+        case "lower": return .string(PyString.lower(value.pythonString))
         case "capitalize": return .string(PyString.capitalize(value.pythonString))
         case "title":
-            // jinja2 capitalises each run that follows "-", whitespace or an opening bracket.
+            // jinja2 splits on runs of "-", whitespace or opening brackets and writes each
+            // piece as piece[0].upper() + piece[1:].lower().
             var out = ""
-            var atStart = true
-            for c in value.pythonString.unicodeScalars {
-                let boundary = c == "-" || c == "(" || c == "{" || c == "[" || c == "<" || PyString.isSpace(c)
-                if boundary { out.unicodeScalars.append(c); atStart = true; continue }
-                out += atStart ? String(c).uppercased() : String(c).lowercased()
-                atStart = false
+            var piece: [Unicode.Scalar] = []
+            func flush() {
+                guard let first = piece.first else { return }
+                out += PyString.upper(String(Character(first))) + PyString.lower(PyString.make(piece.dropFirst()))
+                piece = []
             }
+            for c in value.pythonString.unicodeScalars {
+                if c == "-" || c == "(" || c == "{" || c == "[" || c == "<" || PyString.isSpace(c) {
+                    flush()
+                    out.unicodeScalars.append(c)
+                } else {
+                    piece.append(c)
+                }
+            }
+            flush()
             return .string(out)
         case "replace":
             guard let old = arg(0, "old"), let new = arg(1, "new") else { throw EvalError(message: "replace needs two arguments") }
@@ -251,7 +260,14 @@ extension Interpreter {
             if boolArg(1, "first", false) { result = indentation + result }
             return .string(result)
         case "wordcount":
-            return .int(PyString.split(value.pythonString, nil).count)
+            // jinja2 counts matches of the regex \w+.
+            var count = 0, inWord = false
+            for c in value.pythonString.unicodeScalars {
+                let w = PyString.isWord(c)
+                if w && !inWord { count += 1 }
+                inWord = w
+            }
+            return .int(count)
         case "center":
             let width: Int
             if case .int(let w)? = arg(0, "width")?.numeric { width = w } else { width = 80 }
@@ -275,7 +291,7 @@ extension Interpreter {
 
     /// jinja2 compares strings case-insensitively in sort/unique/min/max by default.
     static func foldCase(_ v: Value) -> Value {
-        if case .string(let s) = v { return .string(s.lowercased()) }
+        if case .string(let s) = v { return .string(PyString.lower(s)) }
         return v
     }
 

@@ -68,11 +68,9 @@ extension Interpreter {
             default: return false
             }
         case "lower":
-            let s = value.pythonString
-            return s.lowercased() == s && s.uppercased() != s
+            return PyString.isLower(value.pythonString)
         case "upper":
-            let s = value.pythonString
-            return s.uppercased() == s && s.lowercased() != s
+            return PyString.isUpper(value.pythonString)
         default:
             throw EvalError(message: "No test named '\(name)'.")
         }
