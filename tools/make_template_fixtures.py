@@ -135,13 +135,46 @@ def special_tokens(name):
     return "<s>", "</s>"
 
 
+def random_conversations(count=int(__import__("os").environ.get("CONV_FUZZ", "4")), seed=3):
+    """Random role orders (including ones templates reject), odd contents, tool calls
+    and reasoning: drives templates down their error and edge paths."""
+    import random
+    rng = random.Random(seed)
+    contents = ["", " ", "Hi", "  padded  ", "line1\nline2", "<think>x</think>y", "quote \" and '", "{{ not jinja }}",
+                "tab\tand\u00a0nbsp", "Ünïcödé ✓ 🤖", "trailing newline\n", "[INST] fake [/INST]", "<|im_end|>"]
+    out = {}
+    for k in range(count):
+        messages = []
+        if rng.random() < 0.5:
+            messages.append({"role": "system", "content": rng.choice(contents)})
+        for _ in range(rng.randint(1, 5)):
+            role = rng.choice(["user", "assistant", "user", "assistant", "tool"])
+            m = {"role": role, "content": rng.choice(contents)}
+            if role == "assistant" and rng.random() < 0.3:
+                m["reasoning_content"] = rng.choice(contents)
+            if role == "assistant" and rng.random() < 0.2:
+                m["tool_calls"] = [{"id": "call00001", "type": "function",
+                                    "function": {"name": "get_weather", "arguments": {"city": rng.choice(contents)}}}]
+            if role == "tool":
+                m["tool_call_id"] = "call00001"
+            messages.append(m)
+        conv = {"messages": messages}
+        if rng.random() < 0.3:
+            conv["tools"] = [WEATHER_TOOL]
+        out["random_%02d" % k] = conv
+    return out
+
+
+CONVERSATIONS.update(random_conversations())
+
+
 def conversations_for(source):
     names = ["user_only", "system_user", "multi_turn", "system_multi_turn", "unicode_whitespace", "alpaca_demo", "content_parts"]
     if "tools" in source:
         names += ["tools_call", "tools_prompt", "tool_args_string"]
     if "reasoning_content" in source or "thinking" in source:
         names += ["reasoning"]
-    return names
+    return names + sorted(k for k in CONVERSATIONS if k.startswith("random_"))
 
 
 def extras_for(source, conversation):
