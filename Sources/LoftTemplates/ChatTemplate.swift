@@ -2,6 +2,9 @@ import Foundation
 
 /// A parsed chat template, rendered the way transformers'
 /// `tokenizer.apply_chat_template(..., tokenize=False)` renders it.
+///
+/// Rendering does not change the template, so one instance can render from
+/// several threads at once; set `bosToken`, `eosToken` and `now` before sharing it.
 public final class ChatTemplate: @unchecked Sendable {
     public let source: String
     /// Passed to the template as `bos_token` / `eos_token` when set.
