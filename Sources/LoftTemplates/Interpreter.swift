@@ -260,10 +260,6 @@ final class Interpreter {
             return try callValue(f, try evaluate(args, in: frame), description: describeCallee(callee))
         case .filter(let operand, let name, let args, let l):
             line = l
-            if name == "default" || name == "d" {
-                // `default` must see Undefined without tripping on it.
-                return try applyFilter(name, to: try evaluate(operand, in: frame), arguments: try evaluate(args, in: frame))
-            }
             return try applyFilter(name, to: try evaluate(operand, in: frame), arguments: try evaluate(args, in: frame))
         case .test(let operand, let name, let args, let negated, let l):
             line = l
