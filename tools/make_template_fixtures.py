@@ -189,6 +189,36 @@ def error_record(e):
     return {"error": str(e), "error_kind": kind}
 
 
+CONTINUE_CONVERSATIONS = {
+    "continue_prefill": {"messages": [
+        {"role": "user", "content": "Write a haiku."},
+        {"role": "assistant", "content": "Autumn moonlight -"}]},
+    "continue_trailing_space": {"messages": [
+        {"role": "user", "content": "Count to three."},
+        {"role": "assistant", "content": "One, two, "}]},
+}
+
+
+def continue_cases():
+    """`continue_final_message=True` (a prefill): the render stops after the last
+    message's content."""
+    cases = []
+    for path in sorted(TEMPLATES.glob("*.jinja")):
+        source = path.read_text()
+        bos, eos = special_tokens(path.stem)
+        for name, conv in CONTINUE_CONVERSATIONS.items():
+            case = {"template": path.name, "conversation": name, "bos_token": bos, "eos_token": eos}
+            try:
+                compile_pinned(source)
+                rendered, _ = ctu.render_jinja_template(conversations=[conv["messages"]], chat_template=source,
+                                                        continue_final_message=True, bos_token=bos, eos_token=eos)
+                case["expected"] = rendered[0]
+            except Exception as e:
+                case.update(error_record(e))
+            cases.append(case)
+    return cases
+
+
 def template_cases():
     cases = []
     for path in sorted(TEMPLATES.glob("*.jinja")):
@@ -415,6 +445,8 @@ def main():
               "jinja2": jinja2.__version__, "fixed_time": FIXED_TIME.isoformat()}
     (FIXTURES / "template_cases.json").write_text(json.dumps(
         {**header, "conversations": CONVERSATIONS, "cases": template_cases()}, ensure_ascii=False, indent=0) + "\n")
+    (FIXTURES / "continue_cases.json").write_text(json.dumps(
+        {**header, "conversations": CONTINUE_CONVERSATIONS, "cases": continue_cases()}, ensure_ascii=False, indent=0) + "\n")
     (FIXTURES / "jinja_cases.json").write_text(json.dumps(
         {**header, "cases": jinja_cases()}, ensure_ascii=False, indent=0) + "\n")
 

@@ -32,6 +32,9 @@ struct TemplateRender: ParsableCommand {
     @Flag(help: "Append the prompt that starts the assistant's reply.")
     var addGenerationPrompt = false
 
+    @Flag(help: "Stop right after the last message's content so a model continues it (a prefill).")
+    var continueFinalMessage = false
+
     @Option(name: .customLong("var"), help: "Extra template variable as NAME=JSON, e.g. enable_thinking=false (repeatable).")
     var variables: [String] = []
 
@@ -101,6 +104,9 @@ struct TemplateRender: ParsableCommand {
             extra[name] = (try? JSONReader.parse(text)) ?? .string(text)
         }
 
+        if continueFinalMessage && (addGenerationPrompt || spans) {
+            fail("--continue-final-message cannot be combined with --add-generation-prompt or --spans")
+        }
         if spans {
             let rendered = try template.renderWithAssistantSpans(messages: messageList, tools: toolList, extra: extra)
             if json {
@@ -129,7 +135,9 @@ struct TemplateRender: ParsableCommand {
             }
             return
         }
-        let text = try template.render(messages: messageList, tools: toolList, addGenerationPrompt: addGenerationPrompt, extra: extra)
+        let text = continueFinalMessage
+            ? try template.renderContinuingFinalMessage(messages: messageList, tools: toolList, extra: extra)
+            : try template.render(messages: messageList, tools: toolList, addGenerationPrompt: addGenerationPrompt, extra: extra)
         if json {
             print(JinjaValue.object(JinjaObject([("text", .string(text))])).jsonText())
         } else {
