@@ -11,6 +11,10 @@ Swift interpreter is checked against the reference, not against itself.
 tests pin their clock to the same wall-clock time.
 
 Run from the repository root:  /opt/refvenv/bin/python tools/make_template_fixtures.py
+(needs transformers, jinja2, and ../shared/fixtures/datasets for the alpaca sample).
+For a bigger bug hunt, raise the random case counts with the environment variables
+EXPR_FUZZ / EXPR_SEED, STR_FUZZ / STR_SEED and CONV_FUZZ (don't commit those outputs).
+Writes Tests/LoftTemplatesTests/Fixtures/{template_cases,continue_cases,jinja_cases}.json.
 """
 import datetime
 import json
