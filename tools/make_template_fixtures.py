@@ -11,6 +11,10 @@ Swift interpreter is checked against the reference, not against itself.
 tests pin their clock to the same wall-clock time.
 
 Run from the repository root:  /opt/refvenv/bin/python tools/make_template_fixtures.py
+(needs transformers, jinja2, and ../shared/fixtures/datasets for the alpaca sample).
+For a bigger bug hunt, raise the random case counts with the environment variables
+EXPR_FUZZ / EXPR_SEED, STR_FUZZ / STR_SEED and CONV_FUZZ (don't commit those outputs).
+Writes Tests/LoftTemplatesTests/Fixtures/{template_cases,continue_cases,jinja_cases}.json.
 """
 import datetime
 import json
@@ -95,7 +99,7 @@ CONVERSATIONS = {
 SHARED_DATASETS = ROOT.parent / "shared" / "fixtures" / "datasets"
 
 
-def alpaca_conversation(rows=2):
+def alpaca_conversation(rows=1):
     """Real instruction data (LLaMA-Factory's alpaca demo, in ../shared/fixtures) as a
     multi-turn chat: long, multi-line answers with code and punctuation. The messages
     are copied into the fixture, so the Swift tests do not need the shared folder."""
@@ -135,13 +139,46 @@ def special_tokens(name):
     return "<s>", "</s>"
 
 
+def random_conversations(count=int(__import__("os").environ.get("CONV_FUZZ", "4")), seed=3):
+    """Random role orders (including ones templates reject), odd contents, tool calls
+    and reasoning: drives templates down their error and edge paths."""
+    import random
+    rng = random.Random(seed)
+    contents = ["", " ", "Hi", "  padded  ", "line1\nline2", "<think>x</think>y", "quote \" and '", "{{ not jinja }}",
+                "tab\tand\u00a0nbsp", "Ünïcödé ✓ 🤖", "trailing newline\n", "[INST] fake [/INST]", "<|im_end|>"]
+    out = {}
+    for k in range(count):
+        messages = []
+        if rng.random() < 0.5:
+            messages.append({"role": "system", "content": rng.choice(contents)})
+        for _ in range(rng.randint(1, 5)):
+            role = rng.choice(["user", "assistant", "user", "assistant", "tool"])
+            m = {"role": role, "content": rng.choice(contents)}
+            if role == "assistant" and rng.random() < 0.3:
+                m["reasoning_content"] = rng.choice(contents)
+            if role == "assistant" and rng.random() < 0.2:
+                m["tool_calls"] = [{"id": "call00001", "type": "function",
+                                    "function": {"name": "get_weather", "arguments": {"city": rng.choice(contents)}}}]
+            if role == "tool":
+                m["tool_call_id"] = "call00001"
+            messages.append(m)
+        conv = {"messages": messages}
+        if rng.random() < 0.3:
+            conv["tools"] = [WEATHER_TOOL]
+        out["random_%02d" % k] = conv
+    return out
+
+
+CONVERSATIONS.update(random_conversations())
+
+
 def conversations_for(source):
     names = ["user_only", "system_user", "multi_turn", "system_multi_turn", "unicode_whitespace", "alpaca_demo", "content_parts"]
     if "tools" in source:
         names += ["tools_call", "tools_prompt", "tool_args_string"]
     if "reasoning_content" in source or "thinking" in source:
         names += ["reasoning"]
-    return names
+    return names + sorted(k for k in CONVERSATIONS if k.startswith("random_"))
 
 
 def extras_for(source, conversation):
@@ -156,6 +193,36 @@ def error_record(e):
     return {"error": str(e), "error_kind": kind}
 
 
+CONTINUE_CONVERSATIONS = {
+    "continue_prefill": {"messages": [
+        {"role": "user", "content": "Write a haiku."},
+        {"role": "assistant", "content": "Autumn moonlight -"}]},
+    "continue_trailing_space": {"messages": [
+        {"role": "user", "content": "Count to three."},
+        {"role": "assistant", "content": "One, two, "}]},
+}
+
+
+def continue_cases():
+    """`continue_final_message=True` (a prefill): the render stops after the last
+    message's content."""
+    cases = []
+    for path in sorted(TEMPLATES.glob("*.jinja")):
+        source = path.read_text()
+        bos, eos = special_tokens(path.stem)
+        for name, conv in CONTINUE_CONVERSATIONS.items():
+            case = {"template": path.name, "conversation": name, "bos_token": bos, "eos_token": eos}
+            try:
+                compile_pinned(source)
+                rendered, _ = ctu.render_jinja_template(conversations=[conv["messages"]], chat_template=source,
+                                                        continue_final_message=True, bos_token=bos, eos_token=eos)
+                case["expected"] = rendered[0]
+            except Exception as e:
+                case.update(error_record(e))
+            cases.append(case)
+    return cases
+
+
 def template_cases():
     cases = []
     for path in sorted(TEMPLATES.glob("*.jinja")):
@@ -164,7 +231,7 @@ def template_cases():
         for conversation in conversations_for(source):
             conv = CONVERSATIONS[conversation]
             for extra in extras_for(source, conversation):
-                for agp in (False, True):
+                for agp in ((False,) if conversation.startswith("random_") else (False, True)):
                     case = {"template": path.name, "conversation": conversation, "add_generation_prompt": agp,
                             "extra": extra, "bos_token": bos, "eos_token": eos}
                     try:
@@ -269,9 +336,96 @@ JINJA_ERROR_CASES = [
 ]
 
 
+def whitespace_fuzz_cases(count=300, seed=1234):
+    """Random mixes of text, blocks, comments and prints with random `-`/`+`
+    modifiers: jinja2's whitespace rules are the easiest thing to get subtly wrong."""
+    import random
+    rng = random.Random(seed)
+    texts = ["", " ", "  ", "\t", "\n", " \n", "\n  ", "a", " b ", "c\n", "\n\n", "  d\n  ", "\t\te\n"]
+
+    def tag(body, kind="%"):
+        left = rng.choice(["", "", "-", "+"]) if kind != "{" else rng.choice(["", "-"])
+        right = rng.choice(["", "", "-", "+"]) if kind != "{" else rng.choice(["", "-"])
+        if kind == "{":
+            return "{{" + left + " " + body + " " + right + "}}"
+        if kind == "#":
+            return "{#" + left + " " + body + " " + right + "#}"
+        return "{%" + left + " " + body + " " + right + "%}"
+
+    def block(depth):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            r = rng.random()
+            parts.append(rng.choice(texts))
+            if r < 0.25 and depth < 3:
+                cond = rng.choice(["true", "false"])
+                parts += [tag("if " + cond), block(depth + 1)]
+                if rng.random() < 0.4:
+                    parts += [tag("else"), block(depth + 1)]
+                parts.append(tag("endif"))
+            elif r < 0.4 and depth < 3:
+                parts += [tag("for i in [1, 2]"), block(depth + 1), tag("endfor")]
+            elif r < 0.6:
+                parts.append(tag(rng.choice(["'x'", "i | default(0)", "' y '"]), "{"))
+            elif r < 0.7:
+                parts.append(tag("note", "#"))
+            elif r < 0.8:
+                parts.append(tag("set v = 1"))
+        parts.append(rng.choice(texts))
+        return "".join(parts)
+
+    return [("ws_fuzz_%03d" % k, block(0) + rng.choice(["", "\n", " \n"]), {}) for k in range(count)]
+
+
+def expression_fuzz_cases(count=int(__import__("os").environ.get("EXPR_FUZZ", "400")), seed=int(__import__("os").environ.get("EXPR_SEED", "99"))):
+    """Random expressions over numbers, strings, lists, none and booleans, printed:
+    checks operator semantics, Python number formatting and filters together."""
+    import random
+    rng = random.Random(seed)
+    atoms = ["0", "1", "7", "-3", "2.5", "0.1", "-1.5", "3.0", "'a'", "'Bc'", "' x '", "''", "[1, 2]", "[]",
+             "['b', 'a']", "none", "true", "false", "n", "s", "l", "d"]
+    binary = ["+", "-", "*", "/", "//", "%", "~", "==", "!=", "<", ">=", "and", "or", "in", "not in"]
+    filters = ["length", "string", "upper", "trim", "first", "last", "abs", "int", "float", "round", "tojson",
+               "join(',')", "reverse | list", "sort", "default('z')", "list", "lower", "capitalize", "title"]
+    tests = ["string", "number", "none", "defined", "integer", "float", "iterable", "mapping", "true", "odd"]
+
+    def expr(depth):
+        r = rng.random()
+        if depth > 2 or r < 0.3:
+            return rng.choice(atoms)
+        if r < 0.6:
+            return "(" + expr(depth + 1) + " " + rng.choice(binary) + " " + expr(depth + 1) + ")"
+        if r < 0.8:
+            return "(" + expr(depth + 1) + " | " + rng.choice(filters) + ")"
+        if r < 0.9:
+            return "(" + expr(depth + 1) + " is " + rng.choice(["", "not "]) + rng.choice(tests) + ")"
+        return "(not " + expr(depth + 1) + ")"
+
+    context = {"n": 5, "s": "Hi there", "l": [3, 1, 2], "d": {"k": "v"}}
+    return [("expr_fuzz_%03d" % k, "{{ " + expr(0) + " }}", context) for k in range(count)]
+
+
+def string_fuzz_cases(count=int(__import__("os").environ.get("STR_FUZZ", "300")), seed=int(__import__("os").environ.get("STR_SEED", "5"))):
+    """Random strings (mixed scripts, case pairs, whitespace kinds) through the
+    string methods and filters templates use."""
+    import random
+    rng = random.Random(seed)
+    alphabet = list("aZ z-_.'(1\t\n\r") + ["é", "ß", "İ", "ǅ", "Σ", "ς", "ﬁ", "\u00a0", "\u2003", "\u3000", "日", "🤖", "\u0301", "'", "x"]
+    ops = ["s.title()", "s.capitalize()", "s.upper()", "s.lower()", "s.strip()", "s.lstrip()", "s.rstrip()", "s.split()",
+           "s.split(' ')", "s.splitlines()", "s.replace('a', 'b')", "s.startswith('a')", "s.endswith('x')", "s | title",
+           "s | capitalize", "s | wordcount", "s | length", "s | reverse", "s | trim", "s | upper", "s | lower",
+           "s.strip('a')", "s | tojson", "s[1:-1]", "s[::2]", "s.find('z')", "s.count('a')", "s.split('a', 1)", "s | list | length",
+           "s.isspace()", "s.isalpha()", "s.isdigit()", "s | replace(' ', '')", "s | indent(2)", "s ~ s | length"]
+    cases = []
+    for k in range(count):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        cases.append(("str_fuzz_%03d" % k, "{{ " + rng.choice(ops) + " }}|{{ " + rng.choice(ops) + " }}", {"s": text}))
+    return cases
+
+
 def jinja_cases():
     out = []
-    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES:
+    for name, source, context in JINJA_CASES + JINJA_ERROR_CASES + whitespace_fuzz_cases() + expression_fuzz_cases() + string_fuzz_cases():
         case = {"name": name, "template": source, "context": context}
         try:
             compiled = compile_pinned(source)
@@ -294,9 +448,11 @@ def main():
     header = {"generator": "tools/make_template_fixtures.py", "transformers": transformers.__version__,
               "jinja2": jinja2.__version__, "fixed_time": FIXED_TIME.isoformat()}
     (FIXTURES / "template_cases.json").write_text(json.dumps(
-        {**header, "conversations": CONVERSATIONS, "cases": template_cases()}, ensure_ascii=False, indent=1) + "\n")
+        {**header, "conversations": CONVERSATIONS, "cases": template_cases()}, ensure_ascii=False, indent=0) + "\n")
+    (FIXTURES / "continue_cases.json").write_text(json.dumps(
+        {**header, "conversations": CONTINUE_CONVERSATIONS, "cases": continue_cases()}, ensure_ascii=False, indent=0) + "\n")
     (FIXTURES / "jinja_cases.json").write_text(json.dumps(
-        {**header, "cases": jinja_cases()}, ensure_ascii=False, indent=1) + "\n")
+        {**header, "cases": jinja_cases()}, ensure_ascii=False, indent=0) + "\n")
 
 
 if __name__ == "__main__":

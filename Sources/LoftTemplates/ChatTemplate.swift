@@ -2,6 +2,9 @@ import Foundation
 
 /// A parsed chat template, rendered the way transformers'
 /// `tokenizer.apply_chat_template(..., tokenize=False)` renders it.
+///
+/// Rendering does not change the template, so one instance can render from
+/// several threads at once; set `bosToken`, `eosToken` and `now` before sharing it.
 public final class ChatTemplate: @unchecked Sendable {
     public let source: String
     /// Passed to the template as `bos_token` / `eos_token` when set.
@@ -30,6 +33,50 @@ public final class ChatTemplate: @unchecked Sendable {
                        addGenerationPrompt: Bool = false, extra: [String: JinjaValue] = [:]) throws -> String {
         try renderTracked(messages: messages, tools: tools, documents: documents,
                           addGenerationPrompt: addGenerationPrompt, extra: extra).text
+    }
+
+    /// Renders a conversation whose last message is to be continued (a prefill):
+    /// the render stops right after that message's content, without its
+    /// end-of-turn text, as transformers' `continue_final_message=True` does.
+    public func renderContinuingFinalMessage(messages: [JinjaValue], tools: [JinjaValue]? = nil,
+                                             documents: [JinjaValue]? = nil, extra: [String: JinjaValue] = [:]) throws -> String {
+        let tag = "CONTINUE_FINAL_MESSAGE_TAG "
+        guard case .object(var last)? = messages.last else {
+            throw TemplateError.invalidSource(message: "continue_final_message is set but the conversation is empty!")
+        }
+        let finalText: String
+        switch last["content"] {
+        case .string(let s)?:
+            finalText = s
+            last["content"] = .string(s + tag)
+        case .array(var blocks)?:
+            guard let k = blocks.lastIndex(where: { $0["text"] != nil }), case .object(var block) = blocks[k],
+                  case .string(let s)? = block["text"] else {
+                throw TemplateError.invalidSource(message: "continue_final_message is set but we could not find any text to continue in the final message!")
+            }
+            finalText = s
+            block["text"] = .string(s + tag)
+            blocks[k] = .object(block)
+            last["content"] = .array(blocks)
+        default:
+            throw TemplateError.invalidSource(message: "continue_final_message is set but the final message has no \"content\" to continue!")
+        }
+        var tagged = messages
+        tagged[tagged.count - 1] = .object(last)
+        let rendered = try render(messages: tagged, tools: tools, documents: documents, addGenerationPrompt: false, extra: extra)
+        let text = Array(rendered.unicodeScalars)
+        let strippedTag = Array(PyString.strip(tag, nil, leading: true, trailing: true).unicodeScalars)
+        let strippedFinal = PyString.strip(finalText, nil, leading: true, trailing: true)
+        guard PyString.find(rendered, strippedFinal) != nil, let at = PyString.rfind(text, strippedTag) else {
+            throw TemplateError.invalidSource(message: "continue_final_message is set but the final message does not appear in the chat "
+                + "after applying the chat template! The template deletes portions of the final message.")
+        }
+        let fullTag = Array(tag.unicodeScalars)
+        if at + fullTag.count <= text.count, Array(text[at..<(at + fullTag.count)]) == fullTag {
+            return PyString.make(text[..<at])
+        }
+        // The template trimmed the trailing space after the tag: cut more cautiously.
+        return PyString.strip(PyString.make(text[..<at]), nil, leading: false, trailing: true)
     }
 
     /// Renders and also returns the ranges (in Unicode scalars, as Python's str

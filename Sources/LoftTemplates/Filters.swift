@@ -31,19 +31,28 @@ extension Interpreter {
             return .string(out)
         case "trim":
             return .string(PyString.strip(value.pythonString, arg(0, "chars").flatMap(Self.optionalString), leading: true, trailing: true))
-        case "upper": return .string(value.pythonString.uppercased())
-        case "lower": return .string(value.pythonString.lowercased())
+        case "upper": return .string(PyString.upper(value.pythonString))
+        case "lower": return .string(PyString.lower(value.pythonString))
         case "capitalize": return .string(PyString.capitalize(value.pythonString))
         case "title":
-            // jinja2 capitalises each run that follows "-", whitespace or an opening bracket.
+            // jinja2 splits on runs of "-", whitespace or opening brackets and writes each
+            // piece as piece[0].upper() + piece[1:].lower().
             var out = ""
-            var atStart = true
-            for c in value.pythonString.unicodeScalars {
-                let boundary = c == "-" || c == "(" || c == "{" || c == "[" || c == "<" || PyString.isSpace(c)
-                if boundary { out.unicodeScalars.append(c); atStart = true; continue }
-                out += atStart ? String(c).uppercased() : String(c).lowercased()
-                atStart = false
+            var piece: [Unicode.Scalar] = []
+            func flush() {
+                guard let first = piece.first else { return }
+                out += PyString.upper(String(Character(first))) + PyString.lower(PyString.make(piece.dropFirst()))
+                piece = []
             }
+            for c in value.pythonString.unicodeScalars {
+                if c == "-" || c == "(" || c == "{" || c == "[" || c == "<" || PyString.isSpace(c) {
+                    flush()
+                    out.unicodeScalars.append(c)
+                } else {
+                    piece.append(c)
+                }
+            }
+            flush()
             return .string(out)
         case "replace":
             guard let old = arg(0, "old"), let new = arg(1, "new") else { throw EvalError(message: "replace needs two arguments") }
@@ -94,18 +103,20 @@ extension Interpreter {
                                  ensureASCII: boolArg(0, "ensure_ascii", false), sortKeys: boolArg(3, "sort_keys", false))
             return .string(try encoder.encode(value))
         case "int":
+            try requireDefined()
             let fallback = arg(0, "default") ?? .int(0)
             switch value {
             case .int, .bool: return value.numeric ?? fallback
-            case .double(let d): return d.isFinite ? .int(Int(d)) : fallback
+            case .double(let d): return Int(exactly: d.rounded(.towardZero)).map { .int($0) } ?? fallback
             case .string(let s):
                 let t = PyString.strip(s, nil, leading: true, trailing: true).replacingOccurrences(of: "_", with: "")
                 if let i = Int(t) { return .int(i) }
-                if let d = Double(t), d.isFinite { return .int(Int(d)) }
+                if let d = Double(t), let i = Int(exactly: d.rounded(.towardZero)) { return .int(i) }
                 return fallback
             default: return fallback
             }
         case "float":
+            try requireDefined()
             let fallback = arg(0, "default") ?? .double(0)
             switch value {
             case .int, .bool, .double: return .double(value.asDouble)
@@ -115,11 +126,15 @@ extension Interpreter {
             }
         case "abs":
             switch value.numeric {
-            case .int(let i)?: return .int(abs(i))
+            case .int(let i)?: return .int(i < 0 ? 0 &- i : i)
             case .double(let d)?: return .double(abs(d))
             default: throw EvalError(message: "bad operand type for abs(): '\(value.typeName)'")
             }
         case "round":
+            guard let number = value.numeric else {
+                if value.isUndefined { throw undefinedError(value) }
+                throw EvalError(message: "type \(value.typeName) doesn't define __round__ method")
+            }
             let precision: Int
             if case .int(let p)? = arg(0, "precision")?.numeric { precision = p } else { precision = 0 }
             let method = arg(1, "method")?.pythonString ?? "common"
@@ -131,7 +146,7 @@ extension Interpreter {
             case "floor": rounded = x.rounded(.down)
             default: rounded = x.rounded(.toNearestOrEven)
             }
-            if case .int = value, method == "common" { return value }
+            if case .int = number, method == "common" { return number }
             if method == "common", precision >= 0, precision <= 30, value.asDouble.isFinite {
                 // Python's round() is correctly rounded on the exact binary value, as printf is.
                 return .double(Double(String(format: "%.\(precision)f", value.asDouble)) ?? rounded / scale)
@@ -245,7 +260,14 @@ extension Interpreter {
             if boolArg(1, "first", false) { result = indentation + result }
             return .string(result)
         case "wordcount":
-            return .int(PyString.split(value.pythonString, nil).count)
+            // jinja2 counts matches of the regex \w+.
+            var count = 0, inWord = false
+            for c in value.pythonString.unicodeScalars {
+                let w = PyString.isWord(c)
+                if w && !inWord { count += 1 }
+                inWord = w
+            }
+            return .int(count)
         case "center":
             let width: Int
             if case .int(let w)? = arg(0, "width")?.numeric { width = w } else { width = 80 }
@@ -269,7 +291,7 @@ extension Interpreter {
 
     /// jinja2 compares strings case-insensitively in sort/unique/min/max by default.
     static func foldCase(_ v: Value) -> Value {
-        if case .string(let s) = v { return .string(s.lowercased()) }
+        if case .string(let s) = v { return .string(PyString.lower(s)) }
         return v
     }
 

@@ -20,8 +20,8 @@ enum Globals {
             default: throw EvalError(message: "range expected 1 to 3 arguments, got \(ints.count)")
             }
             guard step != 0 else { throw EvalError(message: "range() arg 3 must not be zero") }
-            let count = step > 0 ? max(0, (stop - start + step - 1) / step) : max(0, (start - stop - step - 1) / -step)
-            guard count <= 1_000_000 else { throw EvalError(message: "range too big") }
+            let count = (Double(stop) - Double(start)) / Double(step)
+            guard count <= 1_000_000 else { throw EvalError(message: "range() is limited to a million items") }
             return .list(stride(from: start, to: stop, by: step).map { .int($0) })
         })
         frame.variables["namespace"] = .function(Function(name: "namespace") { a in

@@ -92,7 +92,8 @@ final class Interpreter {
         case .callBlock(let call, let callerParameters, let body, let l):
             line = l
             guard case .call(let callee, let args) = call else { break }
-            let caller = makeMacro(MacroDefinition(name: "caller", parameters: callerParameters, body: body), closure: frame)
+            let caller = makeMacro(MacroDefinition(name: "caller", parameters: callerParameters, body: body,
+                                                   acceptsExtraPositional: true, acceptsExtraKeywords: true), closure: frame)
             var evaluated = try evaluate(args, in: frame)
             evaluated.caller = caller
             let result = try callValue(try evaluate(callee, in: frame), evaluated, description: "call block")
@@ -192,7 +193,7 @@ final class Interpreter {
     private func callMacro(_ definition: MacroDefinition, closure: Frame, _ args: CallArguments) throws -> Value {
         depth += 1
         defer { depth -= 1 }
-        guard depth < 200 else { throw EvalError(message: "macro '\(definition.name)' recursed too deeply") }
+        guard depth < 100 else { throw EvalError(message: "macro '\(definition.name)' recursed too deeply") }
         let f = Frame(parent: closure)
         let params = definition.parameters
         var extraPositional: [Value] = []
@@ -210,10 +211,10 @@ final class Interpreter {
                 f.variables[name] = .undefined(hint: "parameter '\(name)' was not provided")
             }
         }
-        if !extraPositional.isEmpty && !bodyMentions(definition.body, "varargs") {
+        if !extraPositional.isEmpty && !definition.acceptsExtraPositional {
             throw EvalError(message: "macro '\(definition.name)' takes not more than \(params.count) argument(s)")
         }
-        if extraKeyword.count > 0 && !bodyMentions(definition.body, "kwargs") {
+        if extraKeyword.count > 0 && !definition.acceptsExtraKeywords {
             throw EvalError(message: "macro '\(definition.name)' takes no keyword argument '\(extraKeyword.keys[0])'")
         }
         f.variables["varargs"] = .tuple(extraPositional)
@@ -223,12 +224,6 @@ final class Interpreter {
         defer { line = savedLine }
         let text = try capture { _ = try execute(definition.body, in: f) }
         return .string(text)
-    }
-
-    /// Whether a macro body refers to a name anywhere (jinja2 only accepts extra
-    /// arguments when the body uses `varargs` / `kwargs`). Conservative: scans names.
-    private func bodyMentions(_ body: [Statement], _ name: String) -> Bool {
-        "\(body)".contains("name(\"\(name)\")")
     }
 
     // MARK: expressions
@@ -265,10 +260,6 @@ final class Interpreter {
             return try callValue(f, try evaluate(args, in: frame), description: describeCallee(callee))
         case .filter(let operand, let name, let args, let l):
             line = l
-            if name == "default" || name == "d" {
-                // `default` must see Undefined without tripping on it.
-                return try applyFilter(name, to: try evaluate(operand, in: frame), arguments: try evaluate(args, in: frame))
-            }
             return try applyFilter(name, to: try evaluate(operand, in: frame), arguments: try evaluate(args, in: frame))
         case .test(let operand, let name, let args, let negated, let l):
             line = l
@@ -278,7 +269,7 @@ final class Interpreter {
         case .negate(let e):
             let v = try evaluate(e, in: frame)
             switch v.numeric {
-            case .int(let i)?: return .int(-i)
+            case .int(let i)?: return .int(0 &- i)
             case .double(let d)?: return .double(-d)
             default: throw operandError("-", v)
             }
@@ -325,213 +316,5 @@ final class Interpreter {
     private func operandError(_ op: String, _ v: Value) -> EvalError {
         if v.isUndefined { return undefinedError(v) }
         return EvalError(message: "bad operand type for unary \(op): '\(v.typeName)'")
-    }
-
-    // MARK: attribute and item access
-
-    /// `obj.name`: Python attribute first (methods), then item, as jinja2's getattr.
-    func attribute(of object: Value, _ name: String) throws -> Value {
-        switch object {
-        case .undefined: throw undefinedError(object)
-        case .namespace(let ns):
-            return ns.attributes[name] ?? .undefined(hint: "'Namespace' object has no attribute '\(name)'")
-        case .dict(let d):
-            if let method = boundMethod(object, name) { return method }
-            return d[name] ?? .undefined(hint: "'dict object' has no attribute '\(name)'")
-        default:
-            if let method = boundMethod(object, name) { return method }
-            return .undefined(hint: "'\(object.typeName) object' has no attribute '\(name)'")
-        }
-    }
-
-    /// `obj[key]`: item first, then attribute, as jinja2's getitem.
-    func item(of object: Value, _ key: Value) throws -> Value {
-        switch (object, key) {
-        case (.undefined, _): throw undefinedError(object)
-        case (.dict(let d), .string(let k)):
-            if let v = d[k] { return v }
-            if let method = boundMethod(object, k) { return method }
-            return .undefined(hint: "'dict object' has no attribute '\(k)'")
-        case (.dict(let d), _):
-            return d[key.pythonString] ?? .undefined(hint: "'dict object' has no attribute \(key.pythonRepr)")
-        case (.list(let l), _), (.tuple(let l), _):
-            guard let i = key.numeric, case .int(var index) = i else {
-                if case .string(let k) = key { return try attribute(of: object, k) }
-                throw EvalError(message: "list indices must be integers, not \(key.typeName)")
-            }
-            if index < 0 { index += l.count }
-            guard index >= 0 && index < l.count else { return .undefined(hint: "list object has no element \(key.pythonRepr)") }
-            return l[index]
-        case (.string(let s), _):
-            guard let i = key.numeric, case .int(var index) = i else {
-                if case .string(let k) = key { return try attribute(of: object, k) }
-                throw EvalError(message: "string indices must be integers")
-            }
-            let scalars = Array(s.unicodeScalars)
-            if index < 0 { index += scalars.count }
-            guard index >= 0 && index < scalars.count else { return .undefined(hint: "str object has no element \(index)") }
-            return .string(String(scalars[index]))
-        case (.namespace, .string(let k)):
-            return try attribute(of: object, k)
-        default:
-            return .undefined(hint: "'\(object.typeName) object' has no attribute \(key.pythonRepr)")
-        }
-    }
-
-    private func slice(_ object: Value, start: Value?, stop: Value?, step: Value?) throws -> Value {
-        func int(_ v: Value?) throws -> Int? {
-            guard let v, !v.isNone else { return nil }
-            guard case .int(let i)? = v.numeric else { throw EvalError(message: "slice indices must be integers or None") }
-            return i
-        }
-        let st = try int(step) ?? 1
-        guard st != 0 else { throw EvalError(message: "slice step cannot be zero") }
-        func indices(_ count: Int) throws -> [Int] {
-            var a = try int(start), b = try int(stop)
-            if st > 0 {
-                var lo = a ?? 0, hi = b ?? count
-                if lo < 0 { lo = max(0, lo + count) }
-                if hi < 0 { hi = max(0, hi + count) }
-                lo = min(lo, count); hi = min(hi, count)
-                return lo < hi ? Array(stride(from: lo, to: hi, by: st)) : []
-            } else {
-                if let x = a, x < 0 { a = x + count }
-                if let y = b, y < 0 { b = y + count }
-                let hi = min(a ?? (count - 1), count - 1)
-                let lo = b ?? -1
-                guard hi > lo else { return [] }
-                return Array(stride(from: hi, to: max(lo, -1), by: st))
-            }
-        }
-        switch object {
-        case .list(let l): return .list(try indices(l.count).map { l[$0] })
-        case .tuple(let l): return .tuple(try indices(l.count).map { l[$0] })
-        case .string(let s):
-            let scalars = Array(s.unicodeScalars)
-            var out = String.UnicodeScalarView()
-            for i in try indices(scalars.count) { out.append(scalars[i]) }
-            return .string(String(out))
-        case .undefined: throw undefinedError(object)
-        default: throw EvalError(message: "'\(object.typeName)' object is not subscriptable")
-        }
-    }
-
-    // MARK: operators
-
-    private func binary(_ op: String, _ a: Value, _ b: Value) throws -> Value {
-        switch op {
-        case "==": return .bool(Value.equal(a, b))
-        case "!=": return .bool(!Value.equal(a, b))
-        case "<", ">", "<=", ">=":
-            guard let c = Value.compare(a, b) else {
-                if a.isUndefined { throw undefinedError(a) }
-                if b.isUndefined { throw undefinedError(b) }
-                throw EvalError(message: "'\(op)' not supported between instances of '\(a.typeName)' and '\(b.typeName)'")
-            }
-            switch op {
-            case "<": return .bool(c < 0)
-            case ">": return .bool(c > 0)
-            case "<=": return .bool(c <= 0)
-            default: return .bool(c >= 0)
-            }
-        case "in": return .bool(try contains(b, a))
-        case "not in": return .bool(!(try contains(b, a)))
-        case "~": return .string(a.pythonString + b.pythonString)
-        default: break
-        }
-        if a.isUndefined { throw undefinedError(a) }
-        if b.isUndefined { throw undefinedError(b) }
-        switch (op, a, b) {
-        case ("+", .string(let x), .string(let y)): return .string(x + y)
-        case ("+", .list(let x), .list(let y)): return .list(x + y)
-        case ("*", .string(let s), _), ("*", _, .string(let s)):
-            guard case .int(let n)? = (a.numeric ?? b.numeric) else { break }
-            return .string(String(repeating: s, count: max(0, n)))
-        case ("*", .list(let l), _), ("*", _, .list(let l)):
-            guard case .int(let n)? = (a.numeric ?? b.numeric) else { break }
-            return .list(Array(repeating: l, count: max(0, n)).flatMap { $0 })
-        default: break
-        }
-        guard let x = a.numeric, let y = b.numeric else {
-            if op == "+", case .string = a {
-                throw EvalError(message: "can only concatenate str (not \"\(b.typeName)\") to str")
-            }
-            throw EvalError(message: "unsupported operand type(s) for \(op): '\(a.typeName)' and '\(b.typeName)'")
-        }
-        if case .int(let i) = x, case .int(let j) = y {
-            switch op {
-            case "+": return .int(i &+ j)
-            case "-": return .int(i &- j)
-            case "*": return .int(i &* j)
-            case "/":
-                guard j != 0 else { throw EvalError(message: "division by zero") }
-                return .double(Double(i) / Double(j))
-            case "//":
-                guard j != 0 else { throw EvalError(message: "integer division or modulo by zero") }
-                let q = i / j
-                return .int((i % j != 0 && ((i < 0) != (j < 0))) ? q - 1 : q)
-            case "%":
-                guard j != 0 else { throw EvalError(message: "integer division or modulo by zero") }
-                let r = i % j
-                return .int((r != 0 && ((r < 0) != (j < 0))) ? r + j : r)
-            case "**":
-                if j >= 0 {
-                    var result = 1
-                    for _ in 0..<min(j, 4096) { result = result &* i }
-                    return .int(result)
-                }
-                return .double(pow(Double(i), Double(j)))
-            default: break
-            }
-        }
-        let p = x.asDouble, q = y.asDouble
-        switch op {
-        case "+": return .double(p + q)
-        case "-": return .double(p - q)
-        case "*": return .double(p * q)
-        case "/":
-            guard q != 0 else { throw EvalError(message: "float division by zero") }
-            return .double(p / q)
-        case "//":
-            guard q != 0 else { throw EvalError(message: "float floor division by zero") }
-            return .double((p / q).rounded(.down))
-        case "%":
-            guard q != 0 else { throw EvalError(message: "float modulo") }
-            let r = p.truncatingRemainder(dividingBy: q)
-            return .double((r != 0 && ((r < 0) != (q < 0))) ? r + q : r)
-        case "**": return .double(pow(p, q))
-        default: throw EvalError(message: "unknown operator \(op)")
-        }
-    }
-
-    func contains(_ container: Value, _ element: Value) throws -> Bool {
-        switch container {
-        case .string(let s):
-            guard case .string(let e) = element else {
-                throw EvalError(message: "'in <string>' requires string as left operand, not \(element.typeName)")
-            }
-            return PyString.find(s, e) != nil
-        case .list(let l), .tuple(let l): return l.contains { Value.equal($0, element) }
-        case .dict(let d):
-            guard case .string(let k) = element else { return false }
-            return d[k] != nil
-        case .namespace(let ns):
-            guard case .string(let k) = element else { return false }
-            return ns.attributes[k] != nil
-        case .undefined: return false
-        default: throw EvalError(message: "argument of type '\(container.typeName)' is not iterable")
-        }
-    }
-
-    /// The items a for loop or filter sees: list items, dict keys, string characters.
-    func iterate(_ v: Value) throws -> [Value] {
-        switch v {
-        case .list(let l), .tuple(let l): return l
-        case .dict(let d): return d.keys.map { .string($0) }
-        case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
-        case .undefined: return []
-        case .namespace(let ns): return ns.attributes.keys.map { .string($0) }
-        default: throw EvalError(message: "'\(v.typeName)' object is not iterable")
-        }
     }
 }

@@ -51,7 +51,7 @@ public struct JinjaObject: Equatable, Sendable {
         }
     }
 
-    public var pairs: [(String, JinjaValue)] { keys.map { ($0, storage[$0]!) } }
+    public var pairs: [(String, JinjaValue)] { keys.map { ($0, storage[$0] ?? .null) } }
     public var count: Int { keys.count }
 
     public static func == (a: JinjaObject, b: JinjaObject) -> Bool {

@@ -50,8 +50,8 @@ extension Interpreter {
                 }
                 return .bool(false)
             }
-        case "upper": return { _ in .string(s.uppercased()) }
-        case "lower": return { _ in .string(s.lowercased()) }
+        case "upper": return { _ in .string(PyString.upper(s)) }
+        case "lower": return { _ in .string(PyString.lower(s)) }
         case "title": return { _ in .string(PyString.title(s)) }
         case "capitalize": return { _ in .string(PyString.capitalize(s)) }
         case "replace":
@@ -85,10 +85,10 @@ extension Interpreter {
                 return .string(try self.iterate(items).map(\.pythonString).joined(separator: s))
             }
         case "isdigit": return { _ in .bool(!s.isEmpty && s.unicodeScalars.allSatisfy { $0.properties.numericType == .decimal || $0.properties.numericType == .digit }) }
-        case "isalpha": return { _ in .bool(!s.isEmpty && s.unicodeScalars.allSatisfy { $0.properties.isAlphabetic }) }
+        case "isalpha": return { _ in .bool(!s.isEmpty && s.unicodeScalars.allSatisfy(PyString.isAlpha)) }
         case "isspace": return { _ in .bool(!s.isEmpty && s.unicodeScalars.allSatisfy(PyString.isSpace)) }
-        case "islower": return { _ in .bool(s.lowercased() == s && s.uppercased() != s) }
-        case "isupper": return { _ in .bool(s.uppercased() == s && s.lowercased() != s) }
+        case "islower": return { _ in .bool(PyString.isLower(s)) }
+        case "isupper": return { _ in .bool(PyString.isUpper(s)) }
         case "format":
             return { a in .string(try Interpreter.pythonFormat(s, a)) }
         default: return nil
@@ -146,7 +146,10 @@ extension Interpreter {
             if c == "{" {
                 guard let close = a[i...].firstIndex(of: "}") else { throw EvalError(message: "Single '{' encountered in format string") }
                 let field = PyString.make(a[(i + 1)..<close])
-                let key = field.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+                if field.contains(":") || field.contains("!") {
+                    throw EvalError(message: "str.format: conversions and format specs ('{\(field)}') are not supported")
+                }
+                let key = field
                 let v: Value?
                 if key.isEmpty { v = auto < args.positional.count ? args.positional[auto] : nil; auto += 1 } else if let n = Int(key) { v = n < args.positional.count ? args.positional[n] : nil } else { v = args.named(key) }
                 guard let v else { throw EvalError(message: "format: missing argument for '{\(field)}'") }

@@ -6,6 +6,12 @@ import Foundation
 struct Parser {
     private let tokens: [Token]
     private var pos = 0
+    /// Nesting depth of expressions and blocks, bounded so hostile input cannot overflow the stack.
+    private var depth = 0
+    private static let maxDepth = 300
+    /// Names read inside the macro bodies being parsed (jinja2 lets a macro take
+    /// extra arguments only when its body reads `varargs` / `kwargs`).
+    private var namesRead: [Set<String>] = []
 
     init(tokens: [Token]) { self.tokens = tokens }
 
@@ -112,6 +118,9 @@ struct Parser {
     private mutating func parseStatement(_ keyword: String, line: Int) throws -> Statement {
         let keywordToken = current
         pos += 1
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < Parser.maxDepth else { throw error("blocks are nested too deeply", at: keywordToken) }
         switch keyword {
         case "if": return try parseIf(line: line)
         case "for": return try parseFor(line: line)
@@ -229,10 +238,15 @@ struct Parser {
         let name = try expectName()
         let params = try parseParameters()
         try expectBlockEnd()
+        namesRead.append([])
         let (body, _) = try parseStatements(until: ["endmacro"])
+        let read = namesRead.removeLast()
+        if !namesRead.isEmpty { namesRead[namesRead.count - 1].formUnion(read) }
         if case .name = current.kind { pos += 1 }  // `{% endmacro name %}`
         try expectBlockEnd()
-        return .macro(MacroDefinition(name: name, parameters: params, body: body), line: line)
+        return .macro(MacroDefinition(name: name, parameters: params, body: body,
+                                      acceptsExtraPositional: read.contains("varargs"),
+                                      acceptsExtraKeywords: read.contains("kwargs")), line: line)
     }
 
     private mutating func parseCallBlock(line: Int) throws -> Statement {
@@ -260,6 +274,13 @@ struct Parser {
 
     // MARK: expressions
 
+    /// Counts one more link of an operator/postfix/filter chain: a long chain
+    /// nests as deeply as parentheses do when evaluated.
+    private func link(_ links: inout Int) throws {
+        links += 1
+        guard depth + links < Parser.maxDepth else { throw error("expression is nested too deeply") }
+    }
+
     /// A comma-separated list becomes a tuple, as in jinja2's `parse_tuple`.
     private mutating func parseTuple(withCondition: Bool = true) throws -> Expr {
         var items: [Expr] = []
@@ -278,7 +299,9 @@ struct Parser {
 
     mutating func parseExpression() throws -> Expr {
         var expr = try parseOr()
+        var links = 0
         while skipName("if") {
+            try link(&links)
             let condition = try parseOr()
             var otherwise: Expr?
             if skipName("else") { otherwise = try parseExpression() }
@@ -289,18 +312,25 @@ struct Parser {
 
     private mutating func parseOr() throws -> Expr {
         var left = try parseAnd()
-        while skipName("or") { left = .or(left, try parseAnd()) }
+        var links = 0
+        while skipName("or") { try link(&links); left = .or(left, try parseAnd()) }
         return left
     }
 
     private mutating func parseAnd() throws -> Expr {
         var left = try parseNot()
-        while skipName("and") { left = .and(left, try parseNot()) }
+        var links = 0
+        while skipName("and") { try link(&links); left = .and(left, try parseNot()) }
         return left
     }
 
     private mutating func parseNot() throws -> Expr {
-        if skipName("not") { return .not(try parseNot()) }
+        if skipName("not") {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth < Parser.maxDepth else { throw error("expression is nested too deeply") }
+            return .not(try parseNot())
+        }
         return try parseCompare()
     }
 
@@ -308,7 +338,9 @@ struct Parser {
         let first = try parseMath1()
         var left = first
         var chain: Expr?
+        var links = 0
         while true {
+            try link(&links)
             var op: String
             if case .op(let o) = current.kind, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
                 op = o
@@ -332,7 +364,9 @@ struct Parser {
 
     private mutating func parseMath1() throws -> Expr {
         var left = try parseConcat()
+        var links = 0
         while case .op(let o) = current.kind, o == "+" || o == "-" {
+            try link(&links)
             pos += 1
             left = .binary(o, left, try parseConcat())
         }
@@ -341,13 +375,16 @@ struct Parser {
 
     private mutating func parseConcat() throws -> Expr {
         var left = try parseMath2()
-        while skipOp("~") { left = .binary("~", left, try parseMath2()) }
+        var links = 0
+        while skipOp("~") { try link(&links); left = .binary("~", left, try parseMath2()) }
         return left
     }
 
     private mutating func parseMath2() throws -> Expr {
         var left = try parsePow()
+        var links = 0
         while case .op(let o) = current.kind, ["*", "/", "//", "%"].contains(o) {
+            try link(&links)
             pos += 1
             left = .binary(o, left, try parsePow())
         }
@@ -356,12 +393,16 @@ struct Parser {
 
     private mutating func parsePow() throws -> Expr {
         var left = try parseUnary()
-        while skipOp("**") { left = .binary("**", left, try parseUnary()) }
+        var links = 0
+        while skipOp("**") { try link(&links); left = .binary("**", left, try parseUnary()) }
         return left
     }
 
     private mutating func parseUnary(withFilter: Bool = true) throws -> Expr {
         var node: Expr
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < Parser.maxDepth else { throw error("expression is nested too deeply") }
         if skipOp("-") {
             node = .negate(try parseUnary(withFilter: false))
         } else if skipOp("+") {
@@ -376,9 +417,13 @@ struct Parser {
 
     private mutating func parsePrimary() throws -> Expr {
         let tok = current
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < Parser.maxDepth else { throw error("expression is nested too deeply") }
         switch tok.kind {
         case .name(let n):
             pos += 1
+            if !namesRead.isEmpty { namesRead[namesRead.count - 1].insert(n) }
             switch n {
             case "true", "True": return .literal(.bool(true))
             case "false", "False": return .literal(.bool(false))
@@ -431,7 +476,9 @@ struct Parser {
 
     private mutating func parsePostfix(_ start: Expr) throws -> Expr {
         var node = start
+        var links = 0
         while true {
+            try link(&links)
             if skipOp(".") {
                 switch current.kind {
                 case .name(let n): pos += 1; node = .attribute(node, n)
@@ -485,7 +532,9 @@ struct Parser {
 
     private mutating func parseFilterAndTests(_ start: Expr) throws -> Expr {
         var node = start
+        var links = 0
         while true {
+            try link(&links)
             if isOp("|") {
                 let line = current.line
                 pos += 1

@@ -121,17 +121,45 @@ enum PyString {
         return make(out)
     }
 
-    static func isCased(_ c: Unicode.Scalar) -> Bool {
-        c.properties.isUppercase || c.properties.isLowercase || c.properties.changesWhenUppercased || c.properties.changesWhenLowercased
+    static func isCased(_ c: Unicode.Scalar) -> Bool { c.properties.isCased }
+
+    /// Python's lower-casing of the character at `i`: full case mapping, plus the
+    /// final-sigma rule (Σ becomes ς at the end of a word).
+    private static func lowerScalar(_ a: [Unicode.Scalar], _ i: Int) -> String {
+        let c = a[i]
+        guard c == "\u{03A3}" else { return c.properties.lowercaseMapping }
+        var j = i - 1
+        while j >= 0 && a[j].properties.isCaseIgnorable { j -= 1 }
+        let precededByCased = j >= 0 && isCased(a[j])
+        var k = i + 1
+        while k < a.count && a[k].properties.isCaseIgnorable { k += 1 }
+        let followedByCased = k < a.count && isCased(a[k])
+        return precededByCased && !followedByCased ? "\u{03C2}" : "\u{03C3}"
+    }
+
+    /// Python's str.lower().
+    static func lower(_ s: String) -> String {
+        let a = scalars(s)
+        var out = ""
+        for i in a.indices { out += lowerScalar(a, i) }
+        return out
+    }
+
+    /// Python's str.upper().
+    static func upper(_ s: String) -> String {
+        var out = ""
+        for c in s.unicodeScalars { out += c.properties.uppercaseMapping }
+        return out
     }
 
     /// Python's str.title(): a cased character after an uncased one starts a word.
     static func title(_ s: String) -> String {
+        let a = scalars(s)
         var out = ""
         var previousCased = false
-        for c in s.unicodeScalars {
-            if previousCased { out += String(c).lowercased() } else { out += c.properties.titlecaseMapping }
-            previousCased = isCased(c)
+        for i in a.indices {
+            out += previousCased ? lowerScalar(a, i) : a[i].properties.titlecaseMapping
+            previousCased = isCased(a[i])
         }
         return out
     }
@@ -140,7 +168,44 @@ enum PyString {
     static func capitalize(_ s: String) -> String {
         let a = scalars(s)
         guard let first = a.first else { return s }
-        return first.properties.titlecaseMapping + make(a.dropFirst()).lowercased()
+        var out = first.properties.titlecaseMapping
+        for i in a.indices.dropFirst() { out += lowerScalar(a, i) }
+        return out
+    }
+
+    /// Python's str.isalpha() for one character: a letter category.
+    static func isAlpha(_ c: Unicode.Scalar) -> Bool {
+        switch c.properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
+        default: return false
+        }
+    }
+
+    /// A character of Python's `\w`: letters, numbers, underscore.
+    static func isWord(_ c: Unicode.Scalar) -> Bool {
+        c == "_" || isAlpha(c) || c.properties.numericType != nil
+    }
+
+    /// Python's str.islower(): some cased character, and every cased one lower-case.
+    static func isLower(_ s: String) -> Bool {
+        let cased = s.unicodeScalars.filter(isCased)
+        return !cased.isEmpty && cased.allSatisfy { $0.properties.isLowercase }
+    }
+
+    /// Python's str.isupper(): some cased character, and every cased one upper-case.
+    static func isUpper(_ s: String) -> Bool {
+        let cased = s.unicodeScalars.filter(isCased)
+        return !cased.isEmpty && cased.allSatisfy { $0.properties.isUppercase }
+    }
+
+    /// Python's str.isprintable() for one character (repr escapes the others).
+    static func isPrintable(_ c: Unicode.Scalar) -> Bool {
+        if c == " " { return true }
+        switch c.properties.generalCategory {
+        case .control, .format, .surrogate, .privateUse, .unassigned, .lineSeparator, .paragraphSeparator, .spaceSeparator:
+            return false
+        default: return true
+        }
     }
 
     static func length(_ s: String) -> Int { s.unicodeScalars.count }

@@ -38,6 +38,9 @@ struct MacroDefinition {
     let name: String
     let parameters: [(String, Expr?)]
     let body: [Statement]
+    /// Whether the body reads `varargs` / `kwargs`, which lets callers pass extra arguments.
+    var acceptsExtraPositional = false
+    var acceptsExtraKeywords = false
 }
 
 /// Statements: the template's structure after parsing.

@@ -4,8 +4,9 @@ import Foundation
 /// `tokenizer_config.json` (or `chat_template.json`), or a model directory.
 extension ChatTemplate {
     /// Loads the template and the `bos_token` / `eos_token` that go with it.
-    /// `name` picks one of several named templates (e.g. "tool_use"); default "default".
-    public static func load(from url: URL, name: String? = nil) throws -> ChatTemplate {
+    /// `name` picks one of several named templates (e.g. "rag"); without it, as in
+    /// transformers, "tool_use" is taken when `forTools` and one exists, else "default".
+    public static func load(from url: URL, name: String? = nil, forTools: Bool = false) throws -> ChatTemplate {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -32,14 +33,14 @@ extension ChatTemplate {
                 filesRead.append(jinjaURL.path)
             } else if fm.fileExists(atPath: jsonURL.path) {
                 filesRead.append(jsonURL.path)
-                source = try templateField(readJSON(jsonURL), file: jsonURL.path, name: name)
+                source = try templateField(readJSON(jsonURL), file: jsonURL.path, name: name, forTools: forTools)
             } else if let config {
-                source = try templateField(config, file: tokenizerConfigURL.path, name: name)
+                source = try templateField(config, file: tokenizerConfigURL.path, name: name, forTools: forTools)
             }
         } else if url.pathExtension.lowercased() == "json" {
             let value = try readJSON(url)
             if !filesRead.contains(url.path) { filesRead.append(url.path) }
-            source = try templateField(value, file: url.path, name: name)
+            source = try templateField(value, file: url.path, name: name, forTools: forTools)
             if url.lastPathComponent == "tokenizer_config.json" { config = value }
         } else {
             source = try readText(url)
@@ -75,7 +76,7 @@ extension ChatTemplate {
 
     /// `chat_template` is a string, or a list of `{name, template}` (transformers
     /// uses the one named "default" unless told otherwise).
-    private static func templateField(_ value: JinjaValue, file: String, name: String?) throws -> String? {
+    private static func templateField(_ value: JinjaValue, file: String, name: String?, forTools: Bool) throws -> String? {
         switch value["chat_template"] {
         case .string(let s)?: return s
         case .array(let entries)?:
@@ -83,7 +84,7 @@ extension ChatTemplate {
             for e in entries {
                 if let n = e["name"]?.stringValue, let t = e["template"]?.stringValue { named[n] = t }
             }
-            let wanted = name ?? "default"
+            let wanted = name ?? ((forTools && named["tool_use"] != nil) ? "tool_use" : "default")
             if let t = named[wanted] { return t }
             throw TemplateError.invalidSource(message: "\(file): chat_template has no template named \"\(wanted)\"; "
                 + "it has: \(named.keys.sorted().joined(separator: ", ")). Pick one by name.")

@@ -31,11 +31,16 @@ extension Interpreter {
         case "callable":
             if case .function = value { return true }; return false
         case "even", "odd":
-            guard case .int(let i)? = value.numeric else {
+            // jinja2 tests `value % 2 == 1` (odd) / `== 0` (even), so floats work too.
+            switch value.numeric {
+            case .int(let i)?: return (i % 2 == 0) == (name == "even")
+            case .double(let d)?:
+                let r = d - 2 * (d / 2).rounded(.down)
+                return name == "even" ? r == 0 : r == 1
+            default:
                 if value.isUndefined { throw undefinedError(value) }
-                throw EvalError(message: "test '\(name)' needs an integer, got \(value.typeName)")
+                throw EvalError(message: "unsupported operand type(s) for %: '\(value.typeName)' and 'int'")
             }
-            return (i % 2 == 0) == (name == "even")
         case "divisibleby":
             guard case .int(let i)? = value.numeric, case .int(let n)? = other?.numeric, n != 0 else {
                 throw EvalError(message: "test 'divisibleby' needs integers")
@@ -63,11 +68,9 @@ extension Interpreter {
             default: return false
             }
         case "lower":
-            let s = value.pythonString
-            return s.lowercased() == s && s.uppercased() != s
+            return PyString.isLower(value.pythonString)
         case "upper":
-            let s = value.pythonString
-            return s.uppercased() == s && s.lowercased() != s
+            return PyString.isUpper(value.pythonString)
         default:
             throw EvalError(message: "No test named '\(name)'.")
         }

@@ -159,7 +159,9 @@ enum Value {
     }
 
     static func pythonStringRepr(_ s: String) -> String {
-        let quote: Character = (s.contains("'") && !s.contains("\"")) ? "\"" : "'"
+        // Scalar checks: "'" followed by a combining mark is one Swift Character.
+        let hasSingle = s.unicodeScalars.contains("'"), hasDouble = s.unicodeScalars.contains("\"")
+        let quote: Character = (hasSingle && !hasDouble) ? "\"" : "'"
         var out = String(quote)
         for u in s.unicodeScalars {
             switch u {
@@ -170,8 +172,14 @@ enum Value {
             default:
                 if Character(u) == quote {
                     out += "\\" + String(quote)
-                } else if u.value < 0x20 || u.value == 0x7F {
-                    out += String(format: "\\x%02x", u.value)
+                } else if !PyString.isPrintable(u) {
+                    if u.value < 0x100 {
+                        out += String(format: "\\x%02x", u.value)
+                    } else if u.value < 0x10000 {
+                        out += String(format: "\\u%04x", u.value)
+                    } else {
+                        out += String(format: "\\U%08x", u.value)
+                    }
                 } else {
                     out.unicodeScalars.append(u)
                 }

@@ -32,10 +32,13 @@ struct TemplateRender: ParsableCommand {
     @Flag(help: "Append the prompt that starts the assistant's reply.")
     var addGenerationPrompt = false
 
+    @Flag(help: "Stop right after the last message's content so a model continues it (a prefill).")
+    var continueFinalMessage = false
+
     @Option(name: .customLong("var"), help: "Extra template variable as NAME=JSON, e.g. enable_thinking=false (repeatable).")
     var variables: [String] = []
 
-    @Option(help: "Which named template to use when the config holds several (e.g. tool_use).")
+    @Option(help: "Which named template to use when the config holds several (default: tool_use when tools are given, else default).")
     var templateName: String?
 
     @Flag(help: "Also print where each assistant message's content and turn lie in the text.")
@@ -75,7 +78,6 @@ struct TemplateRender: ParsableCommand {
     }
 
     private func render() throws {
-        let template = try ChatTemplate.load(from: URL(fileURLWithPath: source), name: templateName)
         let input = try readJSON(messages, what: "--messages")
         var messageList: [JinjaValue]
         var toolList: [JinjaValue]?
@@ -94,6 +96,7 @@ struct TemplateRender: ParsableCommand {
             guard case .array(let list) = try readJSON(tools, what: "--tools") else { fail("\(tools): expected a list of tools") }
             toolList = list
         }
+        let template = try ChatTemplate.load(from: URL(fileURLWithPath: source), name: templateName, forTools: toolList != nil)
         var extra: [String: JinjaValue] = [:]
         for v in variables {
             guard let eq = v.firstIndex(of: "=") else { fail("--var \(v): expected NAME=JSON") }
@@ -101,6 +104,9 @@ struct TemplateRender: ParsableCommand {
             extra[name] = (try? JSONReader.parse(text)) ?? .string(text)
         }
 
+        if continueFinalMessage && (addGenerationPrompt || spans) {
+            fail("--continue-final-message cannot be combined with --add-generation-prompt or --spans")
+        }
         if spans {
             let rendered = try template.renderWithAssistantSpans(messages: messageList, tools: toolList, extra: extra)
             if json {
@@ -129,7 +135,9 @@ struct TemplateRender: ParsableCommand {
             }
             return
         }
-        let text = try template.render(messages: messageList, tools: toolList, addGenerationPrompt: addGenerationPrompt, extra: extra)
+        let text = continueFinalMessage
+            ? try template.renderContinuingFinalMessage(messages: messageList, tools: toolList, extra: extra)
+            : try template.render(messages: messageList, tools: toolList, addGenerationPrompt: addGenerationPrompt, extra: extra)
         if json {
             print(JinjaValue.object(JinjaObject([("text", .string(text))])).jsonText())
         } else {

@@ -104,8 +104,12 @@ final class AssistantSpanTests: XCTestCase {
                 let ok = span.completion.lowerBound >= previousEnd && span.completion.lowerBound <= span.content.lowerBound
                     && span.content.upperBound <= span.turn.upperBound && span.turn.upperBound <= span.completion.upperBound
                     && (found == content || found == PyString.strip(content, nil, leading: true, trailing: true) || content.isEmpty
+                        // Templates that keep only the answer after `</think>` show a tail of the content.
+                        || (!found.isEmpty && content.hasSuffix(found) && content.contains("</think>"))
+                        // Tool-call turns: many templates print the calls instead of the content.
+                        || (found.isEmpty && messages[span.messageIndex]["tool_calls"] != nil)
                         // YandexGPT leaves the final assistant message out of the render: an empty span is right.
-                        || (PyString.find(rendered.text, content) == nil && span.content.isEmpty && span.completion.isEmpty))
+                        || (PyString.find(rendered.text, content) == nil && span.content.isEmpty))
                 if !ok { problems.append("\(file)/\(conv) message \(span.messageIndex): content \(span.content) turn \(span.turn) completion \(span.completion) found \(found.debugDescription)") }
                 previousEnd = span.completion.upperBound
             }

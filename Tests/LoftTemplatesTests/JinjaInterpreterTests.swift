@@ -87,10 +87,60 @@ final class JinjaInterpreterTests: XCTestCase {
         let inputs = ["{{", "{%", "{#", "{% if %}", "{{ a[ }}", "{{ (1, }}", "{% for %}", "{% set %}", "{% macro %}",
                       "{{ a | }}", "{{ 'unterminated }}", "{% endif %}", "{{ 1 ++ }}", "{% raw %}x", "}}", "{{ a.0.1.x }}",
                       "{{ x is }}", "{% call %}{% endcall %}", "{{ {'a' 1} }}", "{{ [1,2][::0] }}", "{{ range(10**12) }}",
-                      "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"]
+                      "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+                      "{{ -(-9223372036854775807 - 1) }}", "{{ (-9223372036854775807 - 1) // -1 }}", "{{ (-9223372036854775807 - 1) % -1 }}",
+                      "{{ 1e300 | int }}", "{{ (-9223372036854775807 - 1) | abs }}", "{{ 'ab' * 9223372036854775807 }}",
+                      "{{ range(-9223372036854775807, 9223372036854775807) }}", "{{ 9223372036854775807 + 1 }}",
+                      String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000),
+                      "{{ " + String(repeating: "not ", count: 5000) + "x }}", "{{ " + String(repeating: "-", count: 5000) + "1 }}",
+                      String(repeating: "{% if true %}", count: 3000), "{{ x" + String(repeating: "[0]", count: 5000) + " }}",
+                      "{{ 'a' | " + String(repeating: "upper | ", count: 3000) + "lower }}"]
         for input in inputs {
             // Either a parse error or a render error; never a crash.
             if let t = try? ChatTemplate(input) { _ = try? t.render(messages: []) }
         }
+    }
+}
+
+/// Real templates with random damage (characters deleted, duplicated or swapped):
+/// each must either fail with a TemplateError or render; the process must survive.
+final class DamagedTemplateTests: XCTestCase {
+    func testDamagedRealTemplatesFailCleanly() throws {
+        let dir = TestPaths.fixtures.appendingPathComponent("templates")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".jinja") }.sorted()
+        XCTAssertGreaterThan(files.count, 30)
+        let messages: [JinjaValue] = [["role": "system", "content": "s"], ["role": "user", "content": "u"],
+                                      ["role": "assistant", "content": "a"], ["role": "user", "content": "v"]]
+        var state: UInt64 = 0x9E3779B97F4A7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(max(bound, 1)))
+        }
+        var parsed = 0, failed = 0
+        for file in files {
+            let original = Array(try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8).unicodeScalars)
+            for _ in 0..<20 {
+                var s = original
+                for _ in 0..<(1 + next(4)) where !s.isEmpty {
+                    let i = next(s.count)
+                    switch next(3) {
+                    case 0: s.remove(at: i)
+                    case 1: s.insert(s[i], at: i)
+                    default: s.swapAt(i, next(s.count))
+                    }
+                }
+                do {
+                    let t = try ChatTemplate(PyString.make(s), bosToken: "<s>", eosToken: "</s>")
+                    parsed += 1
+                    _ = try t.render(messages: messages, addGenerationPrompt: true)
+                } catch is TemplateError {
+                    failed += 1
+                } catch {
+                    XCTFail("\(file): non-template error \(error)")
+                }
+            }
+        }
+        XCTAssertGreaterThan(parsed, 0)
+        XCTAssertGreaterThan(failed, 0)
     }
 }

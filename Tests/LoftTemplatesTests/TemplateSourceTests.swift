@@ -28,6 +28,7 @@ final class TemplateSourceTests: XCTestCase {
         try config.write(to: url, atomically: true, encoding: .utf8)
         XCTAssertEqual(try ChatTemplate.load(from: url).render(messages: []), "D")
         XCTAssertEqual(try ChatTemplate.load(from: url, name: "tool_use").render(messages: []), "T")
+        XCTAssertEqual(try ChatTemplate.load(from: url, forTools: true).render(messages: []), "T")
         XCTAssertThrowsError(try ChatTemplate.load(from: url, name: "rag")) { error in
             XCTAssertTrue("\(error)".contains("default, tool_use"), "\(error)")
         }
