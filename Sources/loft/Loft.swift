@@ -13,5 +13,6 @@ struct Loft: ParsableCommand {
             DetokenizeCommand.self,
             TemplateCommand.self,
             BenchCommand.self,
+            TrainCommand.self,
         ])
 }

@@ -32,6 +32,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var earlyStoppingPatience: Int?
     public var gradientCheckpointing = false
     public var trainOnInputs = false
+    /// A built-in template (chatml, alpaca, llama2) or Jinja source, instead of the tokenizer's.
+    public var chatTemplate: String?
     public var outputDir = "./outputs/lora"
     /// Keys the file had that Loft accepts from Axolotl but does not act on.
     public var ignoredKeys: [String] = []
@@ -45,7 +47,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "gradient_accumulation_steps", "num_epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
         "warmup_ratio", "optimizer", "weight_decay", "max_grad_norm", "seed", "logging_steps", "eval_steps",
         "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "train_on_inputs",
-        "output_dir",
+        "chat_template", "output_dir",
     ]
 
     /// Axolotl keys that are accepted and listed as ignored (they matter to
@@ -56,7 +58,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "wandb_name", "wandb_log_model", "hub_model_id", "dataset_prepared_path", "deepspeed", "fsdp", "fsdp_config",
         "special_tokens", "tokens", "pad_to_sequence_len", "eval_sample_packing", "group_by_length", "local_rank",
         "logging_dir", "resume_from_checkpoint", "auto_resume_from_checkpoints", "debug", "evals_per_epoch",
-        "saves_per_epoch", "load_in_8bit", "load_in_4bit", "lora_fan_in_fan_out", "lora_model_dir", "chat_template",
+        "saves_per_epoch", "load_in_8bit", "load_in_4bit", "lora_fan_in_fan_out", "lora_model_dir",
         "is_llama_derived_model", "is_mistral_derived_model", "is_qwen_derived_model", "torch_compile",
         "gradient_checkpointing_kwargs", "early_stopping", "bnb_config_kwargs",
     ]
@@ -195,6 +197,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         c.earlyStoppingPatience = int("early_stopping_patience")
         if let v = bool("gradient_checkpointing") { c.gradientCheckpointing = v }
         if let v = bool("train_on_inputs") { c.trainOnInputs = v }
+        c.chatTemplate = string("chat_template")
         if let v = string("output_dir") { c.outputDir = v }
         return c
     }
@@ -206,6 +209,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
             return FileManager.default.fileExists(atPath: candidate) ? candidate : p
         }
         baseModel = resolve(baseModel)
+        if !outputDir.hasPrefix("/") { outputDir = base.appendingPathComponent(outputDir).standardizedFileURL.path }
         for i in datasets.indices { datasets[i].path = resolve(datasets[i].path) }
     }
 

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import LoftTraining
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Fine-tune a LoRA adapter from a YAML config (Axolotl's keys).")
+
+    @Argument(help: "The YAML config.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set learning_rate=1e-4 (repeatable).")
+    var overrides: [String] = []
+
+    @Flag(help: "Continue from the newest checkpoint in output_dir.")
+    var resume = false
+
+    @Flag(help: "Replace what output_dir holds.")
+    var overwrite = false
+
+    @Flag(help: "Print one JSON object per event instead of a progress bar.")
+    var json = false
+
+    func run() throws {
+        let cfg = try TrainConfig.load(path: config, overrides: overrides)
+        if !cfg.ignoredKeys.isEmpty {
+            writeErr("note: ignoring Axolotl keys Loft does not use: \(cfg.ignoredKeys.joined(separator: ", "))")
+        }
+        let run = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite)
+        for w in run.data.warnings { writeErr("warning: \(w)") }
+        let trained = run.data.train.reduce(0) { $0 + $1.trainedTokenCount }
+        writeErr("data: \(run.data.train.count) training and \(run.data.validation.count) validation examples, \(trained) trained tokens")
+        if resume, let from = try run.trainer.resume() { writeErr("resuming from \(from)") }
+
+        try FileManager.default.createDirectory(atPath: cfg.outputDir, withIntermediateDirectories: true)
+        let metrics = MetricsLog(path: cfg.outputDir + "/metrics.jsonl")
+        let bar = ProgressBar(enabled: !json && isatty(STDERR_FILENO) != 0)
+        let trainer = run.trainer
+        trainer.onEvent = { e in
+            switch e.kind {
+            case .step:
+                metrics.append(["step": e.step, "loss": e.loss ?? 0, "lr": e.learningRate ?? 0, "grad_norm": e.gradNorm ?? 0,
+                                "tokens_per_s": e.tokensPerSecond ?? 0])
+                if json {
+                    printJSON(["event": "step", "step": e.step, "total": e.totalSteps, "loss": e.loss ?? 0,
+                               "lr": e.learningRate ?? 0, "tokens_per_s": e.tokensPerSecond ?? 0])
+                } else if bar.enabled {
+                    bar.show(step: e.step, total: e.totalSteps, loss: e.loss ?? 0, lr: e.learningRate ?? 0,
+                             rate: e.tokensPerSecond ?? 0, eta: e.secondsRemaining ?? 0)
+                }
+                if !json && (e.step % cfg.loggingSteps == 0 || e.step == e.totalSteps) {
+                    bar.log(String(format: "step %d/%d  loss %.4f  lr %.2e  grad-norm %.3f  %.0f tok/s", e.step, e.totalSteps,
+                                   e.loss ?? 0, e.learningRate ?? 0, e.gradNorm ?? 0, e.tokensPerSecond ?? 0))
+                }
+            case .eval:
+                metrics.append(["step": e.step, "eval_loss": e.loss ?? 0])
+                if json { printJSON(["event": "eval", "step": e.step, "eval_loss": e.loss ?? 0]) }
+                else { bar.log(String(format: "step %d  eval loss %.4f", e.step, e.loss ?? 0)) }
+            case .checkpoint:
+                if json { printJSON(["event": "checkpoint", "step": e.step, "path": e.path ?? ""]) }
+                else { bar.log("saved \(e.path ?? "")") }
+            case .earlyStop:
+                bar.log("early stopping: the eval loss has not improved for \(cfg.earlyStoppingPatience ?? 0) evaluations")
+            case .done:
+                bar.finish()
+            }
+        }
+        // Ctrl-C finishes the current step, writes a checkpoint, and exits; a second Ctrl-C kills.
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler {
+            if trainer.stopRequested { Foundation.exit(130) }
+            trainer.stopRequested = true
+            writeErr("\nstopping after this step (Ctrl-C again to quit at once)…")
+        }
+        source.resume()
+
+        let state = try trainer.run()
+        try run.saveOutputs(state: state)
+        if json {
+            printJSON(["event": "done", "steps": state.step, "output_dir": cfg.outputDir, "final_loss": state.losses.last ?? 0])
+        } else {
+            writeErr("adapter written to \(cfg.outputDir)")
+        }
+    }
+}
+
+/// Appends one JSON object per line; every metric of the run lands here.
+final class MetricsLog: @unchecked Sendable {
+    let handle: FileHandle?
+    init(path: String) {
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        handle = FileHandle(forWritingAtPath: path)
+        handle?.seekToEndOfFile()
+    }
+    func append(_ object: [String: Any]) {
+        var o = object
+        o["time"] = Date().timeIntervalSince1970
+        guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
+        handle?.write(data + Data("\n".utf8))
+    }
+}
+
+/// A one-line bar on a terminal: step/total, loss, lr, tokens/s and ETA.
+final class ProgressBar: @unchecked Sendable {
+    let enabled: Bool
+    private var drawn = false
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(step: Int, total: Int, loss: Double, lr: Double, rate: Double, eta: Double) {
+        let width = 24
+        let filled = total > 0 ? min(width, width * step / total) : 0
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        let line = String(format: "\r%@ %d/%d  loss %.4f  lr %.1e  %.0f tok/s  ETA %@ ", bar, step, total, loss, lr, rate,
+                          Self.clock(eta))
+        FileHandle.standardError.write(Data(line.utf8))
+        drawn = true
+    }
+
+    func log(_ text: String) {
+        if drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        writeErr(text)
+    }
+
+    func finish() { if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false } }
+
+    static func clock(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "--:--" }
+        let s = Int(seconds)
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
