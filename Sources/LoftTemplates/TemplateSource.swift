@@ -13,8 +13,8 @@ extension ChatTemplate {
             throw TemplateError.invalidSource(message: "\(url.path): no such file or directory")
         }
         if url.pathExtension.lowercased() == "gguf" {
-            throw TemplateError.invalidSource(message: "\(url.path): reading the chat template from a GGUF file is not wired up yet; "
-                + "pass the model's tokenizer_config.json or a .jinja file instead")
+            throw TemplateError.invalidSource(message: "\(url.path): a GGUF file's template lives in its tokenizer metadata; "
+                + "read it with LoftTokenizers' Tokenizer.load(source:).chatTemplate (as `loft template render` does)")
         }
         var filesRead: [String] = []
         let directory = isDirectory.boolValue ? url : url.deletingLastPathComponent()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoftTemplates
+import LoftTokenizers
 
 /// `loft template ...`: chat templates, rendered as transformers renders them.
 struct TemplateCommand: ParsableCommand {
@@ -96,7 +97,17 @@ struct TemplateRender: ParsableCommand {
             guard case .array(let list) = try readJSON(tools, what: "--tools") else { fail("\(tools): expected a list of tools") }
             toolList = list
         }
-        let template = try ChatTemplate.load(from: URL(fileURLWithPath: source), name: templateName, forTools: toolList != nil)
+        let template: ChatTemplate
+        if source.lowercased().hasSuffix(".gguf") {
+            // The template and its special tokens live in the GGUF's tokenizer metadata.
+            let tokenizer = try Tokenizer.load(source: source)
+            guard let text = tokenizer.chatTemplate else {
+                fail("\(source) has no tokenizer.chat_template; give a .jinja file or a tokenizer_config.json instead")
+            }
+            template = try ChatTemplate(text, bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken)
+        } else {
+            template = try ChatTemplate.load(from: URL(fileURLWithPath: source), name: templateName, forTools: toolList != nil)
+        }
         var extra: [String: JinjaValue] = [:]
         for v in variables {
             guard let eq = v.firstIndex(of: "=") else { fail("--var \(v): expected NAME=JSON") }
