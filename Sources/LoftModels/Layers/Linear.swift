@@ -49,16 +49,19 @@ public final class LoRA: @unchecked Sendable {
 
     public var rank: Int { a.rows }
 
-    /// What one forward keeps for the backward: the (dropped-out) input and x·Aᵀ.
+    /// What one forward keeps for the backward: the (dropped-out) input and
+    /// scale·x·Aᵀ.
     public final class Saved {
         public var input: Tensor?
-        public var projected: Tensor?
+        public var scaledProjection: Tensor?
         public var dropoutMask: Tensor?
         /// The dropout draw for this call; the same seed replays the same mask.
         public var dropoutSeed: UInt64 = 0
         public init() {}
     }
 
+    /// y += scale · (x·Aᵀ)·Bᵀ. The scale is applied to the small [N, r]
+    /// projection, so no [N, out] temporary is ever made.
     func forward(_ x: Tensor, into y: Tensor, backend bk: Backend, saved: Saved?) {
         let n = x.count / a.rowSize
         var input = x
@@ -71,43 +74,39 @@ public final class LoRA: @unchecked Sendable {
             saved.dropoutMask = mask
             input = dropped
         }
-        let projected = bk.zeros([n, rank], dtype: .f32)
-        bk.linear(input, a, bias: nil, into: projected, accumulate: false)
-        let up = bk.zeros([n, b.rows], dtype: .f32)
-        bk.linear(projected, b, bias: nil, into: up, accumulate: false)
-        bk.axpy(scale, up, y)
+        let projection = bk.zeros([n, rank], dtype: .f32)
+        bk.linear(input, a, bias: nil, into: projection, accumulate: false)
+        bk.scale(projection, by: scale)
+        bk.linear(projection, b, bias: nil, into: y, accumulate: true)
         if let saved {
             saved.input = input
-            saved.projected = projected
+            saved.scaledProjection = projection
         }
     }
 
     func backward(_ dy: Tensor, saved: Saved, dx: Tensor, backend bk: Backend) {
-        guard let input = saved.input, let projected = saved.projected else {
+        guard let input = saved.input, let projection = saved.scaledProjection else {
             preconditionFailure("LoRA backward without a saved forward")
         }
         let n = dy.count / b.rows
-        // dB += scale · dyᵀ·(x·Aᵀ)
         let gB = gradB ?? bk.zeros(b.shape, dtype: .f32)
         let gA = gradA ?? bk.zeros(a.shape, dtype: .f32)
         gradB = gB
         gradA = gA
-        let dProjected = bk.zeros([n, rank], dtype: .f32)
-        bk.linearBackwardInput(dy, b, into: dProjected, accumulate: false)
-        bk.scale(dProjected, by: scale)
-        let scaledDy = bk.zeros(dy.shape, dtype: .f32)
-        bk.axpy(scale, dy, scaledDy)
-        bk.linearBackwardWeight(scaledDy, projected, into: gB, accumulate: true)
-        // dA += (scale · dy·B)ᵀ·x
-        bk.linearBackwardWeight(dProjected, input, into: gA, accumulate: true)
-        // dx += (scale · dy·B)·A, through the dropout mask
+        // dB += dyᵀ·(scale·x·Aᵀ)
+        bk.linearBackwardWeight(dy, projection, into: gB, accumulate: true)
+        // dP = scale·dy·B;  dA += dPᵀ·x;  dx += dP·A (through the dropout mask)
+        let dProjection = bk.zeros([n, rank], dtype: .f32)
+        bk.linearBackwardInput(dy, b, into: dProjection, accumulate: false)
+        bk.scale(dProjection, by: scale)
+        bk.linearBackwardWeight(dProjection, input, into: gA, accumulate: true)
         if let mask = saved.dropoutMask {
             let dInput = bk.zeros([n, a.rowSize], dtype: .f32)
-            bk.linearBackwardInput(dProjected, a, into: dInput, accumulate: false)
+            bk.linearBackwardInput(dProjection, a, into: dInput, accumulate: false)
             bk.multiply(dInput, mask, into: dInput)
             bk.axpy(1, dInput, dx)
         } else {
-            bk.linearBackwardInput(dProjected, a, into: dx, accumulate: true)
+            bk.linearBackwardInput(dProjection, a, into: dx, accumulate: true)
         }
     }
 }
