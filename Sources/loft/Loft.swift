@@ -12,5 +12,6 @@ struct Loft: ParsableCommand {
             TokenizeCommand.self,
             DetokenizeCommand.self,
             TemplateCommand.self,
+            DataCommand.self,
         ])
 }
