@@ -236,6 +236,12 @@ public final class DatasetBuilder {
                                 fix: "remove this dataset from `datasets:`, or convert it to SFT rows (e.g. messages ending with the chosen answer)")
             }
             formats.append(format)
+            // Chat formats need a template: refuse up front rather than fail (or skip) every row.
+            if template == nil, [.alpaca, .sharegpt, .messages].contains(format) {
+                var e = templateError ?? DataError("no chat template")
+                e.message = "\((file as NSString).lastPathComponent) is \(format.typeName) data, rendered with a chat template, but " + e.message
+                throw e
+            }
             let converter = RowConverter(format: format, spec: spec,
                                          templateHandlesToolCalls: template?.source.contains("tool_calls") ?? false,
                                          trainOnInputs: options.trainOnInputs)
