@@ -236,6 +236,12 @@ public final class DatasetBuilder {
                                 fix: "remove this dataset from `datasets:`, or convert it to SFT rows (e.g. messages ending with the chosen answer)")
             }
             formats.append(format)
+            // Chat formats need a template: refuse up front rather than fail (or skip) every row.
+            if template == nil, [.alpaca, .sharegpt, .messages].contains(format) {
+                var e = templateError ?? DataError("no chat template")
+                e.message = "\((file as NSString).lastPathComponent) is \(format.typeName) data, rendered with a chat template, but " + e.message
+                throw e
+            }
             let converter = RowConverter(format: format, spec: spec,
                                          templateHandlesToolCalls: template?.source.contains("tool_calls") ?? false,
                                          trainOnInputs: options.trainOnInputs)
@@ -530,5 +536,54 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+extension DatasetBuilder {
+    /// Reads and converts a dataset without a tokenizer: format, rows, bad rows and
+    /// placeholders (token statistics stay zero). For `loft data check` without a model.
+    public static func scan(_ spec: DatasetSpec, maxRows: Int? = nil) throws -> DatasetStats {
+        var stats = DatasetStats(path: spec.path)
+        stats.files = try expandDatasetPath(spec.path)
+        var formats = Set<String>()
+        var placeholders = Set<String>()
+        for file in stats.files {
+            let reader = try RowReader(path: file)
+            var pending: [Result<RawRow, DataError>] = []
+            while pending.count < 8, let r = try reader.next() { pending.append(r) }
+            let good = pending.compactMap { try? $0.get() }
+            let format: DataFormat
+            if let t = spec.type {
+                guard let f = DataFormat(typeName: t) else {
+                    throw DataError(file: spec.path, field: "type", "unknown type `\(t)`",
+                                    fix: "use one of alpaca, sharegpt, messages (chat_template), completion (text), prompt_completion, input_output, or remove `type` to detect it")
+                }
+                format = f
+            } else if good.isEmpty { continue } else {
+                format = try FormatDetector.detect(good, fields: Fields(map: spec.fieldMap), file: file)
+            }
+            formats.insert(format.typeName)
+            if format.isPreference { stats.rows += pending.count; while let _ = try reader.next() { stats.rows += 1 }; continue }
+            let converter = RowConverter(format: format, spec: spec, templateHandlesToolCalls: false, trainOnInputs: false)
+            var i = 0
+            while true {
+                let next: Result<RawRow, DataError>
+                if i < pending.count { next = pending[i]; i += 1 } else if let r = try reader.next() { next = r } else { break }
+                if let m = maxRows, stats.rows >= m { break }
+                stats.rows += 1
+                do {
+                    let raw = try next.get()
+                    unfilledPlaceholders(spec.variables.isEmpty ? raw.value : converter.substitute(raw.value), into: &placeholders)
+                    _ = try converter.convert(raw)
+                    stats.examples += 1
+                } catch let e as DataError {
+                    stats.badRows += 1
+                    if stats.badRowErrors.count < 5 { stats.badRowErrors.append(e.description) }
+                }
+            }
+        }
+        stats.format = formats.sorted().joined(separator: ", ")
+        stats.unfilledPlaceholders = placeholders.sorted()
+        return stats
     }
 }

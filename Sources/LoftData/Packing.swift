@@ -54,6 +54,16 @@ public enum Packing {
         return bins
     }
 
+    /// Packed micro-batches for one epoch: best-fit-decreasing bins of at most
+    /// `capacity` tokens, visited in an order shuffled from (seed, epoch) alone, so a
+    /// resumed run rebuilds the same plan. The bins themselves do not change between epochs.
+    public static func packedMicroBatches(lengths: [Int], capacity: Int, seed: UInt64, epoch: Int) -> [[Int]] {
+        var bins = bestFitDecreasing(lengths: lengths, capacity: capacity)
+        var rng = SplitMix64(seed: seed &+ UInt64(truncatingIfNeeded: epoch) &* 0x9E37_79B9_7F4A_7C15)
+        bins.shuffle(using: &rng)
+        return bins
+    }
+
     /// Share of the bins' token slots that hold tokens: Σ lengths / (bins × capacity).
     public static func efficiency(lengths: [Int], bins: [[Int]], capacity: Int) -> Double {
         guard !bins.isEmpty, capacity > 0 else { return 0 }
@@ -80,5 +90,13 @@ public enum Packing {
         }
         batches.shuffle(using: &rng)
         return batches
+    }
+}
+
+extension PreparedDataset {
+    /// Packing efficiency of the training examples at `capacity` tokens per bin (best-fit decreasing).
+    public func packingEfficiency(capacity: Int) -> Double {
+        let lengths = train.map(\.ids.count)
+        return Packing.efficiency(lengths: lengths, bins: Packing.bestFitDecreasing(lengths: lengths, capacity: capacity), capacity: capacity)
     }
 }

@@ -6,31 +6,22 @@ import LoftData
 public struct BatchPlan: Sendable {
     public let microBatches: [[Int]]
 
-    /// - packing: fill each micro-batch with examples up to `tokensPerMicroBatch`
-    ///   tokens (first-fit over the shuffled order); otherwise take
-    ///   `microBatchSize` examples per micro-batch.
+    /// - packing: best-fit-decreasing bins of up to `tokensPerMicroBatch`
+    ///   tokens, in a seeded order per epoch; otherwise `microBatchSize`
+    ///   shuffled examples per micro-batch.
     public init(lengths: [Int], epoch: Int, seed: UInt64, microBatchSize: Int, packing: Bool, tokensPerMicroBatch: Int) {
+        if packing {
+            microBatches = Packing.packedMicroBatches(lengths: lengths, capacity: tokensPerMicroBatch, seed: seed, epoch: epoch)
+            return
+        }
         var rng = TrainingRandom(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
         var order = Array(lengths.indices)
         order.shuffle(using: &rng)
         var batches: [[Int]] = []
-        if packing {
-            var bins: [(used: Int, items: [Int])] = []
-            for i in order {
-                if let b = bins.firstIndex(where: { $0.used + lengths[i] <= tokensPerMicroBatch }) {
-                    bins[b].used += lengths[i]
-                    bins[b].items.append(i)
-                } else {
-                    bins.append((lengths[i], [i]))
-                }
-            }
-            batches = bins.map(\.items)
-        } else {
-            var i = 0
-            while i < order.count {
-                batches.append(Array(order[i ..< min(order.count, i + microBatchSize)]))
-                i += microBatchSize
-            }
+        var i = 0
+        while i < order.count {
+            batches.append(Array(order[i ..< min(order.count, i + microBatchSize)]))
+            i += microBatchSize
         }
         microBatches = batches
     }

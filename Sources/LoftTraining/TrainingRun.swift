@@ -35,6 +35,9 @@ public final class TrainingRun {
         options.valSetSize = config.valSetSize
         options.seed = config.seed
         options.chatTemplate = config.chatTemplate
+        options.trainOnEOS = config.trainOnEOS
+        options.rolesToTrain = config.rolesToTrain
+        options.skipBadRows = config.skipBadRows
         data = try DatasetBuilder(tokenizer: tokenizer, options: options).build(config.datasets)
         let (model, _) = try ModelLoader.load(config.baseModel)
         if model.config.vocabSize < tokenizer.vocabularySize {

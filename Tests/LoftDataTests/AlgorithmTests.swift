@@ -188,3 +188,43 @@ final class AlgorithmTests: XCTestCase {
         XCTAssertEqual(built.stats.count, 2)
     }
 }
+
+final class ExtraTests: XCTestCase {
+    func testPackedMicroBatchesPerEpoch() {
+        let lengths = (0..<200).map { 10 + ($0 * 37) % 300 }
+        let e0 = Packing.packedMicroBatches(lengths: lengths, capacity: 512, seed: 1, epoch: 0)
+        let e1 = Packing.packedMicroBatches(lengths: lengths, capacity: 512, seed: 1, epoch: 1)
+        XCTAssertEqual(e0, Packing.packedMicroBatches(lengths: lengths, capacity: 512, seed: 1, epoch: 0))
+        XCTAssertNotEqual(e0, e1)
+        XCTAssertEqual(Set(e0.map { $0.sorted() }), Set(Packing.bestFitDecreasing(lengths: lengths, capacity: 512).map { $0.sorted() }))
+        XCTAssertEqual(Set(e0.map { $0.sorted() }), Set(e1.map { $0.sorted() }))
+    }
+
+    /// Tools reach the template, and function calls become structured `tool_calls`
+    /// when the template renders them.
+    func testToolsAndToolCallsReachTheTemplate() throws {
+        let source = "{% for t in tools %}[tool {{ t.name }}]{% endfor %}{% for m in messages %}<{{ m.role }}>"
+            + "{% if m.tool_calls %}{% for c in m.tool_calls %}CALL {{ c.function.name }}({{ c.function.arguments | tojson }}){% endfor %}{% else %}{{ m.content }}{% endif %}</s>{% endfor %}"
+        let tok = Shared.tokenizer
+        let template = try ChatTemplate(source, bosToken: tok.bosToken, eosToken: tok.eosToken)
+        var o = DataOptions(sequenceLen: 8192)
+        o.maxRows = 1
+        let built = try DatasetBuilder(tokenizer: tok, template: template, options: o)
+            .build([DatasetSpec(path: Shared.dataset("glaive_toolcall_en_demo.json"))])
+        let text = tok.decode(built.train[0].ids.map(Int.init))
+        XCTAssertTrue(text.hasPrefix("[tool search_recipes]<user>Hi, I have"), text)
+        XCTAssertTrue(text.contains("<assistant>CALL search_recipes({\"ingredients\": [\"chicken\", \"bell peppers\", \"rice\"]})</s><tool>{\"recipes\""), text)
+        // The call itself is trained (the assistant produced it).
+        let ex = built.train[0]
+        let trained = tok.decode(zip(ex.ids, ex.labels).filter { $1 >= 0 }.map { Int($0.0) })
+        XCTAssertTrue(trained.contains("CALL search_recipes("), trained)
+    }
+
+    func testScanWithoutTokenizer() throws {
+        let s = try DatasetBuilder.scan(DatasetSpec(path: TestPaths.fixtures.appendingPathComponent("bad_rows.jsonl").path, type: "alpaca"))
+        XCTAssertEqual(s.rows, 5)
+        XCTAssertEqual(s.badRows, 3)
+        XCTAssertEqual(try DatasetBuilder.scan(DatasetSpec(path: Shared.dataset("kto_en_demo.json"))).format, "kto")
+        XCTAssertEqual(try DatasetBuilder.scan(DatasetSpec(path: Shared.dataset("identity.json"))).unfilledPlaceholders, ["author", "name"])
+    }
+}

@@ -247,6 +247,12 @@ final class BadInputTests: XCTestCase {
         XCTAssertThrowsError(try b.build([DatasetSpec(path: TestPaths.fixtures.appendingPathComponent("formats/alpaca.jsonl").path)])) { e in
             XCTAssertTrue("\(e)".contains("no chat template") && "\(e)".contains("chat_template: chatml"), "\(e)")
         }
+        // Not skippable as a bad row.
+        var skipping = DataOptions(sequenceLen: 4096)
+        skipping.skipBadRows = true
+        XCTAssertThrowsError(try DatasetBuilder(tokenizer: gpt2, options: skipping).build([DatasetSpec(path: TestPaths.fixtures.appendingPathComponent("formats/alpaca.jsonl").path)])) { e in
+            XCTAssertTrue("\(e)".contains("alpaca.jsonl is alpaca data, rendered with a chat template, but the model has no chat template"), "\(e)")
+        }
         // Raw text needs no template.
         XCTAssertEqual(try b.build([DatasetSpec(path: TestPaths.fixtures.appendingPathComponent("formats/notes.txt").path)]).train.count, 2)
         XCTAssertThrowsError(try { var o = DataOptions(); o.chatTemplate = "vicuna"; _ = try DatasetBuilder(tokenizer: gpt2, options: o) }()) { e in

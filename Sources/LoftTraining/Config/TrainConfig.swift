@@ -34,6 +34,9 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var trainOnInputs = false
     /// A built-in template (chatml, alpaca, llama2) or Jinja source, instead of the tokenizer's.
     public var chatTemplate: String?
+    public var trainOnEOS = TrainOnEOS.turn
+    public var rolesToTrain = ["assistant"]
+    public var skipBadRows = false
     public var outputDir = "./outputs/lora"
     /// Keys the file had that Loft accepts from Axolotl but does not act on.
     public var ignoredKeys: [String] = []
@@ -47,7 +50,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "gradient_accumulation_steps", "num_epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
         "warmup_ratio", "optimizer", "weight_decay", "max_grad_norm", "seed", "logging_steps", "eval_steps",
         "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "train_on_inputs",
-        "chat_template", "output_dir",
+        "chat_template", "train_on_eos", "roles_to_train", "skip_bad_rows", "output_dir",
     ]
 
     /// Axolotl keys that are accepted and listed as ignored (they matter to
@@ -134,10 +137,15 @@ public struct TrainConfig: Sendable, Equatable, Codable {
                 var spec = DatasetSpec(path: path, type: d["type"] as? String)
                 for (k, v) in (d["variables"] as? [String: Any]) ?? [:] { spec.variables[k] = "\(v)" }
                 for (k, v) in (d["field_map"] as? [String: Any]) ?? [:] { spec.fieldMap[k] = "\(v)" }
+                if let roles = d["role_map"] as? [String: Any] { spec.roleMap = roles.mapValues { "\($0)" } }
+                if let w = d["weight"] {
+                    if let x = (w as? Double) ?? (w as? Int).map(Double.init), x > 0 { spec.weight = x }
+                    else { problems.append("datasets[\(i)].weight: expected a positive number, got \(w)") }
+                }
                 for k in ["field_instruction", "field_input", "field_output", "field_system", "field_messages", "field_text"] {
                     if let v = d[k] as? String { spec.fieldMap[String(k.dropFirst(6))] = v }
                 }
-                let knownDatasetKeys: Set<String> = ["path", "type", "variables", "field_map", "field_instruction", "field_input",
+                let knownDatasetKeys: Set<String> = ["path", "type", "variables", "field_map", "role_map", "weight", "field_instruction", "field_input",
                                                      "field_output", "field_system", "field_messages", "field_text", "split", "name", "ds_type"]
                 for k in d.keys.sorted() where !knownDatasetKeys.contains(k) {
                     problems.append("datasets[\(i)].\(k): unknown key" + (nearest(k, in: Array(knownDatasetKeys)).map { "; did you mean '\($0)'?" } ?? ""))
@@ -198,6 +206,15 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         if let v = bool("gradient_checkpointing") { c.gradientCheckpointing = v }
         if let v = bool("train_on_inputs") { c.trainOnInputs = v }
         c.chatTemplate = string("chat_template")
+        if let v = string("train_on_eos") {
+            if let e = TrainOnEOS(rawValue: v) { c.trainOnEOS = e }
+            else { problems.append("train_on_eos: '\(v)' is not one of \(TrainOnEOS.allCases.map(\.rawValue).joined(separator: ", "))") }
+        }
+        if let v = dict["roles_to_train"] {
+            if let list = v as? [String], !list.isEmpty { c.rolesToTrain = list }
+            else { problems.append("roles_to_train: expected a list of roles, e.g. [assistant]") }
+        }
+        if let v = bool("skip_bad_rows") { c.skipBadRows = v }
         if let v = string("output_dir") { c.outputDir = v }
         return c
     }
