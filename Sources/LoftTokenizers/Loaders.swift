@@ -31,6 +31,9 @@ extension Tokenizer {
         throw FormatError(source, "unrecognized tokenizer file; expected .gguf, tokenizer.json, .tiktoken (with --family) or a SentencePiece .model")
     }
 
+    /// Ids beyond this are refused as corrupt (the largest real vocabularies are ~260k).
+    static let maxVocabulary = 4_000_000
+
     static func guessFamily(_ path: String) throws -> String {
         let name = URL(fileURLWithPath: path).lastPathComponent.lowercased()
         for f in ["llama3", "qwen", "gpt2"] where name.contains(f) { return f }
@@ -76,7 +79,7 @@ extension Tokenizer {
                 if types[i] == 3 && inAlphabet { parts.added.append(AddedToken(content: t, id: i, special: true)) }
                 if types[i] == 4 { parts.added.append(AddedToken(content: t, id: i, special: false)) }
             }
-            if md["tokenizer.ggml.add_bos_token"]?.bool == true, let b = md["tokenizer.ggml.bos_token_id"]?.int { parts.prefixIDs = [b] }
+            if md["tokenizer.ggml.add_bos_token"]?.bool == true, let b = md["tokenizer.ggml.bos_token_id"]?.int, b >= 0, b < tokens.count { parts.prefixIDs = [b] }
         case "llama":
             let scores = md["tokenizer.ggml.scores"]?.floats
             var pairs: [(String, String)]
@@ -100,11 +103,11 @@ extension Tokenizer {
                 if types[i] == 3 || types[i] == 2 { parts.added.append(AddedToken(content: t, id: i, special: true)) }
                 if types[i] == 4 { parts.added.append(AddedToken(content: t, id: i, special: false)) }
             }
-            if md["tokenizer.ggml.add_bos_token"]?.bool ?? true, let b = md["tokenizer.ggml.bos_token_id"]?.int { parts.prefixIDs = [b] }
+            if md["tokenizer.ggml.add_bos_token"]?.bool ?? true, let b = md["tokenizer.ggml.bos_token_id"]?.int, b >= 0, b < tokens.count { parts.prefixIDs = [b] }
         default:
             throw FormatError(file, "tokenizer.ggml.model = \(kind) is not supported (supported: gpt2 = byte-level BPE, llama = SentencePiece BPE)")
         }
-        if md["tokenizer.ggml.add_eos_token"]?.bool == true, let e = md["tokenizer.ggml.eos_token_id"]?.int { parts.suffixIDs = [e] }
+        if md["tokenizer.ggml.add_eos_token"]?.bool == true, let e = md["tokenizer.ggml.eos_token_id"]?.int, e >= 0, e < tokens.count { parts.suffixIDs = [e] }
         parts.bos = special("bos_token_id"); parts.eos = special("eos_token_id")
         parts.pad = special("padding_token_id"); parts.unk = special("unknown_token_id")
         parts.chatTemplate = md["tokenizer.chat_template"]?.string
@@ -193,6 +196,9 @@ extension Tokenizer {
             guard fields.count == 2, let bytes = Data(base64Encoded: Data(fields[0])),
                   let rank = Int(String(decoding: fields[1], as: UTF8.self).trimmingCharacters(in: .whitespaces)) else {
                 throw FormatError(path, "line \(lineNo) is not \"<base64 token> <rank>\"; not a tiktoken ranks file")
+            }
+            guard rank >= 0 && rank < Tokenizer.maxVocabulary, !bytes.isEmpty else {
+                throw FormatError(path, "line \(lineNo): rank \(rank) is out of range (0..<\(Tokenizer.maxVocabulary)) or the token is empty")
             }
             ranks.append((Array(bytes), rank))
         }
