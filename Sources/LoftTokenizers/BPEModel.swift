@@ -2,6 +2,8 @@
 // symbols start as single characters (or byte-fallback `<0xNN>` pieces), and the
 // lowest-ranked adjacent pair (leftmost on ties) is merged until none is left.
 
+import Foundation
+
 final class BPEModel {
     /// Token string (as the vocabulary spells it) → id.
     let vocab: Vocab
@@ -16,6 +18,7 @@ final class BPEModel {
     /// Pre-token → ids; bounded.
     private var cache: [TokenKey: [Int32]] = [:]
     private let cacheLimit = 200_000
+    private let lock = NSLock()
 
     init(vocab: Vocab, merges: [UInt64: UInt64], byteFallback: Bool, unkID: Int32?, fuseUnk: Bool, ignoreMerges: Bool) {
         self.vocab = vocab
@@ -56,11 +59,16 @@ final class BPEModel {
 
     /// Ids for one pre-token; `key` identifies it (its text), `word` spells it in the model's alphabet.
     func tokenize(key: String, word: () -> [UInt32]) -> [Int32] {
-        if let hit = cache[key] { return hit }
+        lock.lock()
+        let hit = cache[key]
+        lock.unlock()
+        if let hit { return hit }
         let ids = tokenizeUncached(word(), spans: nil)
         if key.utf8.count <= 256 {
+            lock.lock()
             if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
             cache[key] = ids
+            lock.unlock()
         }
         return ids
     }

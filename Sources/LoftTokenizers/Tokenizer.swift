@@ -5,8 +5,8 @@ import LoftFormats
 /// families: byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM) and SentencePiece-style
 /// BPE with byte fallback (Llama 2, Mistral). Load it with `Tokenizer.load(source:)`.
 ///
-/// Not thread-safe: it keeps a pre-token cache. Use one instance per thread.
-public final class Tokenizer {
+/// Encoding and decoding are thread-safe (the pre-token cache is locked).
+public final class Tokenizer: @unchecked Sendable {
     let model: BPEModel
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
@@ -20,7 +20,6 @@ public final class Tokenizer {
     let suffixIDs: [Int]
     private var idToTokenTable: [String?]
     private var specialIDs: Set<Int>
-    private var keyBuffer: [UInt8] = []
 
     /// All tokens, added ones included (`len(tokenizer)` in transformers).
     public let vocabularySize: Int
@@ -210,9 +209,13 @@ public final class Tokenizer {
             return
         }
         // The piece's own UTF-8 is the cache key (the model word is a function of it).
-        keyBuffer.removeAll(keepingCapacity: true)
-        for i in r { appendUTF8(t.chars[i], &keyBuffer) }
-        let key = String(decoding: keyBuffer, as: UTF8.self)
+        var n = 0
+        for i in r { let c = t.chars[i]; n += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4 }
+        let key = String(unsafeUninitializedCapacity: n) { buf in
+            var k = 0
+            for i in r { k = writeUTF8(t.chars[i], buf, k) }
+            return k
+        }
         let pieceIDs = model.tokenize(key: key) {
             var unused = [Int]()
             return modelWord(t, r, charOf: &unused)
@@ -254,4 +257,16 @@ public final class Tokenizer {
         out.append(UInt8(0xF0 | (c >> 18))); out.append(UInt8(0x80 | ((c >> 12) & 0x3F)))
         out.append(UInt8(0x80 | ((c >> 6) & 0x3F))); out.append(UInt8(0x80 | (c & 0x3F)))
     }
+}
+
+@inline(__always) func writeUTF8(_ c: UInt32, _ out: UnsafeMutableBufferPointer<UInt8>, _ k: Int) -> Int {
+    if c < 0x80 { out[k] = UInt8(c); return k + 1 }
+    if c < 0x800 { out[k] = UInt8(0xC0 | (c >> 6)); out[k + 1] = UInt8(0x80 | (c & 0x3F)); return k + 2 }
+    if c < 0x10000 {
+        out[k] = UInt8(0xE0 | (c >> 12)); out[k + 1] = UInt8(0x80 | ((c >> 6) & 0x3F)); out[k + 2] = UInt8(0x80 | (c & 0x3F))
+        return k + 3
+    }
+    out[k] = UInt8(0xF0 | (c >> 18)); out[k + 1] = UInt8(0x80 | ((c >> 12) & 0x3F))
+    out[k + 2] = UInt8(0x80 | ((c >> 6) & 0x3F)); out[k + 3] = UInt8(0x80 | (c & 0x3F))
+    return k + 4
 }

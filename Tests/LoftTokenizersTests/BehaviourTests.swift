@@ -120,6 +120,18 @@ final class TokenizerBehaviourTests: XCTestCase {
         }
     }
 
+    func testConcurrentEncodeMatchesSequential() throws {
+        let t = try Tokenizer.load(source: TestPaths.smolLM2)  // fresh cache
+        let texts = try corpus()
+        var results = [[Int]](repeating: [], count: texts.count)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: texts.count) { i in
+            let ids = t.encode(texts[i])
+            lock.lock(); results[i] = ids; lock.unlock()
+        }
+        for (i, s) in texts.enumerated() { XCTAssertEqual(results[i], t.encode(s), s.debugDescription) }
+    }
+
     // MARK: Errors name the file and what is wrong
 
     func tempFile(_ name: String, _ bytes: [UInt8]) throws -> String {
