@@ -9,6 +9,8 @@ final class BPEModel {
     let vocab: Vocab
     /// Single-character tokens, by scalar value.
     let charIDs: [UInt32: Int32]
+    /// charIDs for the Basic Multilingual Plane, -1 where absent.
+    let bmpIDs: [Int32]
     /// (left << 32 | right) → (rank << 32 | merged id).
     let merges: [UInt64: UInt64]
     let byteFallbackIDs: [Int32]?  // 256 entries (<0x00>..<0xFF>), when byte fallback is on
@@ -28,6 +30,9 @@ final class BPEModel {
             if u.count == 1 { chars[u.first!.value] = id }
         }
         self.charIDs = chars
+        var bmp = [Int32](repeating: -1, count: 0x10000)
+        for (c, id) in chars where c < 0x10000 { bmp[Int(c)] = id }
+        self.bmpIDs = bmp
         self.merges = merges
         if byteFallback {
             var ids = [Int32](repeating: -1, count: 256)
@@ -97,7 +102,8 @@ final class BPEModel {
         var unk: (id: Int32, start: Int32, end: Int32)? = nil
         func add(_ id: Int32, _ s: Int, _ e: Int) { ids.append(id); starts.append(Int32(s)); ends.append(Int32(e)) }
         for (i, c) in w.enumerated() {
-            if let id = charIDs[c] {
+            let known: Int32? = c < 0x10000 ? (bmpIDs[Int(c)] >= 0 ? bmpIDs[Int(c)] : nil) : charIDs[c]
+            if let id = known {
                 if let u = unk { add(u.id, Int(u.start), Int(u.end)); unk = nil }
                 add(id, i, i + 1)
                 continue

@@ -170,10 +170,17 @@ public final class Tokenizer: @unchecked Sendable {
                 k += 1
                 continue
             }
-            var t = text.slice(seg)
-            var pieces = [0..<t.count]
-            preTokenizer?.apply(&t, &pieces)
-            for r in pieces where !r.isEmpty { encodePiece(t, r, offsets, &ids) }
+            // The whole text when there is one segment (the usual case): no copy.
+            var pieces = [seg]
+            if segments.count == 1 {
+                preTokenizer?.apply(&text, &pieces)
+                for r in pieces where !r.isEmpty { encodePiece(text, r, offsets, &ids) }
+            } else {
+                var t = text.slice(seg)
+                pieces = [0..<t.count]
+                preTokenizer?.apply(&t, &pieces)
+                for r in pieces where !r.isEmpty { encodePiece(t, r, offsets, &ids) }
+            }
         }
     }
 
