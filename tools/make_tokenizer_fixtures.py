@@ -32,6 +32,9 @@ ids come from `Tokenizer.encode`, the text from `Tokenizer.decode`):
   No BOS.
 * gpt2: `TikTokenConverter(gpt2.tiktoken, pattern=<GPT-2 regex>)` with `<|endoftext|>` = 50256
   special. No BOS.
+* sentencepiece-gguf: a GGUF (tokenizer.ggml.model = "llama") holding mistral-v1's pieces, scores
+  and types, loaded with `AutoTokenizer.from_pretrained(dir, gguf_file=...)` (merges generated from
+  the scores; control pieces special). The Swift test writes the same GGUF itself.
 * mistral-v1 / mistral-v3: transformers' `LlamaTokenizer.from_pretrained(dir)` on a folder holding
   only the `.model` file as `tokenizer.model` (SentencePieceExtractor + generate_merges; Metaspace
   prepend_scheme "first", byte fallback; control pieces become special added tokens), with the
@@ -156,6 +159,29 @@ def sentencepiece(name):
     return t
 
 
+def sentencepiece_gguf():
+    """A GGUF with tokenizer.ggml.model = "llama" (SentencePiece) built from mistral-v1's pieces,
+    scores and types (no tensors), read back with transformers' GGUF tokenizer loader. The Swift
+    test writes the same GGUF itself from the .model file (see GGUFSentencePieceTests)."""
+    import gguf
+    from transformers.convert_slow_tokenizer import import_protobuf
+    m = import_protobuf().ModelProto()
+    m.ParseFromString(open(os.path.join(SHARED, "mistral-v1.sentencepiece.model"), "rb").read())
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "sp.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(4096); w.add_embedding_length(64); w.add_block_count(1); w.add_feed_forward_length(128)
+    w.add_head_count(4); w.add_head_count_kv(4); w.add_layer_norm_rms_eps(1e-5); w.add_rope_dimension_count(16)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([p.piece.encode("utf-8") for p in m.pieces])
+    w.add_token_scores([p.score for p in m.pieces])
+    w.add_token_types([p.type for p in m.pieces])
+    w.add_bos_token_id(1); w.add_eos_token_id(2); w.add_unk_token_id(0)
+    w.add_add_bos_token(True); w.add_add_eos_token(False)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    return AutoTokenizer.from_pretrained(d, gguf_file="sp.gguf").backend_tokenizer
+
+
 def smollm2():
     d, f = os.path.split(GGUF)
     t = AutoTokenizer.from_pretrained(d, gguf_file=f).backend_tokenizer
@@ -238,7 +264,8 @@ def main():
     strings = corpus()
     builders = {"smollm2": smollm2, "llama3": llama3, "qwen": qwen, "gpt2": gpt2,
                 "mistral-v1": lambda: sentencepiece("mistral-v1.sentencepiece.model"),
-                "mistral-v3": lambda: sentencepiece("mistral-v3.sentencepiece.model")}
+                "mistral-v3": lambda: sentencepiece("mistral-v3.sentencepiece.model"),
+                "sentencepiece-gguf": sentencepiece_gguf}
     only = sys.argv[1:]
     for name, build in builders.items():
         if only and name not in only:

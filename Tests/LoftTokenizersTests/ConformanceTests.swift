@@ -29,7 +29,11 @@ final class TokenizerConformanceTests: XCTestCase {
 
     /// Compares everything; `lossless`: decode(encode(s)) == s is expected for all strings.
     func check(_ tok: Tokenizer, _ name: String, lossless: Bool, normalizes: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws {
-        let fx = try Self.fixture(name)
+        try Self.check(tok, name, lossless: lossless, normalizes: normalizes, file: file, line: line)
+    }
+
+    static func check(_ tok: Tokenizer, _ name: String, lossless: Bool, normalizes: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws {
+        let fx = try fixture(name)
         XCTAssertGreaterThanOrEqual(fx.cases.count, 200, file: file, line: line)
         XCTAssertEqual(tok.vocabularySize, fx.vocab_size, "vocabulary size", file: file, line: line)
         var failures = 0
