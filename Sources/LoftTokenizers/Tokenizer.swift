@@ -132,7 +132,7 @@ public final class Tokenizer: @unchecked Sendable {
             ids += prefixIDs
             offsets?.pointee += Array(repeating: 0..<0, count: prefixIDs.count)
         }
-        let chars = Array(text.unicodeScalars.lazy.map(\.value))
+        let chars = scalars(of: text)
         var p = 0
         for (r, idx) in rawMatcher.matches(chars, 0, chars.count) {
             if r.lowerBound > p { encodeSegment(chars, p..<r.lowerBound, offsets, &ids) }
@@ -276,4 +276,24 @@ public final class Tokenizer: @unchecked Sendable {
     out[k] = UInt8(0xF0 | (c >> 18)); out[k + 1] = UInt8(0x80 | ((c >> 12) & 0x3F))
     out[k + 2] = UInt8(0x80 | ((c >> 6) & 0x3F)); out[k + 3] = UInt8(0x80 | (c & 0x3F))
     return k + 4
+}
+
+/// The Unicode scalar values of a string, decoded straight from its UTF-8.
+func scalars(of text: String) -> [UInt32] {
+    var s = text
+    return s.withUTF8 { u in
+        [UInt32](unsafeUninitializedCapacity: u.count) { out, n in
+            var i = 0, k = 0
+            let c = u.count
+            while i < c {
+                let b = UInt32(u[i])
+                if b < 0x80 { out[k] = b; i += 1 }
+                else if b < 0xE0 { out[k] = (b & 0x1F) << 6 | UInt32(u[i + 1] & 0x3F); i += 2 }
+                else if b < 0xF0 { out[k] = (b & 0x0F) << 12 | UInt32(u[i + 1] & 0x3F) << 6 | UInt32(u[i + 2] & 0x3F); i += 3 }
+                else { out[k] = (b & 0x07) << 18 | UInt32(u[i + 1] & 0x3F) << 12 | UInt32(u[i + 2] & 0x3F) << 6 | UInt32(u[i + 3] & 0x3F); i += 4 }
+                k += 1
+            }
+            n = k
+        }
+    }
 }
