@@ -28,6 +28,15 @@ import Foundation
     return s.properties.isWhitespace
 }
 
+@inline(__always) func isMark(_ c: UInt32) -> Bool {
+    if c < 0x300 { return false }
+    guard let s = Unicode.Scalar(c) else { return false }
+    switch s.properties.generalCategory {
+    case .nonspacingMark, .spacingMark, .enclosingMark: return true
+    default: return false
+    }
+}
+
 @inline(__always) func isNewline(_ c: UInt32) -> Bool { c == 0x0A || c == 0x0D }
 
 /// Neither whitespace, letter nor number: `[^\s\p{L}\p{N}]`.

@@ -125,8 +125,14 @@ extension Tokenizer {
             return .sequence([.split(.cl100k(maxDigits: 3)), .byteLevel(addPrefixSpace: false, useRegex: false)])
         case "qwen2", "deepseek-r1-qwen", "megrez":
             return .sequence([.split(.cl100k(maxDigits: 1)), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "qwen35":
+            return .sequence([.split(.qwen35), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "gpt-4o", "llama4", "minimax-m2":
+            return .sequence([.split(.caseSplit(contractions: true, maxDigits: 3)), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "tekken":
+            return .sequence([.split(.caseSplit(contractions: false, maxDigits: 1)), .byteLevel(addPrefixSpace: false, useRegex: false)])
         default:
-            throw FormatError(file, "tokenizer.ggml.pre = \(pre) is not supported (supported: default/gpt2, smollm, llama3/llama-bpe, qwen2)")
+            throw FormatError(file, "tokenizer.ggml.pre = \(pre) is not supported (supported: default/gpt2, smollm, llama3/llama-bpe, qwen2, qwen35, gpt-4o/llama4, tekken)")
         }
     }
 
