@@ -52,13 +52,23 @@ extension Tokenizer {
         guard let tokens = md["tokenizer.ggml.tokens"]?.strings, !tokens.isEmpty else {
             throw FormatError(file, "metadata has no tokenizer.ggml.tokens array")
         }
+        guard md["tokenizer.ggml.tokens"]?.array?.count == tokens.count else {
+            throw FormatError(file, "tokenizer.ggml.tokens holds values that are not strings; the file is corrupt")
+        }
         let types = md["tokenizer.ggml.token_type"]?.ints ?? []
         func special(_ key: String) -> String? {
             guard let id = md["tokenizer.ggml.\(key)"]?.int, id >= 0, id < tokens.count else { return nil }
             return tokens[id]
         }
         var vocab = Vocab(minimumCapacity: tokens.count)
-        for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = Int32(i) }
+        let alphabet = Set(ByteLevelTable.byteToChar)
+        for (i, t) in tokens.enumerated() {
+            // Byte-level vocabularies spell every token in the byte alphabet; one that is not
+            // (llama.cpp writes some added tokens raw) is re-spelled, as transformers does.
+            var key = t
+            if kind == "gpt2" && !t.unicodeScalars.allSatisfy({ alphabet.contains($0.value) }) { key = ByteLevelTable.spell(Array(t.utf8)) }
+            if vocab[key] == nil { vocab[key] = Int32(i) }
+        }
         var parts: Parts
         switch kind {
         case "gpt2":
@@ -73,11 +83,10 @@ extension Tokenizer {
             let pre = md["tokenizer.ggml.pre"]?.string ?? "default"
             parts.preTokenizer = try Self.ggufPreTokenizer(pre, file: file)
             parts.decoder = .byteLevel
-            let alphabet = Set(ByteLevelTable.byteToChar)
             for (i, t) in tokens.enumerated() where i < types.count {
                 let inAlphabet = t.unicodeScalars.allSatisfy { alphabet.contains($0.value) }
                 if types[i] == 3 && inAlphabet { parts.added.append(AddedToken(content: t, id: i, special: true)) }
-                if types[i] == 4 { parts.added.append(AddedToken(content: t, id: i, special: false)) }
+                if types[i] == 4 && inAlphabet { parts.added.append(AddedToken(content: t, id: i, special: false)) }
             }
             if md["tokenizer.ggml.add_bos_token"]?.bool == true, let b = md["tokenizer.ggml.bos_token_id"]?.int, b >= 0, b < tokens.count { parts.prefixIDs = [b] }
         case "llama":
