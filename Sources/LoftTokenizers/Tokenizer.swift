@@ -119,8 +119,17 @@ public final class Tokenizer: @unchecked Sendable {
         return (ids, offs)
     }
 
-    public func encodeBatch(_ texts: [String], addSpecialTokens: Bool = true) -> [[Int]] {
-        texts.map { encode($0, addSpecialTokens: addSpecialTokens) }
+    /// Encodes many texts; with `parallel`, across all cores (results in input order).
+    public func encodeBatch(_ texts: [String], addSpecialTokens: Bool = true, parallel: Bool = false) -> [[Int]] {
+        guard parallel && texts.count > 1 else { return texts.map { encode($0, addSpecialTokens: addSpecialTokens) } }
+        var out = [[Int]](repeating: [], count: texts.count)
+        out.withUnsafeMutableBufferPointer { buf in
+            let base = buf.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: texts.count) { i in
+                (base + i).pointee = encode(texts[i], addSpecialTokens: addSpecialTokens)
+            }
+        }
+        return out
     }
 
     public func encodeBatchWithOffsets(_ texts: [String], addSpecialTokens: Bool = true) -> [(ids: [Int], offsets: [Range<Int>])] {

@@ -130,6 +130,7 @@ final class TokenizerBehaviourTests: XCTestCase {
             lock.lock(); results[i] = ids; lock.unlock()
         }
         for (i, s) in texts.enumerated() { XCTAssertEqual(results[i], t.encode(s), s.debugDescription) }
+        XCTAssertEqual(t.encodeBatch(texts, parallel: true), texts.map { t.encode($0) })
     }
 
     // MARK: Errors name the file and what is wrong
