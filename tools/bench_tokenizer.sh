@@ -4,6 +4,7 @@
 #
 #   tools/bench_tokenizer.sh [SOURCE] [PYTHON]
 #
+# The "whole" lines end with a checksum of all ids: equal checksums mean identical ids.
 # SOURCE defaults to the SmolLM2 GGUF; the HF side loads the same tokenizer with
 # transformers' GGUF loader (plus SmolLM2's Digits pre-tokenizer, as the fixtures do)
 # or, for a tokenizer.json, with tokenizers.Tokenizer.from_file.
@@ -45,7 +46,10 @@ for _ in range(2):
     t0 = time.perf_counter()
     ids = tok.encode(text, add_special_tokens=False).ids
     dt = time.perf_counter() - t0
-    print(f"whole: tokens {len(ids)}  bytes {n}  seconds {dt:.3f}  MB/s {n / 1e6 / dt:.2f}")
+    h = 0
+    for i in ids:
+        h = (h * 1_000_003 + i) & 0xFFFFFFFFFFFFFFFF
+    print(f"whole: tokens {len(ids)}  bytes {n}  seconds {dt:.3f}  MB/s {n / 1e6 / dt:.2f}  ids-checksum {h:016x}")
     t0 = time.perf_counter()
     m = sum(len(e.ids) for e in (tok.encode(d, add_special_tokens=False) for d in docs))
     dt = time.perf_counter() - t0

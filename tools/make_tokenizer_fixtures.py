@@ -32,6 +32,9 @@ ids come from `Tokenizer.encode`, the text from `Tokenizer.decode`):
   No BOS.
 * gpt2: `TikTokenConverter(gpt2.tiktoken, pattern=<GPT-2 regex>)` with `<|endoftext|>` = 50256
   special. No BOS.
+* sentencepiece-gguf: a GGUF (tokenizer.ggml.model = "llama") holding mistral-v1's pieces, scores
+  and types, loaded with `AutoTokenizer.from_pretrained(dir, gguf_file=...)` (merges generated from
+  the scores; control pieces special). The Swift test writes the same GGUF itself.
 * mistral-v1 / mistral-v3: transformers' `LlamaTokenizer.from_pretrained(dir)` on a folder holding
   only the `.model` file as `tokenizer.model` (SentencePieceExtractor + generate_merges; Metaspace
   prepend_scheme "first", byte fallback; control pieces become special added tokens), with the
@@ -44,7 +47,7 @@ import shutil
 import sys
 import tempfile
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, LlamaTokenizer
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
@@ -156,6 +159,29 @@ def sentencepiece(name):
     return t
 
 
+def sentencepiece_gguf():
+    """A GGUF with tokenizer.ggml.model = "llama" (SentencePiece) built from mistral-v1's pieces,
+    scores and types (no tensors), read back with transformers' GGUF tokenizer loader. The Swift
+    test writes the same GGUF itself from the .model file (see GGUFSentencePieceTests)."""
+    import gguf
+    from transformers.convert_slow_tokenizer import import_protobuf
+    m = import_protobuf().ModelProto()
+    m.ParseFromString(open(os.path.join(SHARED, "mistral-v1.sentencepiece.model"), "rb").read())
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "sp.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(4096); w.add_embedding_length(64); w.add_block_count(1); w.add_feed_forward_length(128)
+    w.add_head_count(4); w.add_head_count_kv(4); w.add_layer_norm_rms_eps(1e-5); w.add_rope_dimension_count(16)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([p.piece.encode("utf-8") for p in m.pieces])
+    w.add_token_scores([p.score for p in m.pieces])
+    w.add_token_types([p.type for p in m.pieces])
+    w.add_bos_token_id(1); w.add_eos_token_id(2); w.add_unk_token_id(0)
+    w.add_add_bos_token(True); w.add_add_eos_token(False)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    return AutoTokenizer.from_pretrained(d, gguf_file="sp.gguf").backend_tokenizer
+
+
 def smollm2():
     d, f = os.path.split(GGUF)
     t = AutoTokenizer.from_pretrained(d, gguf_file=f).backend_tokenizer
@@ -210,6 +236,22 @@ def tiny_tokenizers():
     t.train_from_iterator([x[:200] for x in text[:120]], trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
     t.add_special_tokens([AddedToken("</s>", normalized=False)])
     out["tiny-legacy-spm"] = (t, {"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>"})
+
+    # D-F: the split regexes of GPT-4o/Llama 4 (o200k), Mistral Nemo (Tekken) and Qwen3.5, exactly as
+    # transformers spells them, before a byte-level BPE.
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import _GPT4O_SPLIT, _TEKKEN_SPLIT
+    from transformers.models.qwen3_5.tokenization_qwen3_5 import PRETOKENIZE_REGEX as QWEN35_SPLIT
+    for name, regex in [("tiny-o200k", _GPT4O_SPLIT), ("tiny-tekken", _TEKKEN_SPLIT), ("tiny-qwen35", QWEN35_SPLIT)]:
+        # Trained with no splitting at all, so the merges cross every boundary the regex draws:
+        # any difference in where the regex splits shows in the ids.
+        t = Tokenizer(models.BPE())
+        t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        t.decoder = decoders.ByteLevel()
+        t.train_from_iterator([x[:300] for x in text], trainers.BpeTrainer(vocab_size=3000, special_tokens=["<|end|>"],
+                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+        t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(regex), behavior="isolated"),
+                                                   pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        out[name] = (t, {"eos_token": "<|end|>"})
     return out
 
 
@@ -233,12 +275,38 @@ def write_cases(name, tok, strings, extra=None):
     print(name, len(cases), "cases ->", os.path.relpath(path, ROOT))
 
 
+def pretokenize_fixture(strings):
+    """Where each family's split regex cuts each string, per `tokenizers`' Split(Regex, "isolated")
+    (the onig engine), as piece lengths in Unicode scalars: a direct check of Loft's matchers."""
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import _GPT4O_SPLIT, _TEKKEN_SPLIT
+    from transformers.models.qwen3_5.tokenization_qwen3_5 import PRETOKENIZE_REGEX as QWEN35_SPLIT
+    patterns = {"gpt2": GPT2_REGEX, "llama3": LLAMA3_REGEX, "qwen2": QWEN2_REGEX, "qwen35": QWEN35_SPLIT,
+                "o200k": _GPT4O_SPLIT, "tekken": _TEKKEN_SPLIT}
+    out = {"strings": strings, "patterns": {}, "lengths": {}}
+    for name, regex in patterns.items():
+        pre = pre_tokenizers.Split(Regex(regex), behavior="isolated")
+        out["patterns"][name] = regex
+        out["lengths"][name] = [[len(piece) for piece, _ in pre.pre_tokenize_str(s)] for s in strings]
+    path = os.path.join(OUT, "pretokenize.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(out, fh, ensure_ascii=False, separators=(",", ":"))
+        fh.write("\n")
+    print("pretokenize", len(strings), "strings ->", os.path.relpath(path, ROOT))
+
+
+EXTRA_STRINGS = ["CamelCase", "HTTPServer", "iPhone", "McDONALD's", "ǅungla ǈ", "ALLCAPS'RE", "x/y/z\n", "a/\n/b",
+                 "ÀÉÎ Öl", "ʰʱ modifier", "一二三abc", "ab\u0301c", "\u0301x", "Ab\u0301", "\u0301\u0301 ab",
+                 " \u0301a", "!\u0301", "it'S THEY'LL we'Ve", "'ſ 'K", "A'sB's", "x\r\n\r\n  y", " \n\t z",
+                 "a \u3000b", "12345abc", "abc12345", "..\n\n", "Ǆǅǆ", "ᾈᾀ", "ǰ̌", "𝐀𝐁𝐂 math", "ⅰⅱ ⅲ", "'ſx", "'ſt x"]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     strings = corpus()
     builders = {"smollm2": smollm2, "llama3": llama3, "qwen": qwen, "gpt2": gpt2,
                 "mistral-v1": lambda: sentencepiece("mistral-v1.sentencepiece.model"),
-                "mistral-v3": lambda: sentencepiece("mistral-v3.sentencepiece.model")}
+                "mistral-v3": lambda: sentencepiece("mistral-v3.sentencepiece.model"),
+                "sentencepiece-gguf": sentencepiece_gguf}
     only = sys.argv[1:]
     for name, build in builders.items():
         if only and name not in only:
@@ -247,7 +315,9 @@ def main():
         if os.environ.get("LOFT_SAVE_TOKENIZER_JSON"):
             tok.save(os.path.join(os.environ["LOFT_SAVE_TOKENIZER_JSON"], name + ".json"))
         write_cases(name, tok, strings)
-    extra_strings = ["cat", "a cat sat", "concat", "cat_food", "x [MASK] y", "x   [MASK]y", "<sep>   z", "a <note> b",
+    if not only or "pretokenize" in only:
+        pretokenize_fixture(EXTRA_STRINGS + strings)
+    extra_strings = EXTRA_STRINGS + ["cat", "a cat sat", "concat", "cat_food", "x [MASK] y", "x   [MASK]y", "<sep>   z", "a <note> b",
                      "Hello there", "sayHello", "``quoted``", "ABC Def", "in 2023 and 1999"]
     for name, (tok, config) in tiny_tokenizers().items():
         if only and name not in only:

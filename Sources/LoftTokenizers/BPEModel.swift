@@ -2,11 +2,15 @@
 // symbols start as single characters (or byte-fallback `<0xNN>` pieces), and the
 // lowest-ranked adjacent pair (leftmost on ties) is merged until none is left.
 
+import Foundation
+
 final class BPEModel {
     /// Token string (as the vocabulary spells it) → id.
     let vocab: Vocab
     /// Single-character tokens, by scalar value.
     let charIDs: [UInt32: Int32]
+    /// charIDs for the Basic Multilingual Plane, -1 where absent.
+    let bmpIDs: [Int32]
     /// (left << 32 | right) → (rank << 32 | merged id).
     let merges: [UInt64: UInt64]
     let byteFallbackIDs: [Int32]?  // 256 entries (<0x00>..<0xFF>), when byte fallback is on
@@ -16,6 +20,7 @@ final class BPEModel {
     /// Pre-token → ids; bounded.
     private var cache: [TokenKey: [Int32]] = [:]
     private let cacheLimit = 200_000
+    private let lock = NSLock()
 
     init(vocab: Vocab, merges: [UInt64: UInt64], byteFallback: Bool, unkID: Int32?, fuseUnk: Bool, ignoreMerges: Bool) {
         self.vocab = vocab
@@ -25,6 +30,9 @@ final class BPEModel {
             if u.count == 1 { chars[u.first!.value] = id }
         }
         self.charIDs = chars
+        var bmp = [Int32](repeating: -1, count: 0x10000)
+        for (c, id) in chars where c < 0x10000 { bmp[Int(c)] = id }
+        self.bmpIDs = bmp
         self.merges = merges
         if byteFallback {
             var ids = [Int32](repeating: -1, count: 256)
@@ -56,11 +64,16 @@ final class BPEModel {
 
     /// Ids for one pre-token; `key` identifies it (its text), `word` spells it in the model's alphabet.
     func tokenize(key: String, word: () -> [UInt32]) -> [Int32] {
-        if let hit = cache[key] { return hit }
+        lock.lock()
+        let hit = cache[key]
+        lock.unlock()
+        if let hit { return hit }
         let ids = tokenizeUncached(word(), spans: nil)
         if key.utf8.count <= 256 {
+            lock.lock()
             if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
             cache[key] = ids
+            lock.unlock()
         }
         return ids
     }
@@ -89,7 +102,8 @@ final class BPEModel {
         var unk: (id: Int32, start: Int32, end: Int32)? = nil
         func add(_ id: Int32, _ s: Int, _ e: Int) { ids.append(id); starts.append(Int32(s)); ends.append(Int32(e)) }
         for (i, c) in w.enumerated() {
-            if let id = charIDs[c] {
+            let known: Int32? = c < 0x10000 ? (bmpIDs[Int(c)] >= 0 ? bmpIDs[Int(c)] : nil) : charIDs[c]
+            if let id = known {
                 if let u = unk { add(u.id, Int(u.start), Int(u.end)); unk = nil }
                 add(id, i, i + 1)
                 continue

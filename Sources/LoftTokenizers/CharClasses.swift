@@ -1,3 +1,5 @@
+import Foundation
+
 // Character classes used by the pre-tokenizer patterns, as the onig engine of
 // Hugging Face `tokenizers` sees them: \p{L}, \p{N} by general category, \s as
 // the Unicode White_Space property.
@@ -24,6 +26,15 @@
     if c < 0x80 { return c == 0x20 || (c >= 0x09 && c <= 0x0D) }
     guard let s = Unicode.Scalar(c) else { return false }
     return s.properties.isWhitespace
+}
+
+@inline(__always) func isMark(_ c: UInt32) -> Bool {
+    if c < 0x300 { return false }
+    guard let s = Unicode.Scalar(c) else { return false }
+    switch s.properties.generalCategory {
+    case .nonspacingMark, .spacingMark, .enclosingMark: return true
+    default: return false
+    }
 }
 
 @inline(__always) func isNewline(_ c: UInt32) -> Bool { c == 0x0A || c == 0x0D }
@@ -73,7 +84,10 @@ enum ByteLevelTable {
 struct TokenKey: Hashable {
     let string: String
     init(_ s: String) { string = s }
-    static func == (a: TokenKey, b: TokenKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+    static func == (a: TokenKey, b: TokenKey) -> Bool {
+        var x = a.string, y = b.string
+        return x.withUTF8 { p in y.withUTF8 { q in p.count == q.count && (p.count == 0 || memcmp(p.baseAddress!, q.baseAddress!, p.count) == 0) } }
+    }
     func hash(into h: inout Hasher) {
         var s = string
         s.withUTF8 { h.combine(bytes: UnsafeRawBufferPointer($0)) }

@@ -31,6 +31,9 @@ extension Tokenizer {
         throw FormatError(source, "unrecognized tokenizer file; expected .gguf, tokenizer.json, .tiktoken (with --family) or a SentencePiece .model")
     }
 
+    /// Ids beyond this are refused as corrupt (the largest real vocabularies are ~260k).
+    static let maxVocabulary = 4_000_000
+
     static func guessFamily(_ path: String) throws -> String {
         let name = URL(fileURLWithPath: path).lastPathComponent.lowercased()
         for f in ["llama3", "qwen", "gpt2"] where name.contains(f) { return f }
@@ -49,13 +52,23 @@ extension Tokenizer {
         guard let tokens = md["tokenizer.ggml.tokens"]?.strings, !tokens.isEmpty else {
             throw FormatError(file, "metadata has no tokenizer.ggml.tokens array")
         }
+        guard md["tokenizer.ggml.tokens"]?.array?.count == tokens.count else {
+            throw FormatError(file, "tokenizer.ggml.tokens holds values that are not strings; the file is corrupt")
+        }
         let types = md["tokenizer.ggml.token_type"]?.ints ?? []
         func special(_ key: String) -> String? {
             guard let id = md["tokenizer.ggml.\(key)"]?.int, id >= 0, id < tokens.count else { return nil }
             return tokens[id]
         }
         var vocab = Vocab(minimumCapacity: tokens.count)
-        for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = Int32(i) }
+        let alphabet = Set(ByteLevelTable.byteToChar)
+        for (i, t) in tokens.enumerated() {
+            // Byte-level vocabularies spell every token in the byte alphabet; one that is not
+            // (llama.cpp writes some added tokens raw) is re-spelled, as transformers does.
+            var key = t
+            if kind == "gpt2" && !t.unicodeScalars.allSatisfy({ alphabet.contains($0.value) }) { key = ByteLevelTable.spell(Array(t.utf8)) }
+            if vocab[key] == nil { vocab[key] = Int32(i) }
+        }
         var parts: Parts
         switch kind {
         case "gpt2":
@@ -70,13 +83,12 @@ extension Tokenizer {
             let pre = md["tokenizer.ggml.pre"]?.string ?? "default"
             parts.preTokenizer = try Self.ggufPreTokenizer(pre, file: file)
             parts.decoder = .byteLevel
-            let alphabet = Set(ByteLevelTable.byteToChar)
             for (i, t) in tokens.enumerated() where i < types.count {
                 let inAlphabet = t.unicodeScalars.allSatisfy { alphabet.contains($0.value) }
                 if types[i] == 3 && inAlphabet { parts.added.append(AddedToken(content: t, id: i, special: true)) }
-                if types[i] == 4 { parts.added.append(AddedToken(content: t, id: i, special: false)) }
+                if types[i] == 4 && inAlphabet { parts.added.append(AddedToken(content: t, id: i, special: false)) }
             }
-            if md["tokenizer.ggml.add_bos_token"]?.bool == true, let b = md["tokenizer.ggml.bos_token_id"]?.int { parts.prefixIDs = [b] }
+            if md["tokenizer.ggml.add_bos_token"]?.bool == true, let b = md["tokenizer.ggml.bos_token_id"]?.int, b >= 0, b < tokens.count { parts.prefixIDs = [b] }
         case "llama":
             let scores = md["tokenizer.ggml.scores"]?.floats
             var pairs: [(String, String)]
@@ -100,11 +112,11 @@ extension Tokenizer {
                 if types[i] == 3 || types[i] == 2 { parts.added.append(AddedToken(content: t, id: i, special: true)) }
                 if types[i] == 4 { parts.added.append(AddedToken(content: t, id: i, special: false)) }
             }
-            if md["tokenizer.ggml.add_bos_token"]?.bool ?? true, let b = md["tokenizer.ggml.bos_token_id"]?.int { parts.prefixIDs = [b] }
+            if md["tokenizer.ggml.add_bos_token"]?.bool ?? true, let b = md["tokenizer.ggml.bos_token_id"]?.int, b >= 0, b < tokens.count { parts.prefixIDs = [b] }
         default:
             throw FormatError(file, "tokenizer.ggml.model = \(kind) is not supported (supported: gpt2 = byte-level BPE, llama = SentencePiece BPE)")
         }
-        if md["tokenizer.ggml.add_eos_token"]?.bool == true, let e = md["tokenizer.ggml.eos_token_id"]?.int { parts.suffixIDs = [e] }
+        if md["tokenizer.ggml.add_eos_token"]?.bool == true, let e = md["tokenizer.ggml.eos_token_id"]?.int, e >= 0, e < tokens.count { parts.suffixIDs = [e] }
         parts.bos = special("bos_token_id"); parts.eos = special("eos_token_id")
         parts.pad = special("padding_token_id"); parts.unk = special("unknown_token_id")
         parts.chatTemplate = md["tokenizer.chat_template"]?.string
@@ -122,8 +134,14 @@ extension Tokenizer {
             return .sequence([.split(.cl100k(maxDigits: 3)), .byteLevel(addPrefixSpace: false, useRegex: false)])
         case "qwen2", "deepseek-r1-qwen", "megrez":
             return .sequence([.split(.cl100k(maxDigits: 1)), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "qwen35":
+            return .sequence([.split(.qwen35), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "gpt-4o", "llama4", "minimax-m2":
+            return .sequence([.split(.caseSplit(contractions: true, maxDigits: 3)), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "tekken":
+            return .sequence([.split(.caseSplit(contractions: false, maxDigits: 1)), .byteLevel(addPrefixSpace: false, useRegex: false)])
         default:
-            throw FormatError(file, "tokenizer.ggml.pre = \(pre) is not supported (supported: default/gpt2, smollm, llama3/llama-bpe, qwen2)")
+            throw FormatError(file, "tokenizer.ggml.pre = \(pre) is not supported (supported: default/gpt2, smollm, llama3/llama-bpe, qwen2, qwen35, gpt-4o/llama4, tekken)")
         }
     }
 
@@ -193,6 +211,9 @@ extension Tokenizer {
             guard fields.count == 2, let bytes = Data(base64Encoded: Data(fields[0])),
                   let rank = Int(String(decoding: fields[1], as: UTF8.self).trimmingCharacters(in: .whitespaces)) else {
                 throw FormatError(path, "line \(lineNo) is not \"<base64 token> <rank>\"; not a tiktoken ranks file")
+            }
+            guard rank >= 0 && rank < Tokenizer.maxVocabulary, !bytes.isEmpty else {
+                throw FormatError(path, "line \(lineNo): rank \(rank) is out of range (0..<\(Tokenizer.maxVocabulary)) or the token is empty")
             }
             ranks.append((Array(bytes), rank))
         }

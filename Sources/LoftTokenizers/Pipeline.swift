@@ -346,6 +346,8 @@ public struct AddedToken: Sendable, Equatable {
 struct AddedTokenMatcher {
     let tokens: [AddedToken]
     private var byFirst: [UInt32: [(chars: [UInt32], index: Int)]] = [:]
+    /// Whether some token starts with this character (BMP only; others go to the dictionary).
+    private var firstBMP = [Bool](repeating: false, count: 0x10000)
 
     init(_ tokens: [AddedToken]) {
         self.tokens = tokens
@@ -353,6 +355,7 @@ struct AddedTokenMatcher {
             let c = t.content.unicodeScalars.map(\.value)
             guard let f = c.first else { continue }
             byFirst[f, default: []].append((c, i))
+            if f < 0x10000 { firstBMP[Int(f)] = true }
         }
         for k in byFirst.keys { byFirst[k]!.sort { $0.chars.count > $1.chars.count } }
     }
@@ -365,7 +368,9 @@ struct AddedTokenMatcher {
         var p = lo
         var floor = lo
         while p < hi {
-            guard let cands = byFirst[c[p]] else { p += 1; continue }
+            let ch = c[p]
+            if ch < 0x10000 && !firstBMP[Int(ch)] { p += 1; continue }
+            guard let cands = byFirst[ch] else { p += 1; continue }
             var found: (Int, Int)? = nil
             for (chars, idx) in cands where p + chars.count <= hi {
                 var ok = true

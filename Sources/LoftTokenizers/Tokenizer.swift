@@ -5,8 +5,8 @@ import LoftFormats
 /// families: byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM) and SentencePiece-style
 /// BPE with byte fallback (Llama 2, Mistral). Load it with `Tokenizer.load(source:)`.
 ///
-/// Not thread-safe: it keeps a pre-token cache. Use one instance per thread.
-public final class Tokenizer {
+/// Encoding and decoding are thread-safe (the pre-token cache is locked).
+public final class Tokenizer: @unchecked Sendable {
     let model: BPEModel
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
@@ -20,7 +20,6 @@ public final class Tokenizer {
     let suffixIDs: [Int]
     private var idToTokenTable: [String?]
     private var specialIDs: Set<Int>
-    private var keyBuffer: [UInt8] = []
 
     /// All tokens, added ones included (`len(tokenizer)` in transformers).
     public let vocabularySize: Int
@@ -120,8 +119,17 @@ public final class Tokenizer {
         return (ids, offs)
     }
 
-    public func encodeBatch(_ texts: [String], addSpecialTokens: Bool = true) -> [[Int]] {
-        texts.map { encode($0, addSpecialTokens: addSpecialTokens) }
+    /// Encodes many texts; with `parallel`, across all cores (results in input order).
+    public func encodeBatch(_ texts: [String], addSpecialTokens: Bool = true, parallel: Bool = false) -> [[Int]] {
+        guard parallel && texts.count > 1 else { return texts.map { encode($0, addSpecialTokens: addSpecialTokens) } }
+        var out = [[Int]](repeating: [], count: texts.count)
+        out.withUnsafeMutableBufferPointer { buf in
+            let base = buf.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: texts.count) { i in
+                (base + i).pointee = encode(texts[i], addSpecialTokens: addSpecialTokens)
+            }
+        }
+        return out
     }
 
     public func encodeBatchWithOffsets(_ texts: [String], addSpecialTokens: Bool = true) -> [(ids: [Int], offsets: [Range<Int>])] {
@@ -133,7 +141,7 @@ public final class Tokenizer {
             ids += prefixIDs
             offsets?.pointee += Array(repeating: 0..<0, count: prefixIDs.count)
         }
-        let chars = Array(text.unicodeScalars.lazy.map(\.value))
+        let chars = scalars(of: text)
         var p = 0
         for (r, idx) in rawMatcher.matches(chars, 0, chars.count) {
             if r.lowerBound > p { encodeSegment(chars, p..<r.lowerBound, offsets, &ids) }
@@ -171,10 +179,17 @@ public final class Tokenizer {
                 k += 1
                 continue
             }
-            var t = text.slice(seg)
-            var pieces = [0..<t.count]
-            preTokenizer?.apply(&t, &pieces)
-            for r in pieces where !r.isEmpty { encodePiece(t, r, offsets, &ids) }
+            // The whole text when there is one segment (the usual case): no copy.
+            var pieces = [seg]
+            if segments.count == 1 {
+                preTokenizer?.apply(&text, &pieces)
+                for r in pieces where !r.isEmpty { encodePiece(text, r, offsets, &ids) }
+            } else {
+                var t = text.slice(seg)
+                pieces = [0..<t.count]
+                preTokenizer?.apply(&t, &pieces)
+                for r in pieces where !r.isEmpty { encodePiece(t, r, offsets, &ids) }
+            }
         }
     }
 
@@ -210,9 +225,13 @@ public final class Tokenizer {
             return
         }
         // The piece's own UTF-8 is the cache key (the model word is a function of it).
-        keyBuffer.removeAll(keepingCapacity: true)
-        for i in r { appendUTF8(t.chars[i], &keyBuffer) }
-        let key = String(decoding: keyBuffer, as: UTF8.self)
+        var n = 0
+        for i in r { let c = t.chars[i]; n += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4 }
+        let key = String(unsafeUninitializedCapacity: n) { buf in
+            var k = 0
+            for i in r { k = writeUTF8(t.chars[i], buf, k) }
+            return k
+        }
         let pieceIDs = model.tokenize(key: key) {
             var unused = [Int]()
             return modelWord(t, r, charOf: &unused)
@@ -253,5 +272,37 @@ public final class Tokenizer {
     } else {
         out.append(UInt8(0xF0 | (c >> 18))); out.append(UInt8(0x80 | ((c >> 12) & 0x3F)))
         out.append(UInt8(0x80 | ((c >> 6) & 0x3F))); out.append(UInt8(0x80 | (c & 0x3F)))
+    }
+}
+
+@inline(__always) func writeUTF8(_ c: UInt32, _ out: UnsafeMutableBufferPointer<UInt8>, _ k: Int) -> Int {
+    if c < 0x80 { out[k] = UInt8(c); return k + 1 }
+    if c < 0x800 { out[k] = UInt8(0xC0 | (c >> 6)); out[k + 1] = UInt8(0x80 | (c & 0x3F)); return k + 2 }
+    if c < 0x10000 {
+        out[k] = UInt8(0xE0 | (c >> 12)); out[k + 1] = UInt8(0x80 | ((c >> 6) & 0x3F)); out[k + 2] = UInt8(0x80 | (c & 0x3F))
+        return k + 3
+    }
+    out[k] = UInt8(0xF0 | (c >> 18)); out[k + 1] = UInt8(0x80 | ((c >> 12) & 0x3F))
+    out[k + 2] = UInt8(0x80 | ((c >> 6) & 0x3F)); out[k + 3] = UInt8(0x80 | (c & 0x3F))
+    return k + 4
+}
+
+/// The Unicode scalar values of a string, decoded straight from its UTF-8.
+func scalars(of text: String) -> [UInt32] {
+    var s = text
+    return s.withUTF8 { u in
+        [UInt32](unsafeUninitializedCapacity: u.count) { out, n in
+            var i = 0, k = 0
+            let c = u.count
+            while i < c {
+                let b = UInt32(u[i])
+                if b < 0x80 { out[k] = b; i += 1 }
+                else if b < 0xE0 { out[k] = (b & 0x1F) << 6 | UInt32(u[i + 1] & 0x3F); i += 2 }
+                else if b < 0xF0 { out[k] = (b & 0x0F) << 12 | UInt32(u[i + 1] & 0x3F) << 6 | UInt32(u[i + 2] & 0x3F); i += 3 }
+                else { out[k] = (b & 0x07) << 18 | UInt32(u[i + 1] & 0x3F) << 12 | UInt32(u[i + 2] & 0x3F) << 6 | UInt32(u[i + 3] & 0x3F); i += 4 }
+                k += 1
+            }
+            n = k
+        }
     }
 }

@@ -15,8 +15,10 @@ extension Tokenizer {
         guard let vocabAny = model["vocab"] as? [String: Any] else { throw FormatError(path, "model.vocab is missing or not an object") }
         var vocab = Vocab(minimumCapacity: vocabAny.count)
         for (k, v) in vocabAny {
-            guard let n = v as? NSNumber else { throw FormatError(path, "model.vocab[\"\(k)\"] is not an id") }
-            vocab[k] = Int32(truncating: n)
+            guard let n = (v as? NSNumber)?.intValue, n >= 0, n < maxVocabulary else {
+                throw FormatError(path, "model.vocab[\"\(k)\"] is not an id in 0..<\(maxVocabulary)")
+            }
+            vocab[k] = Int32(n)
         }
         var pairs = [(String, String)]()
         for (i, m) in ((model["merges"] as? [Any]) ?? []).enumerated() {
@@ -45,8 +47,8 @@ extension Tokenizer {
         parts.preTokenizer = try (root["pre_tokenizer"] as? [String: Any]).map { try parsePreTokenizer($0, path) }
         parts.decoder = try (root["decoder"] as? [String: Any]).map { try parseDecoder($0, path) }
         for (i, a) in ((root["added_tokens"] as? [[String: Any]]) ?? []).enumerated() {
-            guard let content = a["content"] as? String, let id = (a["id"] as? NSNumber)?.intValue else {
-                throw FormatError(path, "added_tokens[\(i)] needs \"content\" and \"id\"")
+            guard let content = a["content"] as? String, let id = (a["id"] as? NSNumber)?.intValue, id >= 0, id < maxVocabulary else {
+                throw FormatError(path, "added_tokens[\(i)] needs \"content\" and an \"id\" in 0..<\(maxVocabulary)")
             }
             parts.added.append(AddedToken(content: content, id: id, special: a["special"] as? Bool ?? false,
                                           lstrip: a["lstrip"] as? Bool ?? false, rstrip: a["rstrip"] as? Bool ?? false,

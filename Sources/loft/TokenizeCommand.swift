@@ -33,7 +33,9 @@ struct TokenizeCommand: ParsableCommand {
         if stats {
             // Whole input as one string, then as documents split at blank lines.
             let mb = Double(input.utf8.count) / 1e6
-            print(String(format: "whole: tokens %d  bytes %d  seconds %.3f  MB/s %.2f", ids.count, input.utf8.count, seconds, mb / seconds))
+            var checksum: UInt64 = 0
+            for id in ids { checksum = checksum &* 1_000_003 &+ UInt64(id) }
+            print(String(format: "whole: tokens %d  bytes %d  seconds %.3f  MB/s %.2f  ids-checksum %016llx", ids.count, input.utf8.count, seconds, mb / seconds, checksum))
             let docs = input.components(separatedBy: "\n\n")
             let t1 = DispatchTime.now().uptimeNanoseconds
             var n = 0

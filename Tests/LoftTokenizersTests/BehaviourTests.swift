@@ -94,6 +94,45 @@ final class TokenizerBehaviourTests: XCTestCase {
         }
     }
 
+    /// Random strings from a mixed pool: byte-level tokenizers give back exactly the input,
+    /// and random ids (in and out of range) decode without crashing.
+    func testRandomTextRoundTripsAndRandomIDsDecode() throws {
+        var rng = SystemRandomNumberGenerator()
+        let pool = Array("aZ09 \t\n\r'sS’.,!?-_<|>/\\\"éü\u{301}\u{308}日本語한글العربيةשלום😀👍🏽\u{200D}👨🇺🇸\u{00A0}\u{3000}½²①".unicodeScalars)
+        let toks = [try SharedTokenizers.smol(), try SharedTokenizers.tiktoken("gpt2"), try SharedTokenizers.tiktoken("llama3")]
+        for _ in 0..<300 {
+            var v = String.UnicodeScalarView()
+            for _ in 0..<Int.random(in: 0...40, using: &rng) { v.append(pool.randomElement(using: &rng)!) }
+            let text = String(v)
+            for t in toks {
+                let back = t.decode(t.encode(text, addSpecialTokens: false))
+                XCTAssertTrue(back.unicodeScalars.elementsEqual(text.unicodeScalars), "\(t.source): \(text.debugDescription) -> \(back.debugDescription)")
+            }
+        }
+        let sp = try SharedTokenizers.sentencepiece("mistral-v3")
+        for t in toks + [sp] {
+            let ids = (0..<200).map { _ in Int.random(in: -10...(t.vocabularySize + 10), using: &rng) }
+            _ = t.decode(ids)
+            _ = t.decode(ids, skipSpecialTokens: true)
+            let s = StreamingDetokenizer(tokenizer: t)
+            for id in ids { _ = s.add(id) }
+            _ = s.finish()
+        }
+    }
+
+    func testConcurrentEncodeMatchesSequential() throws {
+        let t = try Tokenizer.load(source: TestPaths.smolLM2)  // fresh cache
+        let texts = try corpus()
+        var results = [[Int]](repeating: [], count: texts.count)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: texts.count) { i in
+            let ids = t.encode(texts[i])
+            lock.lock(); results[i] = ids; lock.unlock()
+        }
+        for (i, s) in texts.enumerated() { XCTAssertEqual(results[i], t.encode(s), s.debugDescription) }
+        XCTAssertEqual(t.encodeBatch(texts, parallel: true), texts.map { t.encode($0) })
+    }
+
     // MARK: Errors name the file and what is wrong
 
     func tempFile(_ name: String, _ bytes: [UInt8]) throws -> String {
@@ -138,6 +177,7 @@ final class TokenizerBehaviourTests: XCTestCase {
         let q = try tempFile("ranks.tiktoken", Array("IQ== 0\n".utf8))
         assertFormatError(q, mentions: "family")
         assertFormatError(q, family: "llama9", mentions: "llama9")
+        assertFormatError(try tempFile("big.tiktoken", Array("IQ== 99999999999\n".utf8)), family: "gpt2", mentions: "out of range")
     }
 
     func testBadTokenizerJSON() throws {
@@ -146,5 +186,8 @@ final class TokenizerBehaviourTests: XCTestCase {
         let unsupported = #"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated", "invert": false}}"#
         assertFormatError(try tempFile("tokenizer.json", Array(unsupported.utf8)), mentions: "Split")
         assertFormatError(try tempFile("tokenizer.json", Array(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [3]}}"#.utf8)), mentions: "merges[0]")
+        assertFormatError(try tempFile("tokenizer.json", Array(#"{"model": {"type": "BPE", "vocab": {"a": 99999999999}, "merges": []}}"#.utf8)), mentions: "model.vocab")
+        assertFormatError(try tempFile("tokenizer.json", Array(#"{"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": [{"content": "x", "id": -3}]}"#.utf8)), mentions: "added_tokens[0]")
+        assertFormatError(try tempFile("tokenizer.json", Array(#"{"model": {"type": "BPE", "vocab": {"a": 0}}, "decoder": {"type": "CTC"}}"#.utf8)), mentions: "CTC")
     }
 }
