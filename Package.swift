@@ -51,13 +51,13 @@ let package = Package(
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
-        .testTarget(name: "LoftFormatsTests", dependencies: ["LoftFormats"], swiftSettings: settings),
+        .testTarget(name: "LoftFormatsTests", dependencies: ["LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTensors"], swiftSettings: settings),
-        .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTokenizers", "LoftFormats"], swiftSettings: settings),
-        .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTemplates"], swiftSettings: settings),
-        .testTarget(name: "LoftDataTests", dependencies: ["LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
-        .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], swiftSettings: settings),
-        .testTarget(name: "LoftModelsTests", dependencies: ["LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], swiftSettings: settings),
+        .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTokenizers", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftDataTests", dependencies: ["LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftModelsTests", dependencies: ["LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )
 

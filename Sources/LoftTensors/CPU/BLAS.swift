@@ -26,4 +26,18 @@ enum BLAS {
         cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(rows), Int32(cols), alpha, a, Int32(lda),
                     x, Int32(incx), beta, y, Int32(incy))
     }
+
+    /// Runs `body` with BLAS limited to `threads` threads. Loft's own loops
+    /// that call BLAS from several threads at once (attention, per head) use
+    /// this so BLAS's pool does not fight them for the same cores.
+    static func withThreads<T>(_ threads: Int, _ body: () -> T) -> T {
+        #if canImport(Accelerate)
+        return body()
+        #else
+        let old = openblas_get_num_threads()
+        openblas_set_num_threads(Int32(threads))
+        defer { openblas_set_num_threads(old) }
+        return body()
+        #endif
+    }
 }

@@ -89,7 +89,7 @@ extension CPUBackend {
         let lp = lse?.floats
         let group = spec.heads / spec.kvHeads
         let (ldq, ldk) = (spec.heads * d, spec.kvHeads * d)
-        parallelFor(tasks.count) { ti in
+        BLAS.withThreads(1) { parallelFor(tasks.count) { ti in
             let t = tasks[ti]
             let block = Self.attentionBlock
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * (t.keyEnd - t.keyStart))
@@ -106,7 +106,7 @@ extension CPUBackend {
                     q0 = q1
                 }
             }
-        }
+        } }
     }
 
     public func attentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
@@ -123,7 +123,7 @@ extension CPUBackend {
         dvp.update(repeating: 0, count: dv.count)
         let group = spec.heads / spec.kvHeads
         let (ldq, ldk) = (spec.heads * d, spec.kvHeads * d)
-        parallelFor(tasks.count) { ti in
+        BLAS.withThreads(1) { parallelFor(tasks.count) { ti in
             let t = tasks[ti]
             let block = Self.attentionBlock
             let width = t.keyEnd - t.keyStart
@@ -162,6 +162,6 @@ extension CPUBackend {
                     q0 = q1
                 }
             }
-        }
+        } }
     }
 }
