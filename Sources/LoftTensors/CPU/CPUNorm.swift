@@ -10,9 +10,9 @@ extension CPUBackend {
         parallelChunks(n, minimumPerChunk: 16) { rows in
             for r in rows {
                 let xr = xp + r * d, yr = yp + r * d
-                var ss: Float = 0
-                for j in 0 ..< d { ss += xr[j] * xr[j] }
-                let inv = 1 / (ss / Float(d) + eps).squareRoot()
+                var ss = 0.0
+                for j in 0 ..< d { ss += Double(xr[j] * xr[j]) }
+                let inv = Float(1 / (ss / Double(d) + Double(eps)).squareRoot())
                 rp?[r] = inv
                 for j in 0 ..< d { yr[j] = (wp[j] + weightOffset) * (xr[j] * inv) }
             }
@@ -29,9 +29,9 @@ extension CPUBackend {
             for r in rows {
                 let xr = xp + r * d, gr = dyp + r * d, out = dxp + r * d
                 let inv = rp[r]
-                var dot: Float = 0
-                for j in 0 ..< d { dot += (wp[j] + weightOffset) * gr[j] * xr[j] }
-                let c = dot * inv * inv * inv / Float(d)
+                var dot = 0.0
+                for j in 0 ..< d { dot += Double((wp[j] + weightOffset) * gr[j] * xr[j]) }
+                let c = Float(dot) * inv * inv * inv / Float(d)
                 for j in 0 ..< d {
                     let g = inv * (wp[j] + weightOffset) * gr[j] - c * xr[j]
                     out[j] = accumulate ? out[j] + g : g
@@ -103,9 +103,11 @@ extension CPUBackend {
                         precondition(label < v, "label \(label) outside the vocabulary of \(v)")
                         var mx = -Float.infinity
                         for j in 0 ..< v { mx = max(mx, row[j]) }
-                        var sum: Float = 0
-                        for j in 0 ..< v { sum += Foundation.exp(row[j] - mx) }
-                        let lse = mx + Foundation.log(sum)
+                        // A float sum of ~50k terms drifts by 1e-4 relative and
+                        // every probability inherits it: accumulate in double.
+                        var sum = 0.0
+                        for j in 0 ..< v { sum += Double(Foundation.exp(row[j] - mx)) }
+                        let lse = mx + Float(Foundation.log(sum))
                         lossp[r] = Double(lse - row[label])
                         if let gp {
                             let g = gp + r * v
