@@ -135,8 +135,9 @@ def main():
         f"- CPU: {m.get('cpu_model', '?')} — {m.get('cores', '?')} cores online "
         f"({m.get('sockets', '?')} socket(s), {m.get('threads_per_core', '?')} thread(s)/core), "
         f"memory {m.get('mem_total', '?')}",
-        f"- threads used: {m.get('threads', '?')} (Loft: OPENBLAS_NUM_THREADS and CPU affinity; torch: set_num_threads "
-        f"→ {get(hf, 'torch_threads') or '?'})",
+        f"- threads used: {m.get('threads', '?')} (OPENBLAS_NUM_THREADS/OMP_NUM_THREADS; torch set_num_threads "
+        f"→ {get(hf, 'torch_threads') or '?'}"
+        + (f"; both run under `{m['pinned_with']}`" if m.get("pinned_with") else "") + ")",
         f"- load average (1, 5, 15 min): before {m.get('loadavg_before', '?')}, after {m.get('loadavg_after', '?')}",
         f"- OS: {m.get('os', '?')}; Swift: {m.get('swift', '?')}",
         f"- Loft: commit {m.get('git_commit', '?')}{' (dirty tree)' if m.get('git_dirty') else ''}",

@@ -131,7 +131,7 @@ CPU_MODEL=$(lscpu_field 'Model name') SOCKETS=$(lscpu_field 'Socket(s)') TPC=$(l
 MEM=$(free -h | awk '/^Mem:/ {print $2}') OS=$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME" || uname -sr) \
 SWIFT=$(swift --version 2>/dev/null | head -1) COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo '?') \
 DIRTY=$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo 1 || echo 0) \
-ONLY=$only TB=$train_batch TS=$train_seq TN=$train_steps GC=$gc CORES=$cores THREADS=$threads LOAD_BEFORE=$load_before LOAD_AFTER=$load_after MODEL=$model \
+PIN="${pin[*]}" ONLY=$only TB=$train_batch TS=$train_seq TN=$train_steps GC=$gc CORES=$cores THREADS=$threads LOAD_BEFORE=$load_before LOAD_AFTER=$load_after MODEL=$model \
 WARN_BEFORE=$warn_before WARN_AFTER=$warn_after CMD=$command_line HOST=$(hostname) DATE=$(date -Iseconds) \
 "$py" - > "$tmp/meta.json" <<'PY'
 import json, os, platform
@@ -144,7 +144,7 @@ def ver(p):
         return None
 print(json.dumps({
     "date": e["DATE"], "host": e["HOST"], "command": e["CMD"],
-    "cpu_model": e["CPU_MODEL"], "cores": int(e["CORES"]), "sockets": e["SOCKETS"],
+    "cpu_model": e["CPU_MODEL"], "cores": int(e["CORES"]), "pinned_with": e["PIN"] or None, "sockets": e["SOCKETS"],
     "threads_per_core": e["TPC"], "mem_total": e["MEM"], "os": e["OS"], "threads": int(e["THREADS"]),
     "loadavg_before": e["LOAD_BEFORE"], "loadavg_after": e["LOAD_AFTER"],
     "load_warnings": [w for w in (e["WARN_BEFORE"], e["WARN_AFTER"]) if w],
