@@ -51,13 +51,15 @@ let package = Package(
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
-        .testTarget(name: "LoftFormatsTests", dependencies: ["LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
-        .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTensors"], swiftSettings: settings),
-        .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTokenizers", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
-        .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
-        .testTarget(name: "LoftDataTests", dependencies: ["LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
-        .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], exclude: ["Fixtures"], swiftSettings: settings),
-        .testTarget(name: "LoftModelsTests", dependencies: ["LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
+        // Paths to fixtures and the real model, shared by every test target.
+        .target(name: "LoftTestSupport", path: "Tests/LoftTestSupport", swiftSettings: settings),
+        .testTarget(name: "LoftFormatsTests", dependencies: ["LoftTestSupport", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTestSupport", "LoftTensors"], swiftSettings: settings),
+        .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTestSupport", "LoftTokenizers", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTestSupport", "LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftDataTests", dependencies: ["LoftTestSupport", "LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTestSupport", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )
 
