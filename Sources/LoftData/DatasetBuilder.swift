@@ -526,8 +526,9 @@ extension PreparedDataset {
     }
 }
 
-/// A small seeded generator (SplitMix64) for splits and sampling.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+/// A small seeded generator (SplitMix64) for splits, shuffling and adapter
+/// initialisation; Codable so a checkpoint can carry its state.
+public struct SplitMix64: RandomNumberGenerator, Codable, Sendable {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }
     public mutating func next() -> UInt64 {

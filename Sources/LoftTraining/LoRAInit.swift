@@ -1,4 +1,5 @@
 import Foundation
+import LoftData
 import LoftModels
 import LoftTensors
 
@@ -38,16 +39,5 @@ public struct TrainingError: Error, CustomStringConvertible {
     public init(_ message: String) { description = message }
 }
 
-/// The generator behind adapter initialisation and shuffling: seeded, and
-/// its state can be saved in a checkpoint.
-public struct TrainingRandom: RandomNumberGenerator, Codable, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed ^ 0x5DEE_CE66_D1CE_4E5B }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The generator behind adapter initialisation and shuffling.
+public typealias TrainingRandom = SplitMix64

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import LoftTestSupport
 @testable import LoftFormats
 
 /// Bad files give a FormatError that names the problem, never a crash.
@@ -199,7 +200,7 @@ final class FormatErrorTests: XCTestCase {
     /// reading every tensor may throw, but must never trap. Seeded, so a failure
     /// reproduces.
     func testFuzzNeverTraps() throws {
-        var rng = SplitMix64(seed: 0x10F7)
+        var rng = SeededRandom(seed: 0x10F7)
         let tmp = try TempDir()
         let seeds: [(String, [UInt8])] = try [
             ("st", [UInt8](Data(contentsOf: Self.st))),
@@ -256,15 +257,3 @@ final class FormatErrorTests: XCTestCase {
     }
 }
 
-/// A small seeded PRNG for reproducible fuzzing.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

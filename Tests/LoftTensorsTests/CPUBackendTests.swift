@@ -1,5 +1,6 @@
 import XCTest
 @testable import LoftTensors
+import LoftTestSupport
 
 /// Each CPU operation against an independent float64 reference on fresh
 /// random inputs; each backward against float64 finite differences of the
