@@ -14,5 +14,6 @@ struct Loft: ParsableCommand {
             TemplateCommand.self,
             BenchCommand.self,
             TrainCommand.self,
+            MergeCommand.self,
         ])
 }
