@@ -15,5 +15,6 @@ struct Loft: ParsableCommand {
             BenchCommand.self,
             TrainCommand.self,
             MergeCommand.self,
+            ExportCommand.self,
         ])
 }
