@@ -16,5 +16,6 @@ struct Loft: ParsableCommand {
             TrainCommand.self,
             MergeCommand.self,
             ExportCommand.self,
+            ChatCommand.self,
         ])
 }
