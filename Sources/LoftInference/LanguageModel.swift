@@ -10,8 +10,12 @@ import LoftTokenizers
 public final class LanguageModel {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
-    public let template: ChatTemplate?
+    public private(set) var template: ChatTemplate?
     public let path: String
+    /// The base model's own template, restored when an adapter is detached.
+    let baseTemplateSource: String?
+    /// The adapter directory attached now, if any.
+    public private(set) var adapter: String?
 
     /// Loads from an HF directory or a .gguf; adapters (PEFT directories) are
     /// attached in order, and an adapter's own tokenizer files, when it has
@@ -22,13 +26,25 @@ public final class LanguageModel {
         self.model = model
         let tokenizer = try Tokenizer.load(source: path)
         self.tokenizer = tokenizer
-        var templateSource = tokenizer.chatTemplate
-        if let adapter {
-            try PEFTAdapter.load(adapter, into: model)
-            let saved = URL(fileURLWithPath: adapter).appendingPathComponent("chat_template.jinja")
+        baseTemplateSource = tokenizer.chatTemplate
+        template = nil
+        try setAdapter(adapter)
+    }
+
+    /// Attaches the adapter in `directory` (replacing the one attached), or
+    /// detaches it with nil, keeping the base model loaded. The adapter's own
+    /// chat_template.jinja, when it has one, becomes the template.
+    public func setAdapter(_ directory: String?) throws {
+        var templateSource = baseTemplateSource
+        if let directory {
+            try PEFTAdapter.load(directory, into: model)
+            let saved = URL(fileURLWithPath: directory).appendingPathComponent("chat_template.jinja")
             if let text = try? String(contentsOf: saved, encoding: .utf8) { templateSource = text }
+        } else {
+            model.detachLoRA()
         }
         template = try templateSource.map { try ChatTemplate($0, bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken) }
+        adapter = directory
     }
 
     /// Token ids of a chat conversation, rendered with the model's template

@@ -15,5 +15,8 @@ struct Loft: ParsableCommand {
             BenchCommand.self,
             TrainCommand.self,
             DataCommand.self,
+            MergeCommand.self,
+            ExportCommand.self,
+            ChatCommand.self,
         ])
 }

@@ -1,0 +1,377 @@
+import Foundation
+import LoftFormats
+import LoftTensors
+
+/// The element type a merged checkpoint is written in.
+public enum MergeDType: String, Sendable, CaseIterable {
+    case bf16, fp16, fp32
+
+    var safetensors: SafetensorsDType {
+        switch self {
+        case .bf16: return .bf16
+        case .fp16: return .f16
+        case .fp32: return .f32
+        }
+    }
+
+    /// config.json's `torch_dtype` / `dtype` spelling.
+    var torchName: String {
+        switch self {
+        case .bf16: return "bfloat16"
+        case .fp16: return "float16"
+        case .fp32: return "float32"
+        }
+    }
+
+    init?(torchName: String) {
+        switch torchName {
+        case "bfloat16": self = .bf16
+        case "float16": self = .fp16
+        case "float32": self = .fp32
+        default: return nil
+        }
+    }
+}
+
+/// One weight of a model with every attached LoRA folded in, in Hugging Face
+/// naming and PyTorch's row-major layout.
+public struct MergedTensor {
+    public let name: String
+    public let shape: [Int]
+    public let values: [Float]
+}
+
+/// Folds LoRA adapters into the base weights (W' = W + scale·B·A, in fp32,
+/// onto exactly the weights the model holds — for a GGUF base the dequantized
+/// ones) and writes a Hugging Face directory that transformers loads.
+public enum ModelMerger {
+    public struct Options {
+        /// nil: the source's dtype (config.json's torch_dtype; fp32 for a GGUF source).
+        public var dtype: MergeDType?
+        public var overwrite: Bool
+        /// Shards are cut once they would pass this many bytes (transformers' default is 5 GB; Loft uses 2 GB).
+        public var maxShardBytes: Int
+
+        public init(dtype: MergeDType? = nil, overwrite: Bool = false, maxShardBytes: Int = 2_000_000_000) {
+            self.dtype = dtype
+            self.overwrite = overwrite
+            self.maxShardBytes = maxShardBytes
+        }
+    }
+
+    /// What `write` produced.
+    public struct Report {
+        public let directory: String
+        public let dtype: MergeDType
+        public let shards: [String]
+        public let mergedProjections: Int
+        public let tensors: Int
+        /// Tokenizer files written or copied, and a note on what could not be.
+        public let tokenizerFiles: [String]
+        public let notes: [String]
+    }
+
+    /// W + scale·B·A for one projection, in fp32 (W [out, in], A [r, in], B [out, r]).
+    public static func merge(weight: [Float], out: Int, in inFeatures: Int, a: [Float], b: [Float], rank: Int,
+                             scale: Float) -> [Float] {
+        var w = weight
+        w.withUnsafeMutableBufferPointer { wp in
+            for o in 0 ..< out {
+                let row = wp.baseAddress! + o * inFeatures
+                for k in 0 ..< rank {
+                    let c = scale * b[o * rank + k]
+                    if c == 0 { continue }
+                    a.withUnsafeBufferPointer { ap in
+                        let arow = ap.baseAddress! + k * inFeatures
+                        for j in 0 ..< inFeatures { row[j] += c * arow[j] }
+                    }
+                }
+            }
+        }
+        return w
+    }
+
+    /// Every weight of the model with its attached adapters merged, in the
+    /// order a Hugging Face checkpoint lists them. Throws on inf or NaN.
+    public static func mergedTensors(_ model: LlamaModel, source: String = "model") throws -> (tensors: [MergedTensor], merged: Int) {
+        let bk = model.backend
+        var out: [MergedTensor] = []
+        var merged = 0
+        func add(_ name: String, _ t: Tensor) throws {
+            let values = bk.download(t)
+            try checkFinite(values, name: name, source: source)
+            out.append(MergedTensor(name: name, shape: t.shape, values: values))
+        }
+        try add("model.embed_tokens.weight", model.embedding)
+        for (i, layer) in model.layers.enumerated() {
+            let p = "model.layers.\(i)."
+            try add(p + "input_layernorm.weight", layer.attentionNorm)
+            for (path, linear) in layer.projections {
+                var w = bk.download(linear.weight)
+                if let lora = linear.lora {
+                    w = merge(weight: w, out: linear.outFeatures, in: linear.inFeatures, a: bk.download(lora.a),
+                              b: bk.download(lora.b), rank: lora.rank, scale: lora.scale)
+                    merged += 1
+                }
+                try checkFinite(w, name: p + path + ".weight", source: source)
+                out.append(MergedTensor(name: p + path + ".weight", shape: linear.weight.shape, values: w))
+                if let bias = linear.bias { try add(p + path + ".bias", bias) }
+                if path == "self_attn.o_proj" {
+                    // keep Hugging Face's order: q/k norms after the attention projections
+                    if let n = layer.qNorm { try add(p + "self_attn.q_norm.weight", n) }
+                    if let n = layer.kNorm { try add(p + "self_attn.k_norm.weight", n) }
+                }
+            }
+            try add(p + "post_attention_layernorm.weight", layer.mlpNorm)
+        }
+        try add("model.norm.weight", model.finalNorm)
+        if model.lmHead.storage !== model.embedding.storage {
+            try add("lm_head.weight", model.lmHead)
+        }
+        return (out, merged)
+    }
+
+    static func checkFinite(_ v: [Float], name: String, source: String) throws {
+        if let i = v.firstIndex(where: { !$0.isFinite }) {
+            throw FormatError(source, "merged weight \(name) has \(v[i]) at element \(i); the adapter or base is corrupt (check the adapter's training loss), nothing was written")
+        }
+    }
+
+    /// Little-endian bytes of `values` in `dtype`; throws when fp16 overflows.
+    public static func encode(_ values: [Float], as dtype: MergeDType, name: String) throws -> [UInt8] {
+        switch dtype {
+        case .fp32:
+            return values.withUnsafeBytes { [UInt8]($0) }
+        case .bf16:
+            var bits = [UInt16](repeating: 0, count: values.count)
+            for i in values.indices { bits[i] = BFloat16.fromFloat(values[i]) }
+            return bits.withUnsafeBytes { [UInt8]($0) }
+        case .fp16:
+            var bits = [UInt16](repeating: 0, count: values.count)
+            for i in values.indices {
+                let h = Float16(values[i])
+                if !h.isFinite {
+                    throw FormatError(name, "value \(values[i]) overflows float16 (largest 65504); use --dtype bf16 or fp32")
+                }
+                bits[i] = h.bitPattern
+            }
+            return bits.withUnsafeBytes { [UInt8]($0) }
+        }
+    }
+
+    /// Loads `modelPath` (HF directory or .gguf), attaches `adapter`, merges
+    /// and writes a Hugging Face directory at `outDir`.
+    @discardableResult
+    public static func merge(modelPath: String, adapter: String?, to outDir: String,
+                             options: Options = Options()) throws -> Report {
+        try checkOutput(outDir, overwrite: options.overwrite)
+        let (model, opened) = try ModelLoader.load(modelPath)
+        if let adapter { try PEFTAdapter.load(adapter, into: model) }
+        return try write(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: outDir, options: options)
+    }
+
+    /// Refuses a non-empty output directory unless overwriting.
+    public static func checkOutput(_ path: String, overwrite: Bool) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return }
+        if !isDir.boolValue {
+            throw FormatError(path, "exists and is a file; give a directory path for --out")
+        }
+        let items = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        if !items.isEmpty && !overwrite {
+            throw FormatError(path, "is not empty; choose another --out or pass --overwrite to replace it")
+        }
+    }
+
+    /// Writes the merged model as a Hugging Face directory.
+    public static func write(model: LlamaModel, opened: ModelLoader.Opened, sourcePath: String, adapter: String?,
+                             to outDir: String, options: Options = Options()) throws -> Report {
+        try checkOutput(outDir, overwrite: options.overwrite)
+        let fm = FileManager.default
+        var sourceConfig: [String: Any]? = nil
+        let sourceDir: String? = opened.gguf == nil ? sourcePath : nil
+        if let sourceDir, let data = fm.contents(atPath: sourceDir + "/config.json") {
+            sourceConfig = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        }
+        let sourceDType = ((sourceConfig?["torch_dtype"] ?? sourceConfig?["dtype"]) as? String).flatMap(MergeDType.init(torchName:))
+        let dtype = options.dtype ?? sourceDType ?? .fp32
+
+        let (tensors, mergedCount) = try mergedTensors(model, source: sourcePath)
+
+        // Write into a sibling temporary directory, then move into place.
+        let out = URL(fileURLWithPath: outDir).standardizedFileURL
+        let tmp = out.deletingLastPathComponent().appendingPathComponent(".\(out.lastPathComponent).loft-tmp-\(getpid())")
+        try? fm.removeItem(at: tmp)
+        try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+        var ok = false
+        defer { if !ok { try? fm.removeItem(at: tmp) } }
+
+        // Shards
+        var groups: [[(MergedTensor, [UInt8])]] = [[]]
+        var groupBytes = 0
+        var total = 0
+        for t in tensors {
+            let bytes = try encode(t.values, as: dtype, name: t.name)
+            if groupBytes > 0 && groupBytes + bytes.count > options.maxShardBytes {
+                groups.append([])
+                groupBytes = 0
+            }
+            groups[groups.count - 1].append((t, bytes))
+            groupBytes += bytes.count
+            total += bytes.count
+        }
+        var shardNames: [String] = []
+        var weightMap: [String: String] = [:]
+        for (gi, group) in groups.enumerated() {
+            let name = groups.count == 1 ? "model.safetensors"
+                : String(format: "model-%05d-of-%05d.safetensors", gi + 1, groups.count)
+            var w = SafetensorsWriter(metadata: ["format": "pt"])
+            for (t, bytes) in group {
+                try w.add(name: t.name, dtype: dtype.safetensors, shape: t.shape, bytes: bytes)
+                weightMap[t.name] = name
+            }
+            try w.write(to: tmp.appendingPathComponent(name).path)
+            shardNames.append(name)
+        }
+        if groups.count > 1 {
+            let index: [String: Any] = ["metadata": ["total_size": total], "weight_map": weightMap]
+            try writeJSON(index, to: tmp.appendingPathComponent("model.safetensors.index.json"))
+        }
+
+        // config.json
+        var config = sourceConfig ?? hfConfig(model.config)
+        config["torch_dtype"] = dtype.torchName
+        config["dtype"] = dtype.torchName
+        config["tie_word_embeddings"] = model.lmHead.storage === model.embedding.storage
+        try writeJSON(config, to: tmp.appendingPathComponent("config.json"))
+
+        // generation_config.json
+        if let sourceDir, fm.fileExists(atPath: sourceDir + "/generation_config.json") {
+            try fm.copyItem(atPath: sourceDir + "/generation_config.json", toPath: tmp.appendingPathComponent("generation_config.json").path)
+        } else {
+            var gen: [String: Any] = ["_from_model_config": true]
+            if let b = model.config.bosTokenID { gen["bos_token_id"] = b }
+            if model.config.eosTokenIDs.count == 1 { gen["eos_token_id"] = model.config.eosTokenIDs[0] }
+            else if !model.config.eosTokenIDs.isEmpty { gen["eos_token_id"] = model.config.eosTokenIDs }
+            try writeJSON(gen, to: tmp.appendingPathComponent("generation_config.json"))
+        }
+
+        // Tokenizer
+        var tokenizerFiles: [String] = []
+        var notes: [String] = []
+        let tokenizerNames = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                              "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json"]
+        if let sourceDir {
+            for name in tokenizerNames where fm.fileExists(atPath: sourceDir + "/" + name) {
+                try fm.copyItem(atPath: sourceDir + "/" + name, toPath: tmp.appendingPathComponent(name).path)
+                tokenizerFiles.append(name)
+            }
+            if tokenizerFiles.isEmpty { notes.append("the source directory has no tokenizer files; none were written") }
+        } else if let gguf = opened.gguf {
+            let md = gguf.metadata
+            let tokens = md["tokenizer.ggml.tokens"]?.strings ?? []
+            func token(_ key: String) -> String? {
+                guard let id = md["tokenizer.ggml.\(key)"]?.int, id >= 0, id < tokens.count else { return nil }
+                return tokens[id]
+            }
+            var tc: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false,
+                                     "model_max_length": model.config.maxPositionEmbeddings]
+            if let t = token("bos_token_id") { tc["bos_token"] = t }
+            if let t = token("eos_token_id") { tc["eos_token"] = t }
+            if let t = token("padding_token_id") { tc["pad_token"] = t }
+            if let t = token("unknown_token_id") { tc["unk_token"] = t }
+            if let t = md["tokenizer.chat_template"]?.string { tc["chat_template"] = t }
+            if let b = md["tokenizer.ggml.add_bos_token"]?.bool { tc["add_bos_token"] = b }
+            if let b = md["tokenizer.ggml.add_eos_token"]?.bool { tc["add_eos_token"] = b }
+            try writeJSON(tc, to: tmp.appendingPathComponent("tokenizer_config.json"))
+            tokenizerFiles.append("tokenizer_config.json")
+            notes.append("the source is a GGUF: tokenizer_config.json carries its chat template and special tokens; no tokenizer.json was written (load the tokenizer from the original model, or use `loft tokenize` on the GGUF)")
+        }
+        // The adapter's own template (what it was trained with) wins, as in `loft generate`.
+        if let adapter {
+            let jinja = adapter + "/chat_template.jinja"
+            if let text = try? String(contentsOfFile: jinja, encoding: .utf8) {
+                let dest = tmp.appendingPathComponent("tokenizer_config.json")
+                var tc = (fm.contents(atPath: dest.path).flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]) ?? [:]
+                tc["chat_template"] = text
+                try writeJSON(tc, to: dest)
+                if fm.fileExists(atPath: tmp.appendingPathComponent("chat_template.jinja").path) {
+                    try fm.removeItem(at: tmp.appendingPathComponent("chat_template.jinja"))
+                    try fm.copyItem(atPath: jinja, toPath: tmp.appendingPathComponent("chat_template.jinja").path)
+                }
+                if !tokenizerFiles.contains("tokenizer_config.json") { tokenizerFiles.append("tokenizer_config.json") }
+                notes.append("chat template taken from the adapter (\(jinja))")
+            }
+        }
+
+        if fm.fileExists(atPath: out.path) { try fm.removeItem(at: out) }
+        try fm.moveItem(at: tmp, to: out)
+        ok = true
+        return Report(directory: out.path, dtype: dtype, shards: shardNames, mergedProjections: mergedCount,
+                      tensors: tensors.count, tokenizerFiles: tokenizerFiles, notes: notes)
+    }
+
+    static func writeJSON(_ object: Any, to url: URL) throws {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try data.write(to: url, options: .atomic)
+    }
+
+    /// A config.json for a model that came without one (a GGUF source).
+    public static func hfConfig(_ c: ModelConfig) -> [String: Any] {
+        let className: String
+        switch c.architecture {
+        case .llama: className = "LlamaForCausalLM"
+        case .mistral: className = "MistralForCausalLM"
+        case .qwen2: className = "Qwen2ForCausalLM"
+        case .qwen3: className = "Qwen3ForCausalLM"
+        }
+        var j: [String: Any] = [
+            "architectures": [className],
+            "model_type": c.architecture.rawValue,
+            "vocab_size": c.vocabSize,
+            "hidden_size": c.hiddenSize,
+            "intermediate_size": c.intermediateSize,
+            "num_hidden_layers": c.layers,
+            "num_attention_heads": c.heads,
+            "num_key_value_heads": c.kvHeads,
+            "head_dim": c.headDim,
+            "hidden_act": "silu",
+            "rms_norm_eps": c.rmsNormEps,
+            "rope_theta": c.ropeTheta,
+            "max_position_embeddings": c.maxPositionEmbeddings,
+            "tie_word_embeddings": c.tieWordEmbeddings,
+            "attention_bias": c.attentionBias,
+            "attention_dropout": 0.0,
+            "mlp_bias": false,
+            "initializer_range": 0.02,
+            "use_cache": true,
+        ]
+        var rope: [String: Any] = ["rope_theta": c.ropeTheta, "rope_type": "default"]
+        switch c.ropeScaling {
+        case .none: j["rope_scaling"] = NSNull()
+        case .linear(let f):
+            rope["rope_type"] = "linear"; rope["factor"] = f
+            j["rope_scaling"] = ["rope_type": "linear", "factor": f]
+        case .dynamic(let f, let o):
+            rope["rope_type"] = "dynamic"; rope["factor"] = f; rope["original_max_position_embeddings"] = o
+            j["rope_scaling"] = ["rope_type": "dynamic", "factor": f, "original_max_position_embeddings": o]
+        case .llama3(let f, let lo, let hi, let o):
+            let s: [String: Any] = ["rope_type": "llama3", "factor": f, "low_freq_factor": lo, "high_freq_factor": hi,
+                                    "original_max_position_embeddings": o]
+            j["rope_scaling"] = s
+            rope = s.merging(["rope_theta": c.ropeTheta]) { a, _ in a }
+        }
+        j["rope_parameters"] = rope
+        if let w = c.slidingWindow {
+            j["sliding_window"] = w
+            if c.architecture != .mistral { j["use_sliding_window"] = true }
+        } else if c.architecture != .llama {
+            j["sliding_window"] = NSNull()
+            j["use_sliding_window"] = false
+        }
+        if let b = c.bosTokenID { j["bos_token_id"] = b }
+        if c.eosTokenIDs.count == 1 { j["eos_token_id"] = c.eosTokenIDs[0] }
+        else if !c.eosTokenIDs.isEmpty { j["eos_token_id"] = c.eosTokenIDs }
+        return j
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import XCTest
+import LoftFormats
+import LoftInference
+@testable import LoftModels
+import LoftTensors
+import LoftTokenizers
+
+/// `loft export gguf`: what Loft writes, Loft reads back as the same model,
+/// and the `gguf` package reads every key and tensor as Loft wrote it
+/// (fixture by tools/make_export_fixture_model.sh + tools/check_gguf_export.py dump).
+final class GGUFExportTests: XCTestCase {
+    static let trainingFixtures = TestPaths.repoRoot.appendingPathComponent("Tests/LoftTrainingTests/Fixtures")
+    let ids: [Int32] = [1, 17, 42, 99, 5, 63, 120, 7]
+
+    func temp(_ name: String) -> String {
+        let p = FileManager.default.temporaryDirectory.appendingPathComponent("loft-export-\(UUID().uuidString)-\(name)").path
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: p) }
+        return p
+    }
+
+    func maxRel(_ got: [Float], _ want: [Float]) -> Float {
+        let scale = want.map { abs($0) }.max() ?? 1
+        return (zip(got, want).map { abs($0 - $1) }.max() ?? .infinity) / scale
+    }
+
+    /// Base + adapter logits and the merged tensors, the reference for each export.
+    func reference(_ base: String, _ adapter: String) throws -> (logits: [Float], tensors: [String: MergedTensor]) {
+        let (model, _) = try ModelLoader.load(base)
+        try PEFTAdapter.load(adapter, into: model)
+        let merged = try ModelMerger.mergedTensors(model).tensors
+        return (model.forward(ids: ids).toArray(), Dictionary(uniqueKeysWithValues: merged.map { ($0.name, $0) }))
+    }
+
+    func testF32AndF16ExportsReadBackExactly() throws {
+        for (arch, adapter) in [("llama", "tiny_llama"), ("qwen3", "tiny_qwen3")] {
+            let base = TestPaths.fixtures.appendingPathComponent("tiny/\(arch)").path
+            let adapterDir = Self.trainingFixtures.appendingPathComponent("\(adapter)/initial_adapter").path
+            let ref = try reference(base, adapterDir)
+            for type in [GGMLType.f32, .f16] {
+                let out = temp("\(arch).gguf")
+                try GGUFExporter.export(modelPath: base, adapter: adapterDir, to: out, type: type)
+                let file = try GGUFFile(path: out)
+                XCTAssertEqual(file.architecture, arch)
+                XCTAssertEqual(try ModelConfig.fromGGUF(file), try ModelConfig.fromHF(path: base + "/config.json").withoutTokens(), "\(arch) config round trip")
+                // Every weight, read back through the GGUF loader (names mapped, q/k un-permuted), is
+                // exactly the merged f32 value, or its f16 rounding.
+                let weights = GGUFWeights(file: file, config: try ModelConfig.fromGGUF(file))
+                for (name, t) in ref.tensors {
+                    let got = try XCTUnwrap(weights.load(name), name).toArray()
+                    let want = (type == .f32 || t.shape.count == 1) ? t.values : t.values.map { Float(Float16($0)) }
+                    XCTAssertEqual(got, want, "\(arch) \(type) \(name)")
+                }
+                if arch == "llama" {
+                    // The stored attn_q rows are llama.cpp's permutation of the HF rows.
+                    let raw = try file.dequantize(file.tensor(named: "blk.0.attn_q.weight")!)
+                    XCTAssertNotEqual(raw, ref.tensors["model.layers.0.self_attn.q_proj.weight"]!.values.map { type == .f32 ? $0 : Float(Float16($0)) })
+                }
+                let (m, _) = try ModelLoader.load(out)
+                let tol: Float = type == .f32 ? 1e-5 : 2e-2
+                XCTAssertLessThan(maxRel(m.forward(ids: ids).toArray(), ref.logits), tol, "\(arch) \(type) logits vs base+adapter")
+            }
+        }
+    }
+
+    func testQ8_0AndQ4_0ExportsStayWithinQuantizationError() throws {
+        let base = TestPaths.fixtures.appendingPathComponent("tiny/llama").path
+        let adapterDir = Self.trainingFixtures.appendingPathComponent("tiny_llama/initial_adapter").path
+        let ref = try reference(base, adapterDir)
+        for type in [GGMLType.q8_0, .q4_0] {
+            let out = temp("q.gguf")
+            try GGUFExporter.export(modelPath: base, adapter: adapterDir, to: out, type: type)
+            let file = try GGUFFile(path: out)
+            XCTAssertEqual(file.tensor(named: "blk.0.ffn_up.weight")?.type, type)
+            XCTAssertEqual(file.tensor(named: "blk.0.attn_norm.weight")?.type, .f32)
+            let weights = GGUFWeights(file: file, config: try ModelConfig.fromGGUF(file))
+            for name in ["model.layers.0.mlp.up_proj.weight", "model.layers.1.self_attn.k_proj.weight"] {
+                let want = ref.tensors[name]!.values
+                let got = try weights.load(name)!.toArray()
+                // Per 32-block, with d the block scale (stored as f16, relative error ≤ 2⁻¹¹) and
+                // |q| ≤ 127 (Q8_0) or 8 (Q4_0): Q8_0 rounds to half a step, |x − q·d'| ≤ d/2 + 127·d·2⁻¹¹,
+                // d = max|x|/127; Q4_0 can clamp the value opposite the extreme by a full step,
+                // |x − q·d'| ≤ d + 8·d·2⁻¹¹, d = max|x|/8.
+                let factor: Float = type == .q8_0 ? (0.5 + 127.0 / 2048) / 127 : (1 + 8.0 / 2048) / 8
+                var worst: Float = 0
+                for b in 0 ..< want.count / 32 {
+                    let blk = want[b * 32 ..< b * 32 + 32], amax = blk.map { abs($0) }.max()!
+                    for j in blk.indices {
+                        let e = abs(got[j] - want[j])
+                        worst = max(worst, e / max(amax, 1e-30))
+                        XCTAssertLessThanOrEqual(e, amax * factor * 1.0001 + 1e-9, "\(type) \(name)[\(j)]")
+                    }
+                }
+                XCTAssertGreaterThan(worst, 0, "quantization is lossy")
+            }
+            let (m, _) = try ModelLoader.load(out)
+            XCTAssertLessThan(maxRel(m.forward(ids: ids).toArray(), ref.logits), type == .q8_0 ? 0.05 : 0.5, "\(type) logits")
+        }
+    }
+
+    /// The `gguf` package's reading of the same export, committed as a fixture.
+    func testGGUFPackageReadsEveryKeyAsWritten() throws {
+        let parent = temp("fx")
+        let dir = parent + "/tinytok"
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for src in [TestPaths.fixtures.appendingPathComponent("tiny/llama"),
+                    TestPaths.repoRoot.appendingPathComponent("Tests/LoftTokenizersTests/Fixtures/tokenizers/tiny-bytelevel")] {
+            for f in try fm.contentsOfDirectory(atPath: src.path) { try fm.copyItem(atPath: src.path + "/" + f, toPath: dir + "/" + f) }
+        }
+        let out = dir + ".gguf"
+        addTeardownBlock { try? fm.removeItem(atPath: out) }
+        try GGUFExporter.export(modelPath: dir, adapter: Self.trainingFixtures.appendingPathComponent("tiny_llama/initial_adapter").path,
+                                to: out, type: .q8_0)
+        let fixture = try JSONSerialization.jsonObject(with: Data(contentsOf: TestPaths.fixtures.appendingPathComponent("export/tiny_llama_q8_0.json"))) as! [String: Any]
+        let file = try GGUFFile(path: out)
+        XCTAssertEqual(file.metadataKeys, fixture["key_order"] as? [String])
+        let keys = fixture["keys"] as! [String: [String: Any]]
+        for k in file.metadataKeys {
+            let want = try XCTUnwrap(keys[k], k)
+            let v = file.metadata[k]!
+            XCTAssertEqual(Self.typeName(v), want["type"] as? String, k)
+            if let items = v.array {
+                XCTAssertEqual(items.count, want["count"] as? Int, k)
+                XCTAssertEqual(items.first.map(Self.typeName), want["element_type"] as? String, k)
+                let head = (want["head"] as! [Any]).map { "\($0)" }, tail = (want["tail"] as! [Any]).map { "\($0)" }
+                XCTAssertEqual(items.prefix(5).map(Self.plain), head, k)
+                XCTAssertEqual(items.suffix(3).map(Self.plain), tail, k)
+            } else if let d = v.double, case .float32 = v {
+                XCTAssertEqual(d, (want["value"] as! NSNumber).doubleValue, k)
+            } else {
+                XCTAssertEqual(Self.plain(v), "\(want["value"]!)", k)
+            }
+        }
+        let tensors = fixture["tensors"] as! [String: [String: Any]]
+        XCTAssertEqual(Set(file.tensors.map(\.name)), Set(tensors.keys))
+        for t in file.tensors {
+            let want = tensors[t.name]!
+            XCTAssertEqual(t.shape, want["shape"] as? [Int], t.name)
+            XCTAssertEqual(t.type.description, want["type"] as? String, t.name)
+            let values = try file.dequantize(t).map(Double.init)
+            let sum = values.reduce(0, +), sumsq = values.map { $0 * $0 }.reduce(0, +)
+            XCTAssertEqual(sum, (want["sum"] as! NSNumber).doubleValue, accuracy: 1e-9 * max(1, sumsq), t.name)
+            XCTAssertEqual(sumsq, (want["sumsq"] as! NSNumber).doubleValue, accuracy: 1e-9 * max(1, sumsq), t.name)
+            for (g, w) in zip(values.prefix(4), (want["head"] as! [NSNumber]).map(\.doubleValue)) {
+                XCTAssertEqual(g, w, accuracy: 1e-14 * max(1, abs(w)), t.name)  // JSON parsing may be off by an ulp
+            }
+        }
+        // The tokenizer read back from the GGUF encodes as the tokenizer.json it came from. (This
+        // tokenizer has ByteLevel add_prefix_space, which llama.cpp's gpt2 model does not do, so
+        // the texts start with a space, where it makes no difference.)
+        let fromGGUF = try Tokenizer.load(source: out), fromJSON = try Tokenizer.load(source: dir + "/tokenizer.json")
+        XCTAssertEqual(fromGGUF.vocabularySize, fromJSON.vocabularySize)
+        XCTAssertEqual(fromGGUF.bosTokenID, fromJSON.bosTokenID)
+        XCTAssertEqual(fromGGUF.eosTokenID, fromJSON.eosTokenID)
+        XCTAssertEqual(fromGGUF.chatTemplate, fromJSON.chatTemplate)
+        for text in [" Hello world", "  spaces\tand\nnewlines 123", " ünïcödé ✓", " the quick brown fox"] {
+            XCTAssertEqual(fromGGUF.encode(text, addSpecialTokens: false), fromJSON.encode(text, addSpecialTokens: false), text)
+        }
+    }
+
+    func testRefusesExistingOutputAndUnsupportedTypes() throws {
+        let out = temp("exists.gguf")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: out))
+        let base = TestPaths.fixtures.appendingPathComponent("tiny/llama").path
+        XCTAssertThrowsError(try GGUFExporter.export(modelPath: base, adapter: nil, to: out, type: .f16)) {
+            XCTAssertTrue("\($0)".contains("--overwrite"), "\($0)")
+        }
+        XCTAssertThrowsError(try GGUFExporter.export(modelPath: base, adapter: nil, to: out, type: .q5_K, overwrite: true)) {
+            XCTAssertTrue("\($0)".contains("cannot write"), "\($0)")
+        }
+    }
+
+    static func typeName(_ v: GGUFValue) -> String {
+        switch v {
+        case .uint8: return "UINT8"
+        case .int8: return "INT8"
+        case .uint16: return "UINT16"
+        case .int16: return "INT16"
+        case .uint32: return "UINT32"
+        case .int32: return "INT32"
+        case .uint64: return "UINT64"
+        case .int64: return "INT64"
+        case .float32: return "FLOAT32"
+        case .float64: return "FLOAT64"
+        case .bool: return "BOOL"
+        case .string: return "STRING"
+        case .array: return "ARRAY"
+        }
+    }
+
+    static func plain(_ v: GGUFValue) -> String {
+        switch v {
+        case .string(let s): return s
+        case .bool(let b): return b ? "1" : "0"  // JSONSerialization reads true/false as NSNumber 1/0
+        default: return v.int.map(String.init) ?? "\(v.double ?? .nan)"
+        }
+    }
+}
+
+extension ModelConfig {
+    /// GGUF files carry no bos/eos in the model config when there is no tokenizer.
+    func withoutTokens() -> ModelConfig {
+        var c = self
+        c.bosTokenID = nil
+        c.eosTokenIDs = []
+        c.rmsNormEps = Double(Float(rmsNormEps))  // GGUF stores these as float32, as llama.cpp does
+        c.ropeTheta = Double(Float(ropeTheta))
+        return c
+    }
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Check `loft merge` against transformers and PEFT, and write the fixture
+Tests/LoftModelsTests/Fixtures/merge/expected.json that MergeTests compares with.
+
+    swift build && /opt/refvenv/bin/python tools/check_merge_transformers.py [--loft .build/debug/loft]
+
+For each tiny case: `loft merge BASE --adapter ADAPTER --out TMP --dtype fp32`,
+then transformers loads TMP (AutoModelForCausalLM, float32, eager) and its
+logits are compared with (a) PEFT's base+adapter and (b) PEFT's
+merge_and_unload(); both within 1e-4 of the largest |logit|. The logits
+transformers computes from Loft's merged directory are the fixture.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+torch.set_num_threads(2)
+from peft import PeftModel  # noqa: E402
+from transformers import AutoModelForCausalLM  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = {
+    "tiny_llama": ("Tests/LoftModelsTests/Fixtures/tiny/llama", "Tests/LoftTrainingTests/Fixtures/tiny_llama/initial_adapter"),
+    "tiny_qwen3": ("Tests/LoftModelsTests/Fixtures/tiny/qwen3", "Tests/LoftTrainingTests/Fixtures/tiny_qwen3/initial_adapter"),
+}
+IDS = [1, 17, 42, 99, 5, 63, 120, 7]
+
+
+def rel(a, b):
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--loft", default=os.path.join(REPO, ".build/debug/loft"))
+    ap.add_argument("--out", default=os.path.join(REPO, "Tests/LoftModelsTests/Fixtures/merge/expected.json"))
+    args = ap.parse_args()
+    expected = {"ids": IDS, "cases": {}}
+    ok = True
+    for name, (base, adapter) in CASES.items():
+        base, adapter = os.path.join(REPO, base), os.path.join(REPO, adapter)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "merged")
+            subprocess.run([args.loft, "merge", base, "--adapter", adapter, "--out", out, "--dtype", "fp32"], check=True)
+            merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+            ids = torch.tensor([IDS])
+            with torch.no_grad():
+                got = merged(ids).logits[0]
+                peft = PeftModel.from_pretrained(
+                    AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="eager"), adapter).eval()
+                want = peft(ids).logits[0]
+                unloaded = peft.merge_and_unload()(ids).logits[0]
+        e1, e2 = rel(got, want), rel(got, unloaded)
+        print(f"{name}: transformers(loft merged) vs PEFT base+adapter {e1:.2e}, vs PEFT merge_and_unload {e2:.2e}")
+        ok = ok and e1 < 1e-4 and e2 < 1e-4
+        expected["cases"][name] = {"base": os.path.relpath(base, REPO), "adapter": os.path.relpath(adapter, REPO),
+                                   "logits": [float(x) for x in got.flatten()]}
+    with open(args.out, "w") as f:
+        json.dump(expected, f)
+        f.write("\n")
+    print("wrote", args.out)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
