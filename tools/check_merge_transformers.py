@@ -39,6 +39,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loft", default=os.path.join(REPO, ".build/debug/loft"))
     ap.add_argument("--out", default=os.path.join(REPO, "Tests/LoftModelsTests/Fixtures/merge/expected.json"))
+    ap.add_argument("--smollm2", action="store_true", help="also check the real SmolLM2 GGUF (not part of the fixture)")
     args = ap.parse_args()
     expected = {"ids": IDS, "cases": {}}
     ok = True
@@ -60,6 +61,22 @@ def main():
         ok = ok and e1 < 1e-4 and e2 < 1e-4
         expected["cases"][name] = {"base": os.path.relpath(base, REPO), "adapter": os.path.relpath(adapter, REPO),
                                    "logits": [float(x) for x in got.flatten()]}
+    if args.smollm2:
+        # The real GGUF base: transformers' GGUF loader + PEFT is the reference for the merged directory.
+        base = os.path.expanduser("~/.cache/loft/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        adapter = os.path.join(REPO, "Tests/LoftTrainingTests/Fixtures/smollm2/initial_adapter")
+        ids = torch.tensor([[504, 3575, 282, 4649, 314]])
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "merged")
+            subprocess.run([args.loft, "merge", base, "--adapter", adapter, "--out", out], check=True)
+            with torch.no_grad():
+                got = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()(ids).logits[0]
+                ref = AutoModelForCausalLM.from_pretrained(os.path.dirname(base), gguf_file=os.path.basename(base),
+                                                           dtype=torch.float32, attn_implementation="eager")
+                want = PeftModel.from_pretrained(ref, adapter).eval()(ids).logits[0]
+        e = rel(got, want)
+        print(f"smollm2 (GGUF base): transformers(loft merged) vs transformers GGUF + PEFT {e:.2e}")
+        ok = ok and e < 1e-4
     with open(args.out, "w") as f:
         json.dump(expected, f)
         f.write("\n")

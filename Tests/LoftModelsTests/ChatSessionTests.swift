@@ -25,7 +25,7 @@ final class ChatSessionTests: XCTestCase {
     func testScriptedConversationMatchesOneShotGeneration() throws {
         let lm = try LanguageModel(path: TestPaths.smolLM2)
         let adapter = try strongAdapter()
-        let session = ChatSession(model: lm, system: "You are terse.", maxNewTokens: 6)
+        let session = ChatSession(model: lm, system: "You are terse.", maxNewTokens: 5)
         var streamed = ""
         func say(_ line: String) -> String {
             streamed = ""
@@ -37,7 +37,7 @@ final class ChatSessionTests: XCTestCase {
         }
         // What `loft generate --chat --system S --prompt P` computes, on a separate call.
         func oneShot(_ messages: [(role: String, content: String)]) throws -> String {
-            lm.generate(prompt: try lm.promptIDs(messages: messages), maxNewTokens: 6).text
+            lm.generate(prompt: try lm.promptIDs(messages: messages), maxNewTokens: 5).text
         }
 
         let r1 = say("What is the capital of France?")
@@ -58,7 +58,7 @@ final class ChatSessionTests: XCTestCase {
         let withAdapter = say("What is the capital of France?")
         XCTAssertNotEqual(withAdapter, r1, "the strong adapter must change the reply for this check to mean anything")
         let reference = try LanguageModel(path: TestPaths.smolLM2, adapter: adapter)
-        XCTAssertEqual(withAdapter, reference.generate(prompt: try reference.promptIDs(messages: [("system", "You are terse."), ("user", "What is the capital of France?")]), maxNewTokens: 6).text)
+        XCTAssertEqual(withAdapter, reference.generate(prompt: try reference.promptIDs(messages: [("system", "You are terse."), ("user", "What is the capital of France?")]), maxNewTokens: 5).text)
 
         // A bad adapter path is reported and leaves the attached adapter in place.
         guard case .info(let bad) = session.handle(line: "/adapter /nonexistent/adapter") else { return XCTFail() }

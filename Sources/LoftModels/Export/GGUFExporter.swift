@@ -104,6 +104,9 @@ public enum GGUFExporter {
         for (k, v) in try modelMetadata(c, name: name) { w.set(k, v) }
         w.set("general.file_type", .uint32(fileType(type)))
         if type == .q8_0 || type == .q4_0 { w.set("general.quantization_version", .uint32(2)) }
+        if let window = c.slidingWindow {
+            notes.append("the model uses sliding-window attention (\(window) tokens); llama.cpp's \(ggufArchitecture(c.architecture)) architecture attends to the whole context")
+        }
         let tok = try tokenizerMetadata(opened: opened, sourcePath: sourcePath, adapter: adapter)
         for (k, v) in tok.entries { w.set(k, v) }
         notes += tok.notes
