@@ -9,8 +9,10 @@ model=$(tools/fetch-model.sh)
 swift build -c release --product loft >&2
 loft=.build/release/loft
 out=outputs/quickstart
-if [ -f "$out/adapter_model.safetensors" ] && [ "${1:-}" != "--retrain" ]; then
-    echo "using the adapter already in $out (pass --retrain to train again)" >&2
+# outputs/quickstart belongs to this demo: each run trains it afresh
+# (pass --reuse to keep an adapter a previous run finished).
+if [ "${1:-}" = "--reuse" ] && [ -f "$out/adapter_model.safetensors" ]; then
+    echo "reusing the adapter in $out" >&2
 else
     $loft train examples/quickstart.yaml --overwrite
 fi

@@ -88,6 +88,7 @@ struct GenerateCommand: ParsableCommand {
                        "prompt_seconds": result.promptSeconds, "generation_seconds": result.generationSeconds])
         } else {
             print("")
+            fflush(stdout)
             writeErr(String(format: "%d tokens, %.1f tokens/s", result.tokens.count, rate))
         }
     }
@@ -116,6 +117,7 @@ struct GenerateCommand: ParsableCommand {
             printJSON(["text": reply, "ids": ids.map { Int($0) }, "prompt_ids": promptIDs.map { Int($0) }, "seconds": seconds])
         } else {
             print("")
+            fflush(stdout)
             writeErr(String(format: "%d tokens in %.2fs", ids.count, seconds))
         }
     }
