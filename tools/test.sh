@@ -6,4 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 tools/fetch-model.sh >/dev/null
+# OpenBLAS chooses its GEMM kernels when it loads; on CPUs newer than its tables
+# it falls back to slow SSE3 ones, so name the right ones (the loft binary does
+# this itself, see BLASKernels.swift; the test process needs it from outside).
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -r /proc/cpuinfo ]; then
+    flags=$(grep -m1 '^flags' /proc/cpuinfo)
+    case "$flags" in
+        *avx512f*avx512bw*avx512vl*) export OPENBLAS_CORETYPE=SkylakeX ;;
+        *avx2*) export OPENBLAS_CORETYPE=Haswell ;;
+    esac
+fi
 swift test -c release -Xswiftc -enable-testing "$@"

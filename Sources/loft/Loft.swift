@@ -1,6 +1,14 @@
 import ArgumentParser
+import LoftTensors
 
 @main
+enum Main {
+    static func main() {
+        BLASKernels.reexecWithFastKernelsIfNeeded()
+        Loft.main()
+    }
+}
+
 struct Loft: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loft",
