@@ -29,23 +29,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("max-new-tokens"), help: "How many tokens to generate at most.")
     var maxNewTokens = 32
 
-    @Flag(help: "Always take the most likely token (the default when --temperature is 0).")
-    var greedy = false
-
-    @Option(help: "Sampling temperature; 0 is greedy.")
-    var temperature: Float = 0
-
-    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 = all).")
-    var topK = 0
-
-    @Option(name: .customLong("top-p"), help: "Sample from the smallest set of tokens whose probability reaches p.")
-    var topP: Float = 1
-
-    @Option(name: .customLong("repetition-penalty"), help: "Penalty for tokens already in the context (1 = none).")
-    var repetitionPenalty: Float = 1
-
-    @Option(help: "Random seed for sampling.")
-    var seed: UInt64 = 0
+    @OptionGroup var sampling: SamplingFlags
 
     @Option(name: .customLong("stop"), help: "Comma-separated token ids that end generation (default: the model's EOS).")
     var stop: String?
@@ -54,9 +38,6 @@ struct GenerateCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if greedy && temperature > 0 { throw ValidationError("--greedy and --temperature > 0 contradict each other; pick one") }
-        if temperature < 0 { throw ValidationError("--temperature must be ≥ 0") }
-        if !(0 < topP && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
         if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must be ≥ 0") }
         if (ids == nil) == (prompt == nil) { throw ValidationError("give exactly one of --ids and --prompt") }
         if chat && prompt == nil { throw ValidationError("--chat needs --prompt") }
@@ -73,8 +54,7 @@ struct GenerateCommand: ParsableCommand {
             throw CLIError("--ids: \(bad) is outside the vocabulary of \(m.config.vocabSize)")
         }
         let stops = try stop.map { Set(try parseIDs($0)) } ?? Set(m.config.eosTokenIDs.map(Int32.init))
-        let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP,
-                                      repetitionPenalty: repetitionPenalty, seed: seed)
+        let options = sampling.options
         let streaming = !json
         let result = Generator(model: m).generate(prompt: prompt, maxNewTokens: maxNewTokens, sampling: options,
                                                   stopTokens: stops) { token in
@@ -105,8 +85,7 @@ struct GenerateCommand: ParsableCommand {
         } else {
             promptIDs = lm.promptIDs(text: text)
         }
-        let options = SamplingOptions(temperature: greedy ? 0 : temperature, topK: topK, topP: topP,
-                                      repetitionPenalty: repetitionPenalty, seed: seed)
+        let options = sampling.options
         let started = Date()
         let streaming = !json
         let (ids, reply) = lm.generate(prompt: promptIDs, maxNewTokens: maxNewTokens, sampling: options) { piece in
