@@ -10,6 +10,8 @@ public final class AdapterOptimizer {
         public let value: Tensor
         public let moment1: Tensor
         public let moment2: Tensor
+        /// Multiplies the learning rate (LoRA+ trains B faster than A).
+        public let learningRateScale: Float
         let gradient: () -> Tensor?
     }
 
@@ -20,7 +22,10 @@ public final class AdapterOptimizer {
     /// Optimizer steps taken so far (Adam's bias correction counts from 1).
     public private(set) var step = 0
 
-    public init(model: LlamaModel, weightDecay: Float = 0, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8) {
+    /// - loraPlusRatio: LoRA+ (Hayou et al. 2024): B's learning rate is this
+    ///   many times A's; 1 is plain LoRA.
+    public init(model: LlamaModel, weightDecay: Float = 0, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                loraPlusRatio: Float = 1) {
         backend = model.backend
         self.weightDecay = weightDecay
         self.beta1 = beta1
@@ -30,10 +35,12 @@ public final class AdapterOptimizer {
             let lora = slot.lora
             parameters.append(Parameter(name: slot.peftPrefix + ".lora_A.weight", value: lora.a,
                                         moment1: backend.zeros(lora.a.shape, dtype: .f32),
-                                        moment2: backend.zeros(lora.a.shape, dtype: .f32), gradient: { lora.gradA }))
+                                        moment2: backend.zeros(lora.a.shape, dtype: .f32), learningRateScale: 1,
+                                        gradient: { lora.gradA }))
             parameters.append(Parameter(name: slot.peftPrefix + ".lora_B.weight", value: lora.b,
                                         moment1: backend.zeros(lora.b.shape, dtype: .f32),
-                                        moment2: backend.zeros(lora.b.shape, dtype: .f32), gradient: { lora.gradB }))
+                                        moment2: backend.zeros(lora.b.shape, dtype: .f32), learningRateScale: loraPlusRatio,
+                                        gradient: { lora.gradB }))
         }
     }
 
@@ -53,9 +60,10 @@ public final class AdapterOptimizer {
             let coef = Float(Double(maxGradNorm) / (norm + 1e-6))
             if coef < 1 { for p in parameters { if let g = p.gradient() { backend.scale(g, by: coef) } } }
         }
-        let hyper = AdamWHyper(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, step: step)
         for p in parameters {
             guard let g = p.gradient() else { continue }
+            let hyper = AdamWHyper(lr: lr * p.learningRateScale, beta1: beta1, beta2: beta2, eps: eps,
+                                   weightDecay: weightDecay, step: step)
             backend.adamW(param: p.value, grad: g, m: p.moment1, v: p.moment2, hyper: hyper)
         }
         zeroGradients()

@@ -38,7 +38,8 @@ public final class Trainer {
         self.train = train
         self.validation = validation
         if model.adapterSlots.isEmpty { try model.attachLoRA(config.lora, seed: config.seed) }
-        optimizer = AdapterOptimizer(model: model, weightDecay: Float(config.weightDecay))
+        optimizer = AdapterOptimizer(model: model, weightDecay: Float(config.weightDecay),
+                                     loraPlusRatio: Float(config.loraPlusLRRatio))
         step = TrainingStep(model: model, gradientCheckpointing: config.gradientCheckpointing)
     }
 

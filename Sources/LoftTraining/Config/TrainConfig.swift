@@ -23,6 +23,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var warmupRatio: Double?
     public var optimizer = "adamw_torch"
     public var weightDecay: Double = 0
+    /// LoRA+: B's learning rate over A's (1 = plain LoRA).
+    public var loraPlusLRRatio: Double = 1
     public var maxGradNorm: Double = 1
     public var seed: UInt64 = 42
     public var loggingSteps = 1
@@ -48,7 +50,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "base_model", "datasets", "val_set_size", "sequence_len", "sample_packing", "adapter", "lora_r", "lora_alpha",
         "lora_dropout", "lora_target_modules", "lora_target_linear", "use_rslora", "micro_batch_size",
         "gradient_accumulation_steps", "num_epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
-        "warmup_ratio", "optimizer", "weight_decay", "max_grad_norm", "seed", "logging_steps", "eval_steps",
+        "warmup_ratio", "optimizer", "weight_decay", "loraplus_lr_ratio", "max_grad_norm", "seed", "logging_steps", "eval_steps",
         "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "train_on_inputs",
         "chat_template", "train_on_eos", "roles_to_train", "skip_bad_rows", "output_dir",
     ]
@@ -196,6 +198,9 @@ public struct TrainConfig: Sendable, Equatable, Codable {
             else { problems.append("optimizer: '\(v)' is not supported yet; use adamw_torch") }
         }
         if let v = double("weight_decay") { c.weightDecay = v }
+        if let v = double("loraplus_lr_ratio") {
+            if v <= 0 { problems.append("loraplus_lr_ratio: must be > 0 (LoRA+ papers use 16)") } else { c.loraPlusLRRatio = v }
+        }
         if let v = double("max_grad_norm") { c.maxGradNorm = v }
         if let v = int("seed") { c.seed = UInt64(max(0, v)) }
         if let v = int("logging_steps") { c.loggingSteps = max(1, v) }
