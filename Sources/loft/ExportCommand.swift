@@ -11,11 +11,9 @@ struct ExportCommand: ParsableCommand {
         subcommands: [ExportGGUFCommand.self, ExportGGUFLoRACommand.self, ExportOllamaCommand.self])
 }
 
-struct ExportGGUFCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "gguf",
-        abstract: "Write a GGUF file llama.cpp loads, with a LoRA adapter merged in fp32 when given.")
-
+/// What `export gguf` and `export ollama` both take: the model, an adapter to
+/// merge, and the tensor type of the 2-D weights.
+struct ModelExportFlags: ParsableArguments {
     @Argument(help: "A Hugging Face model directory or a .gguf file.")
     var model: String
 
@@ -24,6 +22,23 @@ struct ExportGGUFCommand: ParsableCommand {
 
     @Option(help: "Tensor type of the 2-D weights: f32, f16, bf16, q8_0 or q4_0 (norms stay f32).")
     var quant = "f16"
+
+    func validate() throws {
+        if GGUFExporter.quantTypes[quant.lowercased()] == nil {
+            throw ValidationError("--quant \(quant): use one of f32, f16, bf16, q8_0, q4_0 (K-quants are not written yet)")
+        }
+    }
+
+    /// The validated tensor type.
+    var type: GGMLType { GGUFExporter.quantTypes[quant.lowercased()]! }
+}
+
+struct ExportGGUFCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gguf",
+        abstract: "Write a GGUF file llama.cpp loads, with a LoRA adapter merged in fp32 when given.")
+
+    @OptionGroup var source: ModelExportFlags
 
     @Option(help: "The .gguf file to write.")
     var out: String
@@ -34,15 +49,9 @@ struct ExportGGUFCommand: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
-    func validate() throws {
-        if GGUFExporter.quantTypes[quant.lowercased()] == nil {
-            throw ValidationError("--quant \(quant): use one of f32, f16, bf16, q8_0, q4_0 (K-quants are not written yet)")
-        }
-    }
-
     func run() throws {
-        let report = try GGUFExporter.export(modelPath: model, adapter: adapter, to: out,
-                                             type: GGUFExporter.quantTypes[quant.lowercased()]!, overwrite: overwrite)
+        let report = try GGUFExporter.export(modelPath: source.model, adapter: source.adapter, to: out,
+                                             type: source.type, overwrite: overwrite)
         if json {
             printJSON(["path": report.path, "type": report.type.description, "tensors": report.tensors,
                        "merged_projections": report.mergedProjections, "bytes": report.bytes, "notes": report.notes])
@@ -88,14 +97,7 @@ struct ExportOllamaCommand: ParsableCommand {
         commandName: "ollama",
         abstract: "Write a GGUF and a Modelfile (TEMPLATE, stop parameters) for `ollama create`.")
 
-    @Argument(help: "A Hugging Face model directory or a .gguf file.")
-    var model: String
-
-    @Option(help: "A LoRA adapter directory (PEFT format) to merge.")
-    var adapter: String?
-
-    @Option(help: "Tensor type of the 2-D weights: f32, f16, bf16, q8_0 or q4_0.")
-    var quant = "f16"
+    @OptionGroup var source: ModelExportFlags
 
     @Option(help: "Output directory (must be empty or absent unless --overwrite).")
     var out: String
@@ -106,15 +108,9 @@ struct ExportOllamaCommand: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
-    func validate() throws {
-        if GGUFExporter.quantTypes[quant.lowercased()] == nil {
-            throw ValidationError("--quant \(quant): use one of f32, f16, bf16, q8_0, q4_0")
-        }
-    }
-
     func run() throws {
-        let r = try OllamaExporter.export(modelPath: model, adapter: adapter, to: out,
-                                          type: GGUFExporter.quantTypes[quant.lowercased()]!, overwrite: overwrite)
+        let r = try OllamaExporter.export(modelPath: source.model, adapter: source.adapter, to: out,
+                                          type: source.type, overwrite: overwrite)
         if json {
             printJSON(["directory": r.directory, "gguf": r.gguf.path, "template": r.format, "notes": r.gguf.notes])
         } else {
