@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "LoftInference", targets: ["LoftInference"]),
         .library(name: "LoftData", targets: ["LoftData"]),
         .library(name: "LoftTraining", targets: ["LoftTraining"]),
+        .library(name: "LoftCUDA", targets: ["LoftCUDA"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,6 +35,12 @@ let package = Package(
         .target(name: "LoftTensors", dependencies: [
             .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])),
         ], swiftSettings: settings),
+        // CUDA driver, NVRTC and cuBLASLt declared by Loft itself and opened
+        // with dlopen at run time: nothing from CUDA is needed to build.
+        .target(name: "CLoftCUDA", path: "Sources/CLoftCUDA",
+                linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        // The CUDA backend: kernels compiled by NVRTC at run time, GEMMs by cuBLASLt.
+        .target(name: "LoftCUDA", dependencies: ["LoftTensors", "LoftFormats", "CLoftCUDA"], swiftSettings: settings),
         // Tokenizers (BPE, byte-level, SentencePiece, tiktoken); independent of tensors.
         .target(name: "LoftTokenizers", dependencies: ["LoftFormats"], swiftSettings: settings),
         // Jinja chat templates; independent of everything else.
@@ -45,10 +52,10 @@ let package = Package(
         // Datasets: reading, format detection, rendering with templates, loss masks, packing.
         .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates", "CZlib"], swiftSettings: settings),
         // LoRA layers, the backward pass, optimiser, trainer, checkpoints and PEFT adapters.
-        .target(name: "LoftTraining", dependencies: ["LoftModels", "LoftTensors", "LoftFormats", "LoftData", "LoftTokenizers", "LoftTemplates", "Yams"], swiftSettings: settings),
+        .target(name: "LoftTraining", dependencies: ["LoftModels", "LoftTensors", "LoftCUDA", "LoftFormats", "LoftData", "LoftTokenizers", "LoftTemplates", "Yams"], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
-            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining",
+            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
@@ -59,6 +66,7 @@ let package = Package(
         .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTestSupport", "LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftDataTests", dependencies: ["LoftTestSupport", "LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTestSupport", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

@@ -14,6 +14,8 @@ public final class TrainingRun {
     public let tokenizer: Tokenizer
     public let data: PreparedDataset
     public let trainer: Trainer
+    /// Which backend computes, and why (for the CLI to print).
+    public let device: ResolvedDevice
 
     public static let version = "0.1.0"
 
@@ -26,6 +28,7 @@ public final class TrainingRun {
         if !existing.isEmpty && !resume && !overwrite {
             throw TrainingError("output_dir \(config.outputDir) already holds \(existing.count) file(s); pass --resume to continue that run, --overwrite to replace it, or set another output_dir")
         }
+        device = try ResolvedDevice.resolve(config.device)
         if overwrite && !resume {
             for name in existing { try fm.removeItem(atPath: config.outputDir + "/" + name) }
         }
@@ -39,7 +42,7 @@ public final class TrainingRun {
         options.rolesToTrain = config.rolesToTrain
         options.skipBadRows = config.skipBadRows
         data = try DatasetBuilder(tokenizer: tokenizer, options: options).build(config.datasets)
-        let (model, _) = try ModelLoader.load(config.baseModel)
+        let (model, _) = try ModelLoader.load(config.baseModel, backend: device.backend)
         if model.config.vocabSize < tokenizer.vocabularySize {
             throw TrainingError("the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(model.config.vocabSize); they do not belong together")
         }

@@ -5,15 +5,24 @@ import LoftModels
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
-        abstract: "Show a model's architecture, size and storage types.")
+        abstract: "Show a model's architecture, size and storage types, or (--devices) the CUDA devices.")
 
     @Argument(help: "A Hugging Face model directory or a .gguf file.")
-    var model: String
+    var model: String?
+
+    @Flag(help: "List the CUDA devices Loft can use, or say why there are none.")
+    var devices = false
 
     @Flag(help: "Print JSON.")
     var json = false
 
+    func validate() throws {
+        if model == nil && !devices { throw ValidationError("give a model directory or .gguf file, or --devices") }
+    }
+
     func run() throws {
+        if devices { return DeviceReport.print(json: json) }
+        guard let model else { return }
         let opened = try ModelLoader.open(model)
         let c = opened.config
         var info: [String: Any] = [

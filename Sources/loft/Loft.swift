@@ -26,5 +26,6 @@ struct Loft: ParsableCommand {
             MergeCommand.self,
             ExportCommand.self,
             ChatCommand.self,
+            CUDACommand.self,
         ])
 }

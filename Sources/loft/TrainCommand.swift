@@ -28,6 +28,7 @@ struct TrainCommand: ParsableCommand {
             writeErr("note: ignoring Axolotl keys Loft does not use: \(cfg.ignoredKeys.joined(separator: ", "))")
         }
         let run = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite)
+        writeErr(run.device.note)
         for w in run.data.warnings { writeErr("warning: \(w)") }
         let trained = run.data.train.reduce(0) { $0 + $1.trainedTokenCount }
         writeErr("data: \(run.data.train.count) training and \(run.data.validation.count) validation examples, \(trained) trained tokens")

@@ -40,6 +40,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var rolesToTrain = ["assistant"]
     public var skipBadRows = false
     public var outputDir = "./outputs/lora"
+    /// Where to compute: cuda, cpu, or auto (the GPU when one is usable).
+    public var device = ComputeDevice.auto
     /// Keys the file had that Loft accepts from Axolotl but does not act on.
     public var ignoredKeys: [String] = []
 
@@ -52,7 +54,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "gradient_accumulation_steps", "num_epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
         "warmup_ratio", "optimizer", "weight_decay", "loraplus_lr_ratio", "max_grad_norm", "seed", "logging_steps", "eval_steps",
         "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "train_on_inputs",
-        "chat_template", "train_on_eos", "roles_to_train", "skip_bad_rows", "output_dir",
+        "chat_template", "train_on_eos", "roles_to_train", "skip_bad_rows", "output_dir", "device",
     ]
 
     /// Axolotl keys that are accepted and listed as ignored (they matter to
@@ -198,6 +200,10 @@ public struct TrainConfig: Sendable, Equatable, Codable {
             else { problems.append("optimizer: '\(v)' is not supported yet; use adamw_torch") }
         }
         if let v = double("weight_decay") { c.weightDecay = v }
+        if let v = string("device") {
+            if let d = ComputeDevice(rawValue: v) { c.device = d }
+            else { problems.append("device: '\(v)' is not supported; use cuda, cpu or auto") }
+        }
         if let v = double("loraplus_lr_ratio") {
             if v <= 0 { problems.append("loraplus_lr_ratio: must be > 0 (LoRA+ papers use 16)") } else { c.loraPlusLRRatio = v }
         }
