@@ -53,6 +53,13 @@ final class CublasLtRunner: @unchecked Sendable {
         defer { _ = api.cublasLtMatmulPreferenceDestroy(pref) }
         var limit = UInt64(Self.workspaceBytes)
         check(api.cublasLtMatmulPreferenceSetAttribute(pref, Int32(LOFT_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &limit, 8), "\(what): workspace")
+        // The heuristic assumes 256-byte aligned operands unless told; row
+        // views (a chunk of the logits, say) are often less aligned.
+        for (attribute, pointer) in [(LOFT_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a), (LOFT_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, b),
+                                     (LOFT_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, c), (LOFT_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, c)] {
+            var alignment = UInt32(min(256, 1 << pointer.trailingZeroBitCount))
+            check(api.cublasLtMatmulPreferenceSetAttribute(pref, Int32(attribute), &alignment, 4), "\(what): alignment")
+        }
         var result = loft_cublaslt_heuristic()
         var found: Int32 = 0
         check(api.cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &result, &found), "\(what): algorithm search")

@@ -40,6 +40,20 @@ final class CUDABackendTests: XCTestCase {
         XCTAssertTrue(auto.note.hasPrefix("device: cpu"), auto.note)
     }
 
+    func testDeviceKeyParses() throws {
+        func load(_ device: String) throws -> TrainConfig {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("loft-device-\(UUID().uuidString).yaml").path
+            try "base_model: m.gguf\ndatasets: [{path: d.jsonl}]\ndevice: \(device)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            return try TrainConfig.load(path: path)
+        }
+        XCTAssertEqual(try load("cuda").device, .cuda)
+        XCTAssertEqual(try load("cpu").device, .cpu)
+        XCTAssertEqual(try load("auto").device, .auto)
+        XCTAssertThrowsError(try load("gpu")) { error in
+            XCTAssertTrue("\(error)".contains("device: 'gpu' is not supported; use cuda, cpu or auto"), "\(error)")
+        }
+    }
+
     /// Visibility bookkeeping of the attention kernels, checked on the host.
     func testAttentionVisibilityRanges() {
         let spec = AttentionSpec(heads: 1, kvHeads: 1, headDim: 2, queryOffset: 2, segments: [0, 4], window: 3)
