@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTestSupport", "LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftDataTests", dependencies: ["LoftTestSupport", "LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTestSupport", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], exclude: ["Fixtures"], swiftSettings: settings),
-        .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors"], swiftSettings: settings),
+        .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

@@ -35,6 +35,13 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         set { gpu.synchronizeEachLaunch = newValue }
     }
 
+    /// GEMMs in Loft's own tiled kernel instead of cuBLASLt (for checking
+    /// that path; cuBLASLt shapes without an algorithm take it anyway).
+    public var gemmFallback: Bool {
+        get { blas.forceFallback }
+        set { blas.forceFallback = newValue }
+    }
+
     /// Waits for all issued work (for timing).
     public func synchronize() { gpu.synchronize() }
 

@@ -85,7 +85,7 @@ final class CUDADevice: @unchecked Sendable {
     }
 
     /// Launches kernel `name` on the default stream.
-    func launch(_ name: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0, _ args: [KernelArgument]) {
+    func launch(_ name: String, grid: (Int, Int, Int), block: Int, blockY: Int = 1, sharedBytes: Int = 0, _ args: [KernelArgument]) {
         guard let f = functions[name] else { fatalError("CUDA: kernel \(name) is not loaded") }
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 { return }
         makeCurrent()
@@ -104,7 +104,7 @@ final class CUDADevice: @unchecked Sendable {
             params.append(slot)
         }
         let result = params.withUnsafeMutableBufferPointer { p in
-            driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
+            driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), UInt32(blockY), 1,
                                   UInt32(sharedBytes), nil, p.baseAddress, nil)
         }
         checked(result, "launching \(name) (grid \(grid), block \(block), \(sharedBytes) bytes shared)")

@@ -31,6 +31,19 @@ public struct CUDACheck: Sendable {
     }
 }
 
+/// What the checks need beyond the Backend protocol: bf16 weights and the
+/// dequantization kernels. CUDABackend provides them; a CPU stand-in in the
+/// tests does too, so the harness itself is exercised on machines without a GPU.
+public protocol CheckableBackend: Backend {
+    func uploadBF16(_ values: [Float], shape: [Int]) -> Tensor
+    func dequantizeNF4(packed: [UInt8], absmax: [Float], shape: [Int], blocksize: Int) -> Tensor
+    func dequantizeGGUF(_ type: GGMLType, blocks: [UInt8], shape: [Int]) throws -> Tensor
+    /// Run GEMMs in Loft's fallback kernel instead of the library's.
+    var gemmFallback: Bool { get set }
+}
+
+extension CUDABackend: CheckableBackend {}
+
 /// Every CUDA kernel and GEMM against the CPU backend on fresh random inputs
 /// (the seed is printed, so a failure can be replayed). Outputs are poisoned
 /// with NaN before each GPU run, so an element the kernel never wrote fails.
@@ -40,12 +53,12 @@ public final class CUDAKernelChecks {
     public static let f32Tolerance = 1e-4
     public static let bf16Tolerance = 1e-2
 
-    public let gpu: CUDABackend
+    public let gpu: CheckableBackend
     let cpu = CPUBackend()
     public let seed: UInt64
     private var state: UInt64
 
-    public init(backend: CUDABackend, seed: UInt64? = nil) {
+    public init(backend: CheckableBackend, seed: UInt64? = nil) {
         gpu = backend
         self.seed = seed ?? UInt64.random(in: 1 ... UInt64.max)
         state = self.seed
@@ -124,6 +137,22 @@ public final class CUDAKernelChecks {
         cpu.linearBackwardWeight(cpuTensor(dy, [n, m]), cpuTensor(x, [n, k]), into: dwc2, accumulate: true)
         gpu.linearBackwardWeight(gpuTensor(dy, [n, m]), gpuTensor(x, [n, k]), into: dwg2, accumulate: true)
         out.append(check("linearBackwardWeight f32, accumulate", dwg2, dwc2))
+        // The same products through the fallback kernel (used where cuBLASLt
+        // has no algorithm): every transpose combination and both input types.
+        gpu.gemmFallback = true
+        defer { gpu.gemmFallback = false }
+        let yg4 = poisoned([n, m])
+        gpu.linear(gpuTensor(x, [n, k]), gpuTensor(w, [m, k]), bias: nil, into: yg4, accumulate: false)
+        out.append(check("linear f32 (fallback GEMM)", yg4, yc))
+        let yg5 = poisoned([n, m])
+        gpu.linear(gpuTensor(x, [n, k]), gpu.uploadBF16(w, shape: [m, k]), bias: nil, into: yg5, accumulate: false)
+        out.append(check("linear bf16 weights (fallback GEMM)", yg5, yc3))
+        let dxg3 = gpuTensor(dx0, [n, k])
+        gpu.linearBackwardInput(gpuTensor(dy, [n, m]), gpuTensor(w, [m, k]), into: dxg3, accumulate: true)
+        out.append(check("linearBackwardInput f32, accumulate (fallback GEMM)", dxg3, dxc))
+        let dwg3 = gpuTensor(dw0, [m, k])
+        gpu.linearBackwardWeight(gpuTensor(dy, [n, m]), gpuTensor(x, [n, k]), into: dwg3, accumulate: true)
+        out.append(check("linearBackwardWeight f32, accumulate (fallback GEMM)", dwg3, dwc2))
         return out
     }
 
@@ -303,7 +332,7 @@ public final class CUDAKernelChecks {
         let values = random(count, scale: 2)
         let (packed, absmax) = NF4.quantize(values)
         let want = NF4.dequantize(packed: packed, absmax: absmax, count: count)
-        let got = gpu.download(gpu.dequantizeNF4(packed: packed, absmax: absmax, shape: [count / 64, 64]))
+        let got = gpu.download(gpu.dequantizeNF4(packed: packed, absmax: absmax, shape: [count / 64, 64], blocksize: 64))
         out.append(CUDACheck(name: "dequantize NF4 (bitsandbytes layout)", error: CUDACheck.relativeError(got, want), tolerance: 1e-7))
         for type in CUDABackend.gpuDequantizedGGUFTypes {
             do {

@@ -11,6 +11,9 @@ final class CublasLtRunner: @unchecked Sendable {
     let workspace: UInt64
     static let workspaceBytes = 32 << 20
     private let workspaceStorage: AnyObject
+    /// Use Loft's own tiled GEMM kernel even where cuBLASLt has an algorithm
+    /// (the self-test checks that path this way).
+    var forceFallback = false
 
     init(device: CUDADevice) throws {
         api = try CUDALibraries.cublasLt.get().api
@@ -31,6 +34,19 @@ final class CublasLtRunner: @unchecked Sendable {
 
     func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int,
               c: UInt64, ldc: Int, beta: Float, inputType: Int32) {
+        if forceFallback || !matmul(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                                    c: c, ldc: ldc, beta: beta, inputType: inputType) {
+            device.launch(inputType == Int32(LOFT_CUDA_R_16BF) ? "loft_gemm_fallback_bf16" : "loft_gemm_fallback_f32",
+                          grid: ((m + 15) / 16, (n + 15) / 16, 1), block: 16, blockY: 16,
+                          [.int32(transA ? 1 : 0), .int32(transB ? 1 : 0), .int(m), .int(n), .int(k), .pointer(a), .int(lda),
+                           .pointer(b), .int(ldb), .pointer(c), .int(ldc), .float(beta)])
+        }
+    }
+
+    /// cuBLASLt's matmul; false when it has no algorithm for this shape and
+    /// alignment (then the caller runs the fallback kernel).
+    private func matmul(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int,
+                        c: UInt64, ldc: Int, beta: Float, inputType: Int32) -> Bool {
         device.makeCurrent()
         let what = "GEMM m=\(m) n=\(n) k=\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "") (\(inputType == Int32(LOFT_CUDA_R_16BF) ? "bf16" : "f32"))"
         var desc: loft_cublaslt_matmul_desc?
@@ -62,15 +78,19 @@ final class CublasLtRunner: @unchecked Sendable {
         }
         var result = loft_cublaslt_heuristic()
         var found: Int32 = 0
-        check(api.cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &result, &found), "\(what): algorithm search")
-        if found == 0 { fatalError("cuBLASLt: no algorithm for \(what)") }
+        // A failed search (CUBLAS_STATUS_NOT_SUPPORTED) means no algorithm.
+        if api.cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &result, &found) != 0 { return false }
+        if found == 0 || result.state != 0 { return false }
         var alpha: Float = 1, betaValue = beta
         let status = withUnsafePointer(to: &result.algo) { algo in
             api.cublasLtMatmul(handle, desc, &alpha, UnsafeRawPointer(bitPattern: UInt(a)), la, UnsafeRawPointer(bitPattern: UInt(b)), lb,
                                &betaValue, UnsafeRawPointer(bitPattern: UInt(c)), lc, UnsafeMutableRawPointer(bitPattern: UInt(c)), lc,
                                algo, UnsafeMutableRawPointer(bitPattern: UInt(workspace)), Self.workspaceBytes, nil)
         }
+        // 15 = CUBLAS_STATUS_NOT_SUPPORTED: this algorithm after all cannot run it.
+        if status == 15 { return false }
         check(status, what)
         if device.synchronizeEachLaunch { device.checked(device.driver.cuCtxSynchronize(), what) }
+        return true
     }
 }

@@ -91,7 +91,36 @@ public enum KernelSources {
             y[i] = accumulate ? y[i] + b : b;
         }
     }
-    """#, kernels: ["loft_f32_to_bf16", "loft_bf16_to_f32", "loft_bias_rows"])
+    // The GEMM used where cuBLASLt offers no algorithm for a shape: column-major
+    // D[m×n] (ld ldc) = op(A)·op(B) + beta·D, 16×16 tiles through shared memory,
+    // f32 accumulation. op(A)[i][p] is A[i + p·lda], or A[p + i·lda] transposed.
+    #define LOFT_GEMM_FALLBACK(NAME, T, LOAD)                                                          \
+    extern "C" __global__ void NAME(int transA, int transB, int m, int n, int k, const T *A, int lda,   \
+                                    const T *B, int ldb, float *C, int ldc, float beta) {             \
+        __shared__ float as[16][17], bs[16][17];                                                       \
+        int tx = threadIdx.x, ty = threadIdx.y;                                                        \
+        int row = blockIdx.x * 16 + tx, col = blockIdx.y * 16 + ty;                                    \
+        float acc = 0.0f;                                                                              \
+        for (int t0 = 0; t0 < k; t0 += 16) {                                                           \
+            int ak = t0 + ty, bk = t0 + tx;                                                            \
+            as[ty][tx] = (row < m && ak < k)                                                           \
+                ? LOAD(transA ? A[(long long)row * lda + ak] : A[(long long)ak * lda + row]) : 0.0f;   \
+            bs[ty][tx] = (bk < k && col < n)                                                           \
+                ? LOAD(transB ? B[(long long)bk * ldb + col] : B[(long long)col * ldb + bk]) : 0.0f;   \
+            __syncthreads();                                                                           \
+            for (int p = 0; p < 16; p++) acc += as[p][tx] * bs[ty][p];                                 \
+            __syncthreads();                                                                           \
+        }                                                                                              \
+        if (row < m && col < n) {                                                                      \
+            float *c = C + (long long)col * ldc + row;                                                 \
+            *c = beta == 0.0f ? acc : acc + beta * *c;                                                 \
+        }                                                                                              \
+    }
+    #define LOFT_LOAD_F32(x) (x)
+    #define LOFT_LOAD_BF16(x) loft_bf16_bits_to_f32(x)
+    LOFT_GEMM_FALLBACK(loft_gemm_fallback_f32, float, LOFT_LOAD_F32)
+    LOFT_GEMM_FALLBACK(loft_gemm_fallback_bf16, unsigned short, LOFT_LOAD_BF16)
+    """#, kernels: ["loft_f32_to_bf16", "loft_bf16_to_f32", "loft_bias_rows", "loft_gemm_fallback_f32", "loft_gemm_fallback_bf16"])
 
     static let elementwise = Module(name: "elementwise", source: prelude + "\n" + #"""
     #define LOFT_GRID_STRIDE(i, n) for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)

@@ -31,7 +31,7 @@ public struct ResolvedDevice {
         case .auto:
             let probe = CUDAProbe.run()
             guard probe.usable else {
-                return ResolvedDevice(backend: CPUBackend.shared, note: "device: cpu (auto: \(probe.problem ?? "no CUDA device"))")
+                return ResolvedDevice(backend: CPUBackend.shared, note: "device: cpu (auto: no usable CUDA GPU; `loft info --devices` says why)")
             }
             do {
                 let b = try CUDABackend()

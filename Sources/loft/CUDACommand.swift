@@ -77,7 +77,8 @@ struct CUDACommand: ParsableCommand {
                 }
             }
             if !failures.isEmpty {
-                throw ValidationError("\(failures.count) kernel module(s) did not compile: \(failures.joined(separator: ", "))")
+                writeErr("\(failures.count) kernel module(s) did not compile: \(failures.joined(separator: ", "))")
+                throw ExitCode(1)
             }
         }
     }

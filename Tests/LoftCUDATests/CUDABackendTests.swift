@@ -73,6 +73,25 @@ final class CUDABackendTests: XCTestCase {
         XCTAssertEqual(packed[0], 0xF0)
     }
 
+    /// The harness against a CPU stand-in: every check runs and passes (the
+    /// stand-in computes the reference function), and nothing crashes. The
+    /// bf16 "rounded operands" checks are exact here by construction.
+    func testCheckHarnessOnACPUStandIn() {
+        let checks = CUDAKernelChecks(backend: CPUStandIn())
+        let results = checks.runAll()
+        XCTAssertGreaterThan(results.count, 50)
+        for r in results { XCTAssertTrue(r.passed, "\(r.name): error \(r.error) over \(r.tolerance) (seed \(checks.seed))") }
+    }
+
+    func testTrainingStepHarnessOnTwoCPUBackends() throws {
+        let seed = UInt64.random(in: 1 ... UInt64.max)
+        let results = try BackendAgreement.trainingStep(reference: CPUBackend(), candidate: CPUBackend(), seed: seed)
+        XCTAssertEqual(results.count, 6)
+        for r in results {
+            XCTAssertLessThanOrEqual(r.error, 1e-6, "\(r.name) (seed \(seed))")
+        }
+    }
+
     func testKernelChecksAgainstCPU() throws {
         let checks = CUDAKernelChecks(backend: try device())
         for r in checks.runAll() {
