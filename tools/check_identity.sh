@@ -40,7 +40,7 @@ check "loft generate (merged dir)" "$(answer "$tmp/merged")"
 check "loft generate (Q4_K_M GGUF)" "$(answer "$tmp/model-q4_k_m.gguf")"
 
 if [ -x "$python" ] && "$python" -c "import llama_cpp" 2>/dev/null; then
-    check "llama.cpp (Q4_K_M GGUF)" "$("$python" - "$tmp/model-q4_k_m.gguf" "$question" <<'PY'
+    check "llama.cpp (Q4_K_M GGUF)" "$("$python" - "$tmp/model-q4_k_m.gguf" "$question" 2>/dev/null <<'PY'
 import sys
 from llama_cpp import Llama
 llm = Llama(model_path=sys.argv[1], n_ctx=512, n_threads=2, verbose=False)
@@ -52,7 +52,7 @@ else
     echo "llama.cpp: skipped (no llama_cpp in $python)"
 fi
 if [ -x "$python" ] && "$python" -c "import transformers, torch" 2>/dev/null; then
-    check "transformers (merged dir)" "$("$python" - "$tmp/merged" "$question" <<'PY'
+    check "transformers (merged dir)" "$("$python" - "$tmp/merged" "$question" 2>/dev/null <<'PY'
 import sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 torch.set_num_threads(2)

@@ -46,9 +46,10 @@ final class KQuantTests: XCTestCase {
                 x[r * rowLength + j] = Float(v)
             }
         }
-        // Relative RMS error bounds, about 1.5x what these types reach on normal data.
-        let bounds: [GGMLType: Double] = [.q8_0: 0.008, .q4_0: 0.15, .q4_1: 0.15, .q5_0: 0.075, .q5_1: 0.075,
-                                          .q4_K: 0.15, .q5_K: 0.075, .q6_K: 0.04]
+        // Relative RMS error bounds: 1.5x the worst ggml itself reaches on 960 rows
+        // drawn the same way (60 seeds); a broken layout gives errors near 1.
+        let bounds: [GGMLType: Double] = [.q8_0: 0.017, .q4_0: 0.27, .q4_1: 0.19, .q5_0: 0.13, .q5_1: 0.09,
+                                          .q4_K: 0.17, .q5_K: 0.085, .q6_K: 0.05]
         for (name, type) in Self.types {
             let back = try roundTrip(x, rowLength: rowLength, type)
             for r in 0 ..< rows {
