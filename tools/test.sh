@@ -18,8 +18,7 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -r /proc/cpuinfo ]; then
 fi
 swift test -c release -Xswiftc -enable-testing "$@"
 # The whole suite (no arguments, as CI runs it) also compiles every CUDA kernel
-# with NVRTC for sm_80 and sm_90; the same flags keep this build incremental.
+# with NVRTC for sm_80 and sm_90, with the loft binary `swift test` just linked.
 if [ $# -eq 0 ]; then
-    swift build -c release -Xswiftc -enable-testing --product loft
     tools/check-kernels.sh
 fi
