@@ -14,12 +14,32 @@ public final class TrainingRun {
     public let tokenizer: Tokenizer
     public let data: PreparedDataset
     public let trainer: Trainer
+    /// The predicted memory of this run (nil when the model's headers could not be planned from).
+    public let memoryPlan: MemoryPlan?
 
     public static let version = "0.1.0"
+
+    /// Share of the memory budget auto_micro_batch plans into: the rest is
+    /// headroom for the plan's error (it is checked to within 15%).
+    public static let autoMicroBatchBudgetShare = 0.85
 
     /// Everything that can be checked before training: the output directory,
     /// the data (with its template), the model and its shapes.
     public init(config: TrainConfig, resume: Bool, overwrite: Bool) throws {
+        var config = config
+        let planner = try? MemoryPlanner(config: config)
+        if config.autoMicroBatch {
+            guard let planner, let available = ProcessMemory.availableBytes() else {
+                throw TrainingError("auto_micro_batch: cannot plan memory here (no /proc/meminfo or unreadable model headers); set auto_micro_batch: false and micro_batch_size")
+            }
+            // The plan counts the whole process, so what it already holds is part of the budget.
+            let budget = Int(Double(available + (ProcessMemory.residentBytes() ?? 0)) * Self.autoMicroBatchBudgetShare)
+            guard let fit = planner.fit(budget: budget, microBatchLimit: 256).largestMicroBatchSize else {
+                throw TrainingError("auto_micro_batch: even micro_batch_size 1 at sequence_len \(config.sequenceLen) needs \(MemoryPlan.format(planner.plan(microBatchSize: 1).peakBytes)), more than the \(MemoryPlan.format(budget)) available; lower sequence_len, turn on gradient_checkpointing, or free memory")
+            }
+            config.microBatchSize = fit
+        }
+        memoryPlan = planner?.plan(microBatchSize: config.microBatchSize)
         self.config = config
         let fm = FileManager.default
         let existing = (try? fm.contentsOfDirectory(atPath: config.outputDir))?.filter { !$0.hasPrefix(".") } ?? []
@@ -81,6 +101,9 @@ public final class TrainingRun {
             "learning_rate": config.learningRate, "lr_scheduler": config.lrScheduler.rawValue,
             "micro_batch_size": config.microBatchSize, "gradient_accumulation_steps": config.gradientAccumulationSteps,
             "sequence_len": config.sequenceLen, "seed": config.seed,
+            "optimizer": config.optimizer,
+            "peak_rss_bytes": ProcessMemory.peakResidentBytes(),
+            "predicted_peak_bytes": memoryPlan?.peakBytes ?? NSNull(),
         ]
         try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: dir + "/loft_run.json"), options: .atomic)
