@@ -32,12 +32,8 @@ public final class TrainingRun {
             guard let planner, let available = ProcessMemory.availableBytes() else {
                 throw TrainingError("auto_micro_batch: cannot plan memory here (no /proc/meminfo or unreadable model headers); set auto_micro_batch: false and micro_batch_size")
             }
-            // The plan counts the whole process, so what it already holds is part of the budget.
-            let budget = Int(Double(available + (ProcessMemory.residentBytes() ?? 0)) * Self.autoMicroBatchBudgetShare)
-            guard let fit = planner.fit(budget: budget, microBatchLimit: 256).largestMicroBatchSize else {
-                throw TrainingError("auto_micro_batch: even micro_batch_size 1 at sequence_len \(config.sequenceLen) needs \(MemoryPlan.format(planner.plan(microBatchSize: 1).peakBytes)), more than the \(MemoryPlan.format(budget)) available; lower sequence_len, turn on gradient_checkpointing, or free memory")
-            }
-            config.microBatchSize = fit
+            config.microBatchSize = try Self.autoMicroBatchSize(planner: planner, availableBytes: available,
+                                                                residentBytes: ProcessMemory.residentBytes() ?? 0)
         }
         memoryPlan = planner?.plan(microBatchSize: config.microBatchSize)
         self.config = config
@@ -65,6 +61,17 @@ public final class TrainingRun {
         }
         try model.attachLoRA(config.lora, seed: config.seed)
         trainer = try Trainer(config: config, model: model, train: data.train, validation: data.validation)
+    }
+
+    /// The largest micro-batch (up to 256) whose plan fits the share of memory
+    /// auto_micro_batch may use. The plan counts the whole process, so what it
+    /// already holds (`residentBytes`) is part of the budget.
+    public static func autoMicroBatchSize(planner: MemoryPlanner, availableBytes: Int, residentBytes: Int) throws -> Int {
+        let budget = Int(Double(availableBytes + residentBytes) * autoMicroBatchBudgetShare)
+        guard let fit = planner.fit(budget: budget, microBatchLimit: 256).largestMicroBatchSize else {
+            throw TrainingError("auto_micro_batch: even micro_batch_size 1 at sequence_len \(planner.config.sequenceLen) needs \(MemoryPlan.format(planner.plan(microBatchSize: 1).peakBytes)), more than the \(MemoryPlan.format(budget)) it may use (\(Int(autoMicroBatchBudgetShare * 100))% of what is free); lower sequence_len, turn on gradient_checkpointing, or free memory")
+        }
+        return fit
     }
 
     /// Writes the final adapter (PEFT layout), the template it was trained

@@ -50,14 +50,15 @@ final class AdamW8bitTests: XCTestCase {
                 let normalized = Double(values[i] / absmax[i / 256])
                 XCTAssertEqual(Int(codes[i]), Self.nearest(normalized, map), "\(kind)[\(i)] = \(values[i])")
             }
-            // bitsandbytes' CPU table search picks a neighbour for ~1–3% of values
-            // (and rounds anything below ~2e-5·absmax to one small code).
+            // bitsandbytes' CPU table search picks a neighbour for ~1–3% of values,
+            // and below ~1e-4·absmax its table is coarser than the map (it rounds
+            // anything under ~2e-5 to one small code, and may land two codes off).
             let theirs = try bytes("blockwise.\(kind).codes")
             var differing = 0
             for i in values.indices where codes[i] != theirs[i] {
                 differing += 1
                 let (a, b) = (map[Int(codes[i])], map[Int(theirs[i])])
-                XCTAssertTrue(abs(Int(codes[i]) - Int(theirs[i])) == 1 || max(abs(a), abs(b)) <= 2.2e-5,
+                XCTAssertTrue(abs(Int(codes[i]) - Int(theirs[i])) == 1 || max(abs(a), abs(b)) <= 1e-4,
                               "\(kind)[\(i)]: code \(codes[i]) vs bitsandbytes' \(theirs[i])")
             }
             XCTAssertLessThan(Double(differing) / Double(values.count), 0.05, "\(kind): \(differing) codes differ")
@@ -122,8 +123,13 @@ final class AdamW8bitTests: XCTestCase {
                 for b in absmax.indices {
                     XCTAssertEqual(ourAbsmax[b], absmax[b], accuracy: 0.02 * absmax[b], "state\(name) step \(step) block \(b) absmax")
                 }
+                // A neighbouring code: the local gap of the map (wide near zero, where
+                // bitsandbytes' search also lumps everything below ~2e-5 together).
+                let theirCodes = try bytes("adam.state\(name)_\(step)")
                 for i in 0 ..< 1100 {
-                    XCTAssertEqual(mine[i], theirs[i], accuracy: 0.08 * abs(theirs[i]) + 3e-5 * absmax[i / 256],
+                    let c = Int(theirCodes[i])
+                    let gap = max(c < 255 ? map[c + 1] - map[c] : 0, c > 0 ? map[c] - map[c - 1] : 0)
+                    XCTAssertEqual(mine[i], theirs[i], accuracy: (1.05 * gap + 2.2e-5) * absmax[i / 256] + 0.02 * abs(theirs[i]),
                                    "state\(name) step \(step) [\(i)]")
                 }
             }
@@ -136,7 +142,9 @@ final class AdamW8bitTests: XCTestCase {
         let seed = UInt64.random(in: 0 ... UInt64.max)
         var rng = SeededRandom(seed: seed)
         let n = 600  // two full blocks and a partial one
-        let (lr, b1, b2, eps, wd) = (2e-3, 0.9, 0.999, 1e-8, 0.05)
+        // The kernel takes f32 hyper-parameters: the reference uses the same values.
+        let (lr, b1, b2, eps, wd) = (Double(Float(2e-3)), Double(Float(0.9)), Double(Float(0.999)), Double(Float(1e-8)),
+                                     Double(Float(0.05)))
         var p64 = rng.normals(n, scale: 0.2)
         let param = Tensor.cpu(p64.map { Float($0) }, shape: [n])
         p64 = param.toArray().map(Double.init)

@@ -134,6 +134,20 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertEqual(act(planner.plan(target: .gpu(name: "x", bytes: 1 << 34))) * 2, act(planner.plan()))
     }
 
+    func testAutoMicroBatchPicksTheLargestThatFitsItsShare() throws {
+        var config = try smolConfig()
+        config.autoMicroBatch = true
+        let planner = try MemoryPlanner(config: config)
+        let free = 3 << 30, held = 100 << 20
+        let chosen = try TrainingRun.autoMicroBatchSize(planner: planner, availableBytes: free, residentBytes: held)
+        let budget = Double(free + held) * TrainingRun.autoMicroBatchBudgetShare
+        XCTAssertLessThanOrEqual(Double(planner.plan(microBatchSize: chosen).peakBytes), budget)
+        XCTAssertGreaterThan(Double(planner.plan(microBatchSize: chosen + 1).peakBytes), budget)
+        XCTAssertThrowsError(try TrainingRun.autoMicroBatchSize(planner: planner, availableBytes: 200 << 20, residentBytes: 0)) {
+            XCTAssertTrue("\($0)".contains("sequence_len"), "\($0)")
+        }
+    }
+
     func testParseBytes() {
         XCTAssertEqual(MemoryPlan.parseBytes("24GB"), 24 << 30)
         XCTAssertEqual(MemoryPlan.parseBytes("16 GiB"), 16 << 30)

@@ -36,12 +36,16 @@ public enum DynamicQuantizationMap {
     }
 
     /// torch.linspace in float32: the first half counts up from `start`, the
-    /// second half down from `end`, with a float32 step.
+    /// second half down from `end`, with a float32 step and one rounding per
+    /// value (a fused multiply-add, as torch's vectorised kernel does; plain
+    /// multiply-then-add differs from bitsandbytes' map in 31 entries).
     static func linspace(_ start: Float, _ end: Float, count: Int) -> [Float] {
         guard count > 1 else { return [start] }
         let step = (end - start) / Float(count - 1)
         let half = count / 2
-        return (0 ..< count).map { i in i < half ? start + step * Float(i) : end - step * Float(count - 1 - i) }
+        return (0 ..< count).map { i in
+            i < half ? start.addingProduct(step, Float(i)) : end.addingProduct(-step, Float(count - 1 - i))
+        }
     }
 }
 
