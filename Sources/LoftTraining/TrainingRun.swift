@@ -121,14 +121,18 @@ public final class TrainingRun {
         var isDir: ObjCBool = false
         FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let file = isDir.boolValue ? path + "/config.json" : path
-        let mapped = try MappedFile(path: file)
-        var hasher = SHA256()
-        var offset = 0
-        while offset < mapped.bytes.count {
-            let end = min(mapped.bytes.count, offset + (1 << 20))
-            hasher.update(Array(mapped.bytes[offset ..< end]))
-            offset = end
+        // Read, not mapped: a mapped file's pages count in the process's RSS,
+        // so hashing a model through a map would add its size to the run's
+        // recorded peak (measured: up to +90 MiB for SmolLM2's 94 MiB GGUF).
+        guard let handle = FileHandle(forReadingAtPath: file) else {
+            throw FormatError(file, "cannot be read to hash it; check its permissions")
         }
-        return SHA256.hex(hasher.finalize())
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update([UInt8](chunk))
+        }
+        // The digest itself in hex (SHA256.hex would hash it a second time).
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }

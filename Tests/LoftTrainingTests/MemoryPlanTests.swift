@@ -158,3 +158,18 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertNil(MemoryPlan.parseBytes("-3GB"))
     }
 }
+
+/// What loft_run.json records about the run's inputs.
+final class RunMetadataTests: XCTestCase {
+    /// The base model's hash is the file's SHA-256 (FIPS 180-4 vector "abc"),
+    /// read in chunks (not mapped, so the run's peak RSS stays its own).
+    func testBaseModelHashIsTheFilesSHA256() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("loft-hash-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data("abc".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(try TrainingRun.fileHash(path), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        // Longer than one read chunk, not a multiple of 64 bytes: 1,000,000 × "a" (FIPS vector).
+        try Data(repeating: UInt8(ascii: "a"), count: 1_000_000).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(try TrainingRun.fileHash(path), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}
