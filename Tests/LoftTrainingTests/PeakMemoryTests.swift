@@ -73,6 +73,18 @@ final class PeakMemoryTests: XCTestCase {
             let meta = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/out\(index)/loft_run.json"))) as? [String: Any])
             let measured = try XCTUnwrap(meta["peak_rss_bytes"] as? Int, "loft_run.json records peak_rss_bytes")
             XCTAssertEqual(meta["predicted_peak_bytes"] as? Int, planned, "\(c.name): the run records the plan it was checked against")
+            if index == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/sha256sum") {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+                p.arguments = [TestPaths.smolLM2]
+                let pipe = Pipe()
+                p.standardOutput = pipe
+                try p.run()
+                let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                p.waitUntilExit()
+                XCTAssertEqual(meta["base_model_sha256"] as? String, out.split(separator: " ").first.map(String.init),
+                               "loft_run.json's base_model_sha256 is the file's SHA-256")
+            }
             let metrics = try String(contentsOfFile: root + "/out\(index)/metrics.jsonl", encoding: .utf8)
             XCTAssertTrue(metrics.contains("\"peak_rss_bytes\""), "metrics.jsonl records peak_rss_bytes")
 
