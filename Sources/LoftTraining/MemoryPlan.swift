@@ -308,8 +308,13 @@ public struct MemoryPlanner: Sendable {
 
 /// The process's own memory, as the kernel counts it.
 public enum ProcessMemory {
-    /// Peak resident set size so far (getrusage's ru_maxrss; Linux's VmHWM).
+    /// Peak resident set size of this process image: Linux's VmHWM. Not
+    /// getrusage's ru_maxrss there: it survives execve, so a `loft` started
+    /// by a large parent (a test runner) reports the parent's RSS at fork.
     public static func peakResidentBytes() -> Int {
+        #if os(Linux)
+        if let hwm = procStatus("VmHWM:") { return hwm }
+        #endif
         var usage = rusage()
         #if os(Linux)
         let who = RUSAGE_SELF.rawValue
