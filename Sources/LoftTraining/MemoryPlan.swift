@@ -343,10 +343,10 @@ public enum ProcessMemory {
         return field(key, in: text)
     }
 
-    /// "Key:   123 kB" → 123 × 1024.
+    /// "Key:   123 kB" → 123 × 1024 (/proc/self/status puts a tab after the colon).
     static func field(_ key: String, in text: String) -> Int? {
         for line in text.split(separator: "\n") where line.hasPrefix(key) {
-            let parts = line.dropFirst(key.count).split(separator: " ")
+            let parts = line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard let value = parts.first.flatMap({ Int($0) }) else { return nil }
             return parts.count > 1 && parts[1].lowercased() == "kb" ? value * 1024 : value
         }

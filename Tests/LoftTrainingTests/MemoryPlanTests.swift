@@ -161,6 +161,17 @@ final class MemoryPlanTests: XCTestCase {
 
 /// What loft_run.json records about the run's inputs.
 final class RunMetadataTests: XCTestCase {
+    func testProcessMemoryFieldsParse() throws {
+        XCTAssertEqual(ProcessMemory.field("VmHWM:", in: "VmPeak:\t  10 kB\nVmHWM:\t  123456 kB\n"), 123456 * 1024)
+        XCTAssertEqual(ProcessMemory.field("MemAvailable:", in: "MemTotal:  9 kB\nMemAvailable:   2048 kB\n"), 2048 * 1024)
+        #if os(Linux)
+        // The process's own high-water mark, not getrusage's (which survives execve).
+        let hwm = try XCTUnwrap(ProcessMemory.procStatus("VmHWM:"), "VmHWM is read from /proc/self/status")
+        XCTAssertEqual(ProcessMemory.peakResidentBytes(), hwm)
+        XCTAssertGreaterThanOrEqual(hwm, try XCTUnwrap(ProcessMemory.residentBytes()))
+        #endif
+    }
+
     /// The base model's hash is the file's SHA-256 (FIPS 180-4 vector "abc"),
     /// read in chunks (not mapped, so the run's peak RSS stays its own).
     func testBaseModelHashIsTheFilesSHA256() throws {
