@@ -33,6 +33,12 @@ public enum Checkpoint {
         try PEFTAdapter.save(model, config: lora, baseModel: baseModel, to: temp)
         var writer = SafetensorsWriter(metadata: ["step": "\(optimizer.step)"])
         for p in optimizer.parameters {
+            if let q = p.quantizedMoments {
+                // The quantized state itself (codes and block absmax), so a resume continues bit for bit.
+                try addQuantized(q.m, name: p.name + ".exp_avg", to: &writer)
+                try addQuantized(q.v, name: p.name + ".exp_avg_sq", to: &writer)
+                continue
+            }
             try writer.add(name: p.name + ".exp_avg", shape: p.moment1.shape, floats: optimizer.backend.download(p.moment1))
             try writer.add(name: p.name + ".exp_avg_sq", shape: p.moment2.shape, floats: optimizer.backend.download(p.moment2))
         }
@@ -62,6 +68,14 @@ public enum Checkpoint {
         let moments = try SafetensorsCheckpoint(path: dir + "/optimizer.safetensors")
         for p in optimizer.parameters {
             b.copy(b.upload(try adapter.floats(named: p.name), shape: p.value.shape), into: p.value)
+            if let q = p.quantizedMoments {
+                try restoreQuantized(q.m, name: p.name + ".exp_avg", from: moments, dir: dir)
+                try restoreQuantized(q.v, name: p.name + ".exp_avg_sq", from: moments, dir: dir)
+                continue
+            }
+            if moments.info(named: p.name + ".exp_avg") == nil && moments.info(named: p.name + ".exp_avg.codes") != nil {
+                throw FormatError(dir + "/optimizer.safetensors", "holds 8-bit moments for \(p.name) but the config's optimizer keeps f32 moments; resume with optimizer: adamw_8bit, or start a new run")
+            }
             b.copy(b.upload(try moments.floats(named: p.name + ".exp_avg"), shape: p.value.shape), into: p.moment1)
             b.copy(b.upload(try moments.floats(named: p.name + ".exp_avg_sq"), shape: p.value.shape), into: p.moment2)
         }
@@ -71,6 +85,28 @@ public enum Checkpoint {
         let state = try JSONDecoder().decode(TrainerState.self, from: data)
         optimizer.restore(step: state.step)
         return state
+    }
+
+    static func addQuantized(_ q: BlockwiseQuantizedVector, name: String, to writer: inout SafetensorsWriter) throws {
+        try writer.add(name: name + ".codes", dtype: .u8, shape: [q.count],
+                       bytes: UnsafeRawBufferPointer(start: q.codes.pointer, count: q.count))
+        try writer.add(name: name + ".absmax", shape: [q.blockCount], floats: q.absmax.toArray())
+    }
+
+    static func restoreQuantized(_ q: BlockwiseQuantizedVector, name: String, from file: SafetensorsCheckpoint, dir: String) throws {
+        let path = dir + "/optimizer.safetensors"
+        guard let codes = file.tensor(named: name + ".codes"), let absmax = file.tensor(named: name + ".absmax") else {
+            if file.info(named: name) != nil {
+                throw FormatError(path, "holds f32 moments for \(name) but the config's optimizer is adamw_8bit; resume with the optimizer the run started with, or start a new run")
+            }
+            throw FormatError(path, "\(name).codes or .absmax is missing; the checkpoint is incomplete")
+        }
+        guard codes.dtype == .u8, codes.elementCount == q.count, absmax.elementCount == q.blockCount else {
+            throw FormatError(path, "\(name): 8-bit state of \(codes.elementCount) \(codes.dtype) codes and \(absmax.elementCount) blocks does not fit a parameter of \(q.count) elements; the checkpoint belongs to another config")
+        }
+        if q.count > 0 { q.codes.pointer.copyMemory(from: codes.bytes.baseAddress!, byteCount: q.count) }
+        let values = absmax.floats()
+        values.withUnsafeBufferPointer { q.absmax.floats.update(from: $0.baseAddress!, count: values.count) }
     }
 
     /// Deletes the oldest checkpoints beyond `limit`, never the best one.

@@ -13,7 +13,32 @@ public final class AdapterOptimizer {
         /// Multiplies the learning rate (LoRA+ trains B faster than A).
         public let learningRateScale: Float
         let gradient: () -> Tensor?
+        /// With 8-bit AdamW: the moments, quantized (moment1/moment2 are then
+        /// empty placeholders and take no memory).
+        public var quantizedMoments: QuantizedMoments? = nil
     }
+
+    /// Adam's moments as bitsandbytes' 8-bit optimizers keep them.
+    public struct QuantizedMoments {
+        /// First moment, signed dynamic map.
+        public let m: BlockwiseQuantizedVector
+        /// Second moment, unsigned dynamic map.
+        public let v: BlockwiseQuantizedVector
+    }
+
+    /// How Adam's moments are stored.
+    public enum MomentStorage: String, Sendable {
+        /// f32, 8 bytes per trained parameter (adamw_torch).
+        case float32
+        /// bitsandbytes' blockwise 8-bit (adamw_8bit): 2 bytes per parameter
+        /// plus 8 per block of 256, for tensors of at least
+        /// `minimum8bitSize` elements; smaller ones stay f32, as bitsandbytes
+        /// does (its min_8bit_size).
+        case blockwise8bit
+    }
+
+    /// bitsandbytes' default min_8bit_size: smaller tensors keep f32 moments.
+    public static let minimum8bitSize = 4096
 
     public let backend: Backend
     public private(set) var parameters: [Parameter] = []
@@ -24,24 +49,37 @@ public final class AdapterOptimizer {
 
     /// - loraPlusRatio: LoRA+ (Hayou et al. 2024): B's learning rate is this
     ///   many times A's; 1 is plain LoRA.
+    /// How the moments are stored.
+    public let momentStorage: MomentStorage
+
     public init(model: LlamaModel, weightDecay: Float = 0, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
-                loraPlusRatio: Float = 1) {
+                loraPlusRatio: Float = 1, momentStorage: MomentStorage = .float32) {
         backend = model.backend
         self.weightDecay = weightDecay
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
+        self.momentStorage = momentStorage
         for slot in model.adapterSlots {
             let lora = slot.lora
-            parameters.append(Parameter(name: slot.peftPrefix + ".lora_A.weight", value: lora.a,
-                                        moment1: backend.zeros(lora.a.shape, dtype: .f32),
-                                        moment2: backend.zeros(lora.a.shape, dtype: .f32), learningRateScale: 1,
-                                        gradient: { lora.gradA }))
-            parameters.append(Parameter(name: slot.peftPrefix + ".lora_B.weight", value: lora.b,
-                                        moment1: backend.zeros(lora.b.shape, dtype: .f32),
-                                        moment2: backend.zeros(lora.b.shape, dtype: .f32), learningRateScale: loraPlusRatio,
-                                        gradient: { lora.gradB }))
+            parameters.append(makeParameter(name: slot.peftPrefix + ".lora_A.weight", value: lora.a, learningRateScale: 1,
+                                            gradient: { lora.gradA }))
+            parameters.append(makeParameter(name: slot.peftPrefix + ".lora_B.weight", value: lora.b,
+                                            learningRateScale: loraPlusRatio, gradient: { lora.gradB }))
         }
+    }
+
+    /// A parameter with zeroed moments in this optimizer's storage.
+    func makeParameter(name: String, value: Tensor, learningRateScale: Float, gradient: @escaping () -> Tensor?) -> Parameter {
+        if momentStorage == .blockwise8bit && value.count >= Self.minimum8bitSize {
+            var p = Parameter(name: name, value: value, moment1: backend.zeros([0], dtype: .f32),
+                              moment2: backend.zeros([0], dtype: .f32), learningRateScale: learningRateScale, gradient: gradient)
+            p.quantizedMoments = QuantizedMoments(m: BlockwiseQuantizedVector(count: value.count, map: DynamicQuantizationMap.signed),
+                                                  v: BlockwiseQuantizedVector(count: value.count, map: DynamicQuantizationMap.unsigned))
+            return p
+        }
+        return Parameter(name: name, value: value, moment1: backend.zeros(value.shape, dtype: .f32),
+                         moment2: backend.zeros(value.shape, dtype: .f32), learningRateScale: learningRateScale, gradient: gradient)
     }
 
     /// The global L2 norm of all gradients.
@@ -64,7 +102,11 @@ public final class AdapterOptimizer {
             guard let g = p.gradient() else { continue }
             let hyper = AdamWHyper(lr: lr * p.learningRateScale, beta1: beta1, beta2: beta2, eps: eps,
                                    weightDecay: weightDecay, step: step)
-            backend.adamW(param: p.value, grad: g, m: p.moment1, v: p.moment2, hyper: hyper)
+            if let q = p.quantizedMoments {
+                backend.adamW8bit(param: p.value, grad: g, m: q.m, v: q.v, hyper: hyper)
+            } else {
+                backend.adamW(param: p.value, grad: g, m: p.moment1, v: p.moment2, hyper: hyper)
+            }
         }
         zeroGradients()
         return norm

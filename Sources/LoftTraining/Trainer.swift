@@ -39,7 +39,8 @@ public final class Trainer {
         self.validation = validation
         if model.adapterSlots.isEmpty { try model.attachLoRA(config.lora, seed: config.seed) }
         optimizer = AdapterOptimizer(model: model, weightDecay: Float(config.weightDecay),
-                                     loraPlusRatio: Float(config.loraPlusLRRatio))
+                                     loraPlusRatio: Float(config.loraPlusLRRatio),
+                                     momentStorage: config.optimizer == "adamw_8bit" ? .blockwise8bit : .float32)
         step = TrainingStep(model: model, gradientCheckpointing: config.gradientCheckpointing)
     }
 

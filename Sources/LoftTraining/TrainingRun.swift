@@ -16,12 +16,28 @@ public final class TrainingRun {
     public let trainer: Trainer
     /// Which backend computes, and why (for the CLI to print).
     public let device: ResolvedDevice
+    /// The predicted memory of this run (nil when the model's headers could not be planned from).
+    public let memoryPlan: MemoryPlan?
 
     public static let version = "0.1.0"
+
+    /// Share of the memory budget auto_micro_batch plans into: the rest is
+    /// headroom for the plan's error (it is checked to within 15%).
+    public static let autoMicroBatchBudgetShare = 0.85
 
     /// Everything that can be checked before training: the output directory,
     /// the data (with its template), the model and its shapes.
     public init(config: TrainConfig, resume: Bool, overwrite: Bool) throws {
+        var config = config
+        let planner = try? MemoryPlanner(config: config)
+        if config.autoMicroBatch {
+            guard let planner, let available = ProcessMemory.availableBytes() else {
+                throw TrainingError("auto_micro_batch: cannot plan memory here (no /proc/meminfo or unreadable model headers); set auto_micro_batch: false and micro_batch_size")
+            }
+            config.microBatchSize = try Self.autoMicroBatchSize(planner: planner, availableBytes: available,
+                                                                residentBytes: ProcessMemory.residentBytes() ?? 0)
+        }
+        memoryPlan = planner?.plan(microBatchSize: config.microBatchSize)
         self.config = config
         let fm = FileManager.default
         let existing = (try? fm.contentsOfDirectory(atPath: config.outputDir))?.filter { !$0.hasPrefix(".") } ?? []
@@ -48,6 +64,17 @@ public final class TrainingRun {
         }
         try model.attachLoRA(config.lora, seed: config.seed)
         trainer = try Trainer(config: config, model: model, train: data.train, validation: data.validation)
+    }
+
+    /// The largest micro-batch (up to 256) whose plan fits the share of memory
+    /// auto_micro_batch may use. The plan counts the whole process, so what it
+    /// already holds (`residentBytes`) is part of the budget.
+    public static func autoMicroBatchSize(planner: MemoryPlanner, availableBytes: Int, residentBytes: Int) throws -> Int {
+        let budget = Int(Double(availableBytes + residentBytes) * autoMicroBatchBudgetShare)
+        guard let fit = planner.fit(budget: budget, microBatchLimit: 256).largestMicroBatchSize else {
+            throw TrainingError("auto_micro_batch: even micro_batch_size 1 at sequence_len \(planner.config.sequenceLen) needs \(MemoryPlan.format(planner.plan(microBatchSize: 1).peakBytes)), more than the \(MemoryPlan.format(budget)) it may use (\(Int(autoMicroBatchBudgetShare * 100))% of what is free); lower sequence_len, turn on gradient_checkpointing, or free memory")
+        }
+        return fit
     }
 
     /// Writes the final adapter (PEFT layout), the template it was trained
@@ -84,6 +111,9 @@ public final class TrainingRun {
             "learning_rate": config.learningRate, "lr_scheduler": config.lrScheduler.rawValue,
             "micro_batch_size": config.microBatchSize, "gradient_accumulation_steps": config.gradientAccumulationSteps,
             "sequence_len": config.sequenceLen, "seed": config.seed,
+            "optimizer": config.optimizer,
+            "peak_rss_bytes": ProcessMemory.peakResidentBytes(),
+            "predicted_peak_bytes": memoryPlan?.peakBytes ?? NSNull(),
         ]
         try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: dir + "/loft_run.json"), options: .atomic)
@@ -94,14 +124,18 @@ public final class TrainingRun {
         var isDir: ObjCBool = false
         FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let file = isDir.boolValue ? path + "/config.json" : path
-        let mapped = try MappedFile(path: file)
-        var hasher = SHA256()
-        var offset = 0
-        while offset < mapped.bytes.count {
-            let end = min(mapped.bytes.count, offset + (1 << 20))
-            hasher.update(Array(mapped.bytes[offset ..< end]))
-            offset = end
+        // Read, not mapped: a mapped file's pages count in the process's RSS,
+        // so hashing a model through a map would add its size to the run's
+        // recorded peak (measured: up to +90 MiB for SmolLM2's 94 MiB GGUF).
+        guard let handle = FileHandle(forReadingAtPath: file) else {
+            throw FormatError(file, "cannot be read to hash it; check its permissions")
         }
-        return SHA256.hex(hasher.finalize())
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update([UInt8](chunk))
+        }
+        // The digest itself in hex (SHA256.hex would hash it a second time).
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }

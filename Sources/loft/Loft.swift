@@ -22,6 +22,7 @@ struct Loft: ParsableCommand {
             TemplateCommand.self,
             BenchCommand.self,
             TrainCommand.self,
+            PlanCommand.self,
             DataCommand.self,
             MergeCommand.self,
             ExportCommand.self,

@@ -27,22 +27,30 @@ struct TrainCommand: ParsableCommand {
         if !cfg.ignoredKeys.isEmpty {
             writeErr("note: ignoring Axolotl keys Loft does not use: \(cfg.ignoredKeys.joined(separator: ", "))")
         }
+        // Before anything large is loaded: does the plan fit what this machine has free?
+        if !cfg.autoMicroBatch, let plan = try? MemoryPlanner(config: cfg).plan(), let available = ProcessMemory.availableBytes() {
+            let budget = available + (ProcessMemory.residentBytes() ?? 0)
+            if plan.peakBytes > budget {
+                writeErr("warning: this run is planned to peak at \(MemoryPlan.format(plan.peakBytes)) but \(MemoryPlan.format(budget)) is available; it may swap or be killed. `loft plan \(config)` shows where the memory goes and what fits")
+            }
+        }
         let run = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite)
         writeErr(run.device.note)
+        if cfg.autoMicroBatch { writeErr("auto_micro_batch: micro_batch_size \(run.config.microBatchSize) fits the available memory") }
         for w in run.data.warnings { writeErr("warning: \(w)") }
         let trained = run.data.train.reduce(0) { $0 + $1.trainedTokenCount }
         writeErr("data: \(run.data.train.count) training and \(run.data.validation.count) validation examples, \(trained) trained tokens")
         if resume, let from = try run.trainer.resume() { writeErr("resuming from \(from)") }
 
         try FileManager.default.createDirectory(atPath: cfg.outputDir, withIntermediateDirectories: true)
-        let metrics = MetricsLog(path: cfg.outputDir + "/metrics.jsonl")
+        let metrics = MetricsLog(path: run.config.outputDir + "/metrics.jsonl")
         let bar = ProgressBar(enabled: !json && isatty(STDERR_FILENO) != 0)
         let trainer = run.trainer
         trainer.onEvent = { e in
             switch e.kind {
             case .step:
                 metrics.append(["step": e.step, "loss": e.loss ?? 0, "lr": e.learningRate ?? 0, "grad_norm": e.gradNorm ?? 0,
-                                "tokens_per_s": e.tokensPerSecond ?? 0])
+                                "tokens_per_s": e.tokensPerSecond ?? 0, "peak_rss_bytes": ProcessMemory.peakResidentBytes()])
                 if json {
                     printJSON(["event": "step", "step": e.step, "total": e.totalSteps, "loss": e.loss ?? 0,
                                "lr": e.learningRate ?? 0, "tokens_per_s": e.tokensPerSecond ?? 0])

@@ -22,12 +22,29 @@ public final class Storage: @unchecked Sendable {
     public let device: Device
     private let owner: AnyObject?
     private let allocated: Bool
+    /// Bytes mapped with mmap (0 when the memory came from malloc).
+    private let mappedBytes: Int
+
+    /// Buffers at least this large are mapped straight from the kernel and
+    /// unmapped when freed. From malloc, glibc serves them from a heap whose
+    /// freed holes (sized for the previous micro-batch) stay resident, so
+    /// peak RSS drifts up step after step (measured: 1927 MiB instead of 1692
+    /// over two steps of a SmolLM2 run) and the memory plan could not predict it.
+    public static let mmapThreshold = 256 << 10
 
     /// Fresh CPU memory, zeroed unless the caller is about to overwrite all of it.
     public init(cpuBytes: Int, zeroed: Bool = true) {
         let n = max(cpuBytes, 64)
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
-        if zeroed { pointer.initializeMemory(as: UInt8.self, repeating: 0, count: n) }
+        var mapped = 0
+        if n >= Self.mmapThreshold,
+           let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
+            pointer = p  // page-aligned and already zero
+            mapped = n
+        } else {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+            if zeroed { pointer.initializeMemory(as: UInt8.self, repeating: 0, count: n) }
+        }
+        mappedBytes = mapped
         byteCount = cpuBytes
         device = .cpu
         owner = nil
@@ -42,9 +59,12 @@ public final class Storage: @unchecked Sendable {
         self.device = device
         self.owner = owner
         self.allocated = false
+        self.mappedBytes = 0
     }
 
-    deinit { if allocated { pointer.deallocate() } }
+    deinit {
+        if mappedBytes > 0 { munmap(pointer, mappedBytes) } else if allocated { pointer.deallocate() }
+    }
 }
 
 /// A dense row-major tensor: a view of `shape` elements of `dtype` starting at

@@ -33,6 +33,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var saveTotalLimit: Int?
     public var earlyStoppingPatience: Int?
     public var gradientCheckpointing = false
+    /// Pick micro_batch_size from the memory plan (the largest that fits).
+    public var autoMicroBatch = false
     public var trainOnInputs = false
     /// A built-in template (chatml, alpaca, llama2) or Jinja source, instead of the tokenizer's.
     public var chatTemplate: String?
@@ -53,7 +55,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "lora_dropout", "lora_target_modules", "lora_target_linear", "use_rslora", "micro_batch_size",
         "gradient_accumulation_steps", "num_epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
         "warmup_ratio", "optimizer", "weight_decay", "loraplus_lr_ratio", "max_grad_norm", "seed", "logging_steps", "eval_steps",
-        "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "train_on_inputs",
+        "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "auto_micro_batch", "train_on_inputs",
         "chat_template", "train_on_eos", "roles_to_train", "skip_bad_rows", "output_dir", "device",
     ]
 
@@ -197,7 +199,9 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         c.warmupRatio = double("warmup_ratio")
         if let v = string("optimizer") {
             if ["adamw_torch", "adamw", "adamw_torch_fused", "adamw_hf"].contains(v) { c.optimizer = "adamw_torch" }
-            else { problems.append("optimizer: '\(v)' is not supported yet; use adamw_torch") }
+            // Paging only moves GPU state to host memory under pressure; on the CPU it is the same optimizer.
+            else if ["adamw_8bit", "paged_adamw_8bit", "adamw_bnb_8bit"].contains(v) { c.optimizer = "adamw_8bit" }
+            else { problems.append("optimizer: '\(v)' is not supported yet; use adamw_torch or adamw_8bit") }
         }
         if let v = double("weight_decay") { c.weightDecay = v }
         if let v = string("device") {
@@ -215,6 +219,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         c.saveTotalLimit = int("save_total_limit")
         c.earlyStoppingPatience = int("early_stopping_patience")
         if let v = bool("gradient_checkpointing") { c.gradientCheckpointing = v }
+        if let v = bool("auto_micro_batch") { c.autoMicroBatch = v }
         if let v = bool("train_on_inputs") { c.trainOnInputs = v }
         c.chatTemplate = string("chat_template")
         if let v = string("train_on_eos") {
