@@ -78,6 +78,9 @@ final class CPUStandIn: CheckableBackend, @unchecked Sendable {
     func crossEntropy(logits: Tensor, labels: [Int32], dLogits: Tensor?, gradScale: Float) -> Double {
         cpu.crossEntropy(logits: logits, labels: labels, dLogits: dLogits, gradScale: gradScale)
     }
+    func adamW8bit(param: Tensor, grad: Tensor, m: BlockwiseQuantizedVector, v: BlockwiseQuantizedVector, hyper: AdamWHyper) {
+        cpu.adamW8bit(param: param, grad: grad, m: m, v: v, hyper: hyper)
+    }
     func adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: AdamWHyper) {
         cpu.adamW(param: param, grad: grad, m: m, v: v, hyper: hyper)
     }
