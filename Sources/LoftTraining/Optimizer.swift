@@ -17,6 +17,8 @@ public final class AdapterOptimizer {
 
     public let backend: Backend
     public private(set) var parameters: [Parameter] = []
+    /// The adapters whose parameters this optimizer updates (told when they change).
+    var loras: [LoRA] = []
     public var weightDecay: Float
     public var beta1: Float, beta2: Float, eps: Float
     /// Optimizer steps taken so far (Adam's bias correction counts from 1).
@@ -41,6 +43,14 @@ public final class AdapterOptimizer {
                                         moment1: backend.zeros(lora.b.shape, dtype: .f32),
                                         moment2: backend.zeros(lora.b.shape, dtype: .f32), learningRateScale: loraPlusRatio,
                                         gradient: { lora.gradB }))
+            if let magnitude = lora.magnitude {
+                // PEFT's LoRA+ puts every 1-D adapter parameter in B's group.
+                parameters.append(Parameter(name: slot.peftPrefix + ".lora_magnitude_vector", value: magnitude,
+                                            moment1: backend.zeros(magnitude.shape, dtype: .f32),
+                                            moment2: backend.zeros(magnitude.shape, dtype: .f32),
+                                            learningRateScale: loraPlusRatio, gradient: { lora.gradMagnitude }))
+            }
+            loras.append(lora)
         }
     }
 
@@ -66,9 +76,13 @@ public final class AdapterOptimizer {
                                    weightDecay: weightDecay, step: step)
             backend.adamW(param: p.value, grad: g, m: p.moment1, v: p.moment2, hyper: hyper)
         }
+        parametersReplaced()
         zeroGradients()
         return norm
     }
+
+    /// Drops what the adapters derived from their old values (DoRA's weight norm).
+    public func parametersReplaced() { for lora in loras { lora.parametersChanged() } }
 
     public func zeroGradients() {
         for p in parameters { if let g = p.gradient() { backend.scale(g, by: 0) } }

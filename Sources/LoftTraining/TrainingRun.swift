@@ -77,7 +77,7 @@ public final class TrainingRun {
             "eval_losses": state.evalLosses,
             "best_eval_loss": state.bestEvalLoss ?? NSNull(),
             "lora": ["r": config.lora.rank, "alpha": config.lora.alpha, "dropout": config.lora.dropout,
-                     "target_modules": config.lora.targetModules, "use_rslora": config.lora.useRSLoRA],
+                     "target_modules": config.lora.targetModules, "use_rslora": config.lora.useRSLoRA, "use_dora": config.lora.useDoRA],
             "learning_rate": config.learningRate, "lr_scheduler": config.lrScheduler.rawValue,
             "micro_batch_size": config.microBatchSize, "gradient_accumulation_steps": config.gradientAccumulationSteps,
             "sequence_len": config.sequenceLen, "seed": config.seed,

@@ -72,6 +72,11 @@ final class PEFTExactnessTests: XCTestCase {
             assertClose(slot.lora.gradB!.toArray(), try grads.floats(named: slot.peftPrefix + ".lora_B.weight"),
                         "\(name) \(slot.peftPrefix) B", tolerance: tolerance)
             checked += 2
+            if let gM = slot.lora.gradMagnitude {
+                assertClose(gM.toArray(), try grads.floats(named: slot.peftPrefix + ".lora_magnitude_vector"),
+                            "\(name) \(slot.peftPrefix) magnitude", tolerance: tolerance)
+                checked += 1
+            }
         }
         XCTAssertEqual(checked, grads.tensorNames.count, "every PEFT gradient has a Loft twin")
     }
@@ -104,6 +109,13 @@ final class PEFTExactnessTests: XCTestCase {
             assertClose(p.value.toArray(), try final.floats(named: p.name), "\(name) final \(p.name)", tolerance: 1e-3)
         }
     }
+
+    // DoRA (use_dora): the gradients of A, B and the magnitude; Qwen2's q/k/v have a bias.
+    func testOneStepTinyLlamaDoRA() throws { try checkOneStep("tiny_llama_dora") }
+    func testOneStepTinyLlamaDoRAWithCheckpointing() throws { try checkOneStep("tiny_llama_dora", checkpointing: true) }
+    func testOneStepTinyQwen2DoRA() throws { try checkOneStep("tiny_qwen2_dora") }
+    func testLossCurveTinyLlamaDoRA() throws { try checkLossCurve("tiny_llama_dora") }
+    func testLossCurveTinyQwen2DoRA() throws { try checkLossCurve("tiny_qwen2_dora") }
 
     func testOneStepRealSmolLM2() throws { try checkOneStep("smollm2", gradients: "grads_fp64.safetensors", tolerance: 3e-4) }
 

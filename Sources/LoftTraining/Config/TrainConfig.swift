@@ -47,6 +47,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
 
     /// Every key Loft reads, with what it means (for suggestions and docs).
     public static let knownKeys: [String] = [
+        "use_dora", "peft_use_dora",
         "base_model", "datasets", "val_set_size", "sequence_len", "sample_packing", "adapter", "lora_r", "lora_alpha",
         "lora_dropout", "lora_target_modules", "lora_target_linear", "use_rslora", "micro_batch_size",
         "gradient_accumulation_steps", "num_epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
@@ -173,6 +174,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         if let v = double("lora_alpha") { c.lora.alpha = v } else { c.lora.alpha = Double(c.lora.rank) * 2 }
         if let v = double("lora_dropout") { if !(0 ..< 1).contains(v) { problems.append("lora_dropout: must be in [0, 1)") } else { c.lora.dropout = v } }
         if let v = bool("use_rslora") { c.lora.useRSLoRA = v }
+        if let v = bool("use_dora") ?? bool("peft_use_dora") { c.lora.useDoRA = v }
         if bool("lora_target_linear") == true { c.lora.targetModules = LoRAConfig.allLinear }
         if let v = dict["lora_target_modules"] {
             if let s = v as? String, s == "all-linear" { c.lora.targetModules = LoRAConfig.allLinear }
