@@ -4,6 +4,7 @@
     /opt/refvenv/bin/python tools/make_training_fixtures.py              # everything
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only tiny  # tiny_llama, tiny_llama_rslora, tiny_qwen3
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only dora  # tiny_llama_dora, tiny_qwen2_dora
+    /opt/refvenv/bin/python tools/make_training_fixtures.py --only modules_to_save  # tiny_llama_tied_full_*
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only smollm2 [--gguf PATH]
 
 For each case: one LoRA training step (loss, per-token losses, every LoRA
@@ -134,7 +135,7 @@ def token_losses(logits, labels):
 
 
 def run_case(name, model, input_ids, labels, r, alpha, targets, use_rslora, lr, steps, base_desc,
-             base_name_for_config, use_dora=False):
+             base_name_for_config, use_dora=False, modules_to_save=None):
     out = os.path.join(FIX, name)
     if os.path.isdir(out):
         shutil.rmtree(out)
@@ -145,7 +146,8 @@ def run_case(name, model, input_ids, labels, r, alpha, targets, use_rslora, lr, 
         p.requires_grad_(False)
 
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none",
-                     task_type="CAUSAL_LM", use_rslora=use_rslora, use_dora=use_dora)
+                     task_type="CAUSAL_LM", use_rslora=use_rslora, use_dora=use_dora,
+                     modules_to_save=modules_to_save)
     torch.manual_seed(0)  # PEFT's kaiming-uniform init of lora_A draws from the global RNG
     pm = get_peft_model(model, cfg)
     pm.peft_config["default"].base_model_name_or_path = base_name_for_config
@@ -161,7 +163,11 @@ def run_case(name, model, input_ids, labels, r, alpha, targets, use_rslora, lr, 
     params = lora_params(pm)
     # DoRA adds lora_magnitude_vector.default.weight [out], initialised by PEFT to
     # the row norms of W (B was zero then; the random B above makes ‖W + s·B·A‖ differ).
-    trainable = (".lora_A.", ".lora_B.") + ((".lora_magnitude_vector.",) if use_dora else ())
+    # modules_to_save wraps each listed module with its own trainable copy
+    # (…embed_tokens.modules_to_save.default.weight); with tied embeddings PEFT's
+    # default (ensure_weight_tying=False) copies each separately, untying them.
+    trainable = ((".lora_A.", ".lora_B.") + ((".lora_magnitude_vector.",) if use_dora else ())
+                 + ((".modules_to_save.",) if modules_to_save else ()))
     assert params and all(any(t in n for t in trainable) for n, _ in params), [n for n, _ in params]
 
     # scale PEFT uses in the forward pass
@@ -216,6 +222,7 @@ def run_case(name, model, input_ids, labels, r, alpha, targets, use_rslora, lr, 
         "lora_alpha": alpha,
         "use_rslora": use_rslora,
         "use_dora": use_dora,
+        "modules_to_save": modules_to_save,
         "scaling": scalings[0] if len(scalings) == 1 else scalings,
         "targets": targets,
         "lora_B_init": "N(0, 0.02^2), torch.Generator().manual_seed(1234), in named_parameters() order",
@@ -286,6 +293,19 @@ def make_dora():
              path, path, use_dora=True)
 
 
+def make_modules_to_save():
+    ids, labels = tiny_batch(42)
+    # Tied embeddings, as SmolLM2: both listed, so two independent copies train.
+    m, path = load_tiny("llama_tied")
+    assert m.lm_head.weight is m.model.embed_tokens.weight
+    run_case("tiny_llama_tied_full_head_embed", m, ids, labels, 4, 8, ["q_proj", "v_proj"], False, 5e-3, 10, path, path,
+             modules_to_save=["embed_tokens", "lm_head"])
+    # Only lm_head: the embedding stays on the original (tied) weights.
+    m, path = load_tiny("llama_tied")
+    run_case("tiny_llama_tied_full_head", m, ids, labels, 4, 8, ["q_proj", "v_proj"], False, 5e-3, 10, path, path,
+             modules_to_save=["lm_head"])
+
+
 def make_smollm2(gguf_path):
     gdir, gname = os.path.split(os.path.abspath(gguf_path))
     tok = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
@@ -303,7 +323,7 @@ def make_smollm2(gguf_path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["tiny", "dora", "smollm2"])
+    ap.add_argument("--only", choices=["tiny", "dora", "modules_to_save", "smollm2"])
     ap.add_argument("--gguf", default=DEFAULT_GGUF)
     a = ap.parse_args()
     os.chdir(REPO)
@@ -312,6 +332,8 @@ def main():
         make_tiny()
     if a.only in (None, "dora"):
         make_dora()
+    if a.only in (None, "modules_to_save"):
+        make_modules_to_save()
     if a.only in (None, "smollm2"):
         if not os.path.exists(a.gguf):
             sys.exit(f"missing {a.gguf}: run tools/fetch-model.sh")

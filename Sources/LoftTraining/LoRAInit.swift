@@ -29,6 +29,7 @@ extension LlamaModel {
                                          module: module, lora: lora))
             }
         }
+        try attachFullyTrained(config.modulesToSave)
         return slots
     }
 

@@ -52,6 +52,11 @@ public final class AdapterOptimizer {
             }
             loras.append(lora)
         }
+        for (key, weight) in model.fullyTrainedWeights {
+            parameters.append(Parameter(name: key, value: weight.value, moment1: backend.zeros(weight.value.shape, dtype: .f32),
+                                        moment2: backend.zeros(weight.value.shape, dtype: .f32), learningRateScale: 1,
+                                        gradient: { weight.gradient }))
+        }
     }
 
     /// The global L2 norm of all gradients.

@@ -78,6 +78,10 @@ final class PEFTExactnessTests: XCTestCase {
                 checked += 1
             }
         }
+        for (key, weight) in model.fullyTrainedWeights {
+            assertClose(weight.gradient!.toArray(), try grads.floats(named: key), "\(name) \(key)", tolerance: tolerance)
+            checked += 1
+        }
         XCTAssertEqual(checked, grads.tensorNames.count, "every PEFT gradient has a Loft twin")
     }
 
@@ -116,6 +120,15 @@ final class PEFTExactnessTests: XCTestCase {
     func testOneStepTinyQwen2DoRA() throws { try checkOneStep("tiny_qwen2_dora") }
     func testLossCurveTinyLlamaDoRA() throws { try checkLossCurve("tiny_llama_dora") }
     func testLossCurveTinyQwen2DoRA() throws { try checkLossCurve("tiny_qwen2_dora") }
+
+    // modules_to_save on a tied model: PEFT trains an independent copy of each listed module.
+    func testOneStepTiedFullHeadAndEmbedding() throws { try checkOneStep("tiny_llama_tied_full_head_embed") }
+    func testOneStepTiedFullHeadAndEmbeddingWithCheckpointing() throws {
+        try checkOneStep("tiny_llama_tied_full_head_embed", checkpointing: true)
+    }
+    func testOneStepTiedFullHeadOnly() throws { try checkOneStep("tiny_llama_tied_full_head") }
+    func testLossCurveTiedFullHeadAndEmbedding() throws { try checkLossCurve("tiny_llama_tied_full_head_embed") }
+    func testLossCurveTiedFullHeadOnly() throws { try checkLossCurve("tiny_llama_tied_full_head") }
 
     func testOneStepRealSmolLM2() throws { try checkOneStep("smollm2", gradients: "grads_fp64.safetensors", tolerance: 3e-4) }
 

@@ -42,6 +42,15 @@ final class TrainConfigTests: XCTestCase {
         }
     }
 
+    func testDoRAKeys() throws {
+        for key in ["use_dora", "peft_use_dora"] {
+            let path = try write("base_model: m.gguf\ndatasets:\n  - path: d.jsonl\n    type: alpaca\n\(key): true\n")
+            XCTAssertTrue(try TrainConfig.load(path: path).lora.useDoRA, key)
+        }
+        let plain = try write("base_model: m.gguf\ndatasets:\n  - path: d.jsonl\n    type: alpaca\n")
+        XCTAssertFalse(try TrainConfig.load(path: plain).lora.useDoRA)
+    }
+
     func testAxolotlKeysAreListedAsIgnoredAndOverridesApply() throws {
         let path = try write("""
         base_model: m.gguf

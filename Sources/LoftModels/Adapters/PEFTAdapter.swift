@@ -19,6 +19,9 @@ public enum PEFTAdapter {
                 try writer.add(name: slot.peftPrefix + ".lora_magnitude_vector", shape: m.shape, floats: model.backend.download(m))
             }
         }
+        for (key, weight) in model.fullyTrainedWeights {
+            try writer.add(name: key, shape: weight.value.shape, floats: model.backend.download(weight.value))
+        }
         try writer.write(to: directory + "/adapter_model.safetensors")
         let json: [String: Any] = [
             "peft_type": "LORA",
@@ -34,7 +37,7 @@ public enum PEFTAdapter {
             "fan_in_fan_out": false,
             "inference_mode": true,
             "init_lora_weights": true,
-            "modules_to_save": NSNull(),
+            "modules_to_save": config.modulesToSave.isEmpty ? NSNull() as Any : config.modulesToSave,
             "layers_to_transform": NSNull(),
             "layers_pattern": NSNull(),
             "rank_pattern": [String: Any](),
@@ -63,7 +66,8 @@ public enum PEFTAdapter {
         if targets.isEmpty, let one = json["target_modules"] as? String { targets = [one] }
         return LoRAConfig(rank: r, alpha: alpha, dropout: (json["lora_dropout"] as? NSNumber)?.doubleValue ?? 0,
                           targetModules: targets, useRSLoRA: json["use_rslora"] as? Bool ?? false,
-                          useDoRA: json["use_dora"] as? Bool ?? false)
+                          useDoRA: json["use_dora"] as? Bool ?? false,
+                          modulesToSave: json["modules_to_save"] as? [String] ?? [])
     }
 
     /// Attaches the adapter in `directory` to the model (replacing any attached one).
@@ -100,6 +104,7 @@ public enum PEFTAdapter {
                 }
             }
         }
+        try model.attachFullyTrained(config.modulesToSave, from: file, path: path)
         let loraKeys = file.tensorNames.filter { $0.contains(".lora_") }
         if used == 0 {
             throw FormatError(path, "no LoRA weights match this model's modules (keys look like \(loraKeys.first ?? "none")); was it trained for another architecture?")

@@ -47,7 +47,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
 
     /// Every key Loft reads, with what it means (for suggestions and docs).
     public static let knownKeys: [String] = [
-        "use_dora", "peft_use_dora",
+        "use_dora", "peft_use_dora", "lora_modules_to_save",
         "base_model", "datasets", "val_set_size", "sequence_len", "sample_packing", "adapter", "lora_r", "lora_alpha",
         "lora_dropout", "lora_target_modules", "lora_target_linear", "use_rslora", "micro_batch_size",
         "gradient_accumulation_steps", "num_epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
@@ -175,6 +175,11 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         if let v = double("lora_dropout") { if !(0 ..< 1).contains(v) { problems.append("lora_dropout: must be in [0, 1)") } else { c.lora.dropout = v } }
         if let v = bool("use_rslora") { c.lora.useRSLoRA = v }
         if let v = bool("use_dora") ?? bool("peft_use_dora") { c.lora.useDoRA = v }
+        if let v = dict["lora_modules_to_save"] {
+            let allowed = LlamaModel.fullyTrainableModules
+            if let list = v as? [String], list.allSatisfy(allowed.contains) { c.lora.modulesToSave = list }
+            else { problems.append("lora_modules_to_save: expected a list of \(allowed.joined(separator: " and ")) (trained in full), got \(v)") }
+        }
         if bool("lora_target_linear") == true { c.lora.targetModules = LoRAConfig.allLinear }
         if let v = dict["lora_target_modules"] {
             if let s = v as? String, s == "all-linear" { c.lora.targetModules = LoRAConfig.allLinear }
