@@ -1,6 +1,7 @@
 import Foundation
 import LoftData
 import LoftFormats
+import LoftHub
 import LoftModels
 import LoftTemplates
 import LoftTensors
@@ -14,12 +15,16 @@ public final class TrainingRun {
     public let tokenizer: Tokenizer
     public let data: PreparedDataset
     public let trainer: Trainer
+    /// Where the base model's files are (the Hub cache's snapshot for a Hub id).
+    public let modelPath: String
 
     public static let version = "0.1.0"
 
     /// Everything that can be checked before training: the output directory,
     /// the data (with its template), the model and its shapes.
-    public init(config: TrainConfig, resume: Bool, overwrite: Bool) throws {
+    /// - downloadProgress: reports a Hub download when base_model is a Hub id.
+    public init(config: TrainConfig, resume: Bool, overwrite: Bool,
+                downloadProgress: ((String, Int64, Int64?) -> Void)? = nil) throws {
         self.config = config
         let fm = FileManager.default
         let existing = (try? fm.contentsOfDirectory(atPath: config.outputDir))?.filter { !$0.hasPrefix(".") } ?? []
@@ -29,7 +34,11 @@ public final class TrainingRun {
         if overwrite && !resume {
             for name in existing { try fm.removeItem(atPath: config.outputDir + "/" + name) }
         }
-        tokenizer = try Tokenizer.load(source: config.baseModel)
+        // A Hub id ("org/name") is fetched into the Hugging Face cache; the id
+        // itself stays base_model_name_or_path in adapter_config.json, as PEFT writes it.
+        let modelPath = try HubModel.localPath(config.baseModel, progress: downloadProgress)
+        self.modelPath = modelPath
+        tokenizer = try Tokenizer.load(source: modelPath)
         var options = DataOptions(sequenceLen: config.sequenceLen)
         options.trainOnInputs = config.trainOnInputs
         options.valSetSize = config.valSetSize
@@ -39,7 +48,7 @@ public final class TrainingRun {
         options.rolesToTrain = config.rolesToTrain
         options.skipBadRows = config.skipBadRows
         data = try DatasetBuilder(tokenizer: tokenizer, options: options).build(config.datasets)
-        let (model, _) = try ModelLoader.load(config.baseModel)
+        let (model, _) = try ModelLoader.load(modelPath)
         if model.config.vocabSize < tokenizer.vocabularySize {
             throw TrainingError("the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(model.config.vocabSize); they do not belong together")
         }
@@ -68,7 +77,7 @@ public final class TrainingRun {
         let metadata: [String: Any] = [
             "loft_version": Self.version,
             "base_model": config.baseModel,
-            "base_model_sha256": (try? Self.fileHash(config.baseModel)) ?? NSNull(),
+            "base_model_sha256": (try? Self.fileHash(modelPath)) ?? NSNull(),
             "dataset_sha256": data.hash,
             "train_examples": data.train.count,
             "validation_examples": data.validation.count,

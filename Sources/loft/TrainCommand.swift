@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoftHub
 import LoftTraining
 
 struct TrainCommand: ParsableCommand {
@@ -27,7 +28,8 @@ struct TrainCommand: ParsableCommand {
         if !cfg.ignoredKeys.isEmpty {
             writeErr("note: ignoring Axolotl keys Loft does not use: \(cfg.ignoredKeys.joined(separator: ", "))")
         }
-        let run = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite)
+        let run = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite,
+                                  downloadProgress: json ? nil : DownloadProgressLine().update)
         for w in run.data.warnings { writeErr("warning: \(w)") }
         let trained = run.data.train.reduce(0) { $0 + $1.trainedTokenCount }
         writeErr("data: \(run.data.train.count) training and \(run.data.validation.count) validation examples, \(trained) trained tokens")

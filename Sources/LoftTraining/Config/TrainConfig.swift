@@ -67,6 +67,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "saves_per_epoch", "load_in_8bit", "load_in_4bit", "lora_fan_in_fan_out", "lora_model_dir",
         "is_llama_derived_model", "is_mistral_derived_model", "is_qwen_derived_model", "torch_compile",
         "gradient_checkpointing_kwargs", "early_stopping", "bnb_config_kwargs",
+        "loss_watchdog_threshold", "loss_watchdog_patience", "s2_attention", "eval_table_size", "eval_max_new_tokens",
+        "dataloader_num_workers", "dataloader_pin_memory", "dataloader_prefetch_factor", "eval_causal_lm_metrics",
     ]
 
     /// Reads a YAML file, applies `--set key=value` overrides, and reports
@@ -93,8 +95,10 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         return config
     }
 
-    static func parse(_ dict: [String: Any], source: String, problems: inout [String]) throws -> TrainConfig {
+    static func parse(_ yamlDict: [String: Any], source: String, problems: inout [String]) throws -> TrainConfig {
         var c = TrainConfig()
+        // Axolotl's examples leave many keys empty (`fp16:`): an empty value is unset.
+        let dict = yamlDict.filter { !($0.value is NSNull) }
         func int(_ key: String) -> Int? {
             guard let v = dict[key] else { return nil }
             if let i = v as? Int { return i }
@@ -145,11 +149,21 @@ public struct TrainConfig: Sendable, Equatable, Codable {
                     if let x = (w as? Double) ?? (w as? Int).map(Double.init), x > 0 { spec.weight = x }
                     else { problems.append("datasets[\(i)].weight: expected a positive number, got \(w)") }
                 }
+                // Axolotl's chat_template field and role mappings, old and new spellings.
+                if let v = d["message_field_role"] as? String { spec.fieldMap["role"] = v }
+                if let v = d["message_field_content"] as? String { spec.fieldMap["content"] = v }
+                for (k, v) in (d["message_property_mappings"] as? [String: Any]) ?? [:] { spec.fieldMap[k] = "\(v)" }
+                if let roles = d["roles"] as? [String: Any] {
+                    var map = spec.roleMap ?? [:]
+                    for (target, names) in roles { for name in (names as? [Any]) ?? [] { map["\(name)"] = target } }
+                    spec.roleMap = map
+                }
                 for k in ["field_instruction", "field_input", "field_output", "field_system", "field_messages", "field_text"] {
                     if let v = d[k] as? String { spec.fieldMap[String(k.dropFirst(6))] = v }
                 }
                 let knownDatasetKeys: Set<String> = ["path", "type", "variables", "field_map", "role_map", "weight", "field_instruction", "field_input",
-                                                     "field_output", "field_system", "field_messages", "field_text", "split", "name", "ds_type"]
+                                                     "field_output", "field_system", "field_messages", "field_text", "split", "name", "ds_type",
+                                                     "message_field_role", "message_field_content", "message_property_mappings", "roles"]
                 for k in d.keys.sorted() where !knownDatasetKeys.contains(k) {
                     problems.append("datasets[\(i)].\(k): unknown key" + (nearest(k, in: Array(knownDatasetKeys)).map { "; did you mean '\($0)'?" } ?? ""))
                 }
