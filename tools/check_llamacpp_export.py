@@ -11,6 +11,13 @@ Needs llama-cpp-python (`pip install llama-cpp-python`). Steps:
      raised so that it matters): `loft export gguf MODEL --adapter A` (merged)
      and `loft export gguf-lora` applied by llama.cpp to the F16 base must give
      the same greedy tokens as `loft generate --adapter A`.
+  3. K-quants: `loft export gguf MODEL --quant f32` quantized by llama.cpp's
+     own llama_model_quantize to Q4_K_M, Q5_K_M and Q6_K must equal Loft's
+     `--quant q4_k_m|q5_k_m|q6_k` exports tensor for tensor: the same type and
+     the same bytes. llama.cpp then loads Loft's Q4_K_M file and continues the
+     prompt; its greedy tokens are compared with Loft's on the same file.
+     --write-fixture records llama.cpp's tensor types per file type in
+     Tests/LoftModelsTests/Fixtures/llamacpp_quant_types.json.
 Exit status 0 when every comparison agrees.
 """
 import argparse
@@ -21,6 +28,10 @@ import subprocess
 import sys
 import tempfile
 
+import ctypes
+
+import llama_cpp
+from gguf import GGUFReader
 from llama_cpp import Llama
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,15 +62,79 @@ def llama_greedy(path, lora=None):
     return out
 
 
+FTYPES = {"q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}  # llama_ftype
+
+
+def llama_quantize(src, dst, ftype):
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
+    if rc != 0:
+        raise RuntimeError(f"llama_model_quantize failed ({rc})")
+
+
+def tensors(path):
+    r = GGUFReader(path)
+    ft = r.fields["general.file_type"]
+    return int(ft.parts[ft.data[0]][0]), {t.name: (t.tensor_type.name, [int(x) for x in t.shape], bytes(t.data.tobytes())) for t in r.tensors}
+
+
+def check_kquants(args, tmp):
+    ok = True
+    f32 = os.path.join(tmp, "model-f32.gguf")
+    loft(args, "export", "gguf", args.model, "--quant", "f32", "--out", f32)
+    fixture = {}
+    for name, ftype in FTYPES.items():
+        ref, ours = os.path.join(tmp, f"llamacpp-{name}.gguf"), os.path.join(tmp, f"loft-{name}.gguf")
+        llama_quantize(f32, ref, ftype)
+        loft(args, "export", "gguf", args.model, "--quant", name, "--out", ours)
+        (rft, rt), (oft, ot) = tensors(ref), tensors(ours)
+        same_types = {k: v[0] for k, v in rt.items()} == {k: v[0] for k, v in ot.items()}
+        same_bytes = [k for k in rt if k in ot and rt[k][2] == ot[k][2]]
+        counts = {}
+        for v in rt.values():
+            counts[v[0]] = counts.get(v[0], 0) + 1
+        print(f"{name}: llama.cpp's types {dict(sorted(counts.items()))}; file_type {rft} vs loft {oft}; "
+              f"types {'equal' if same_types else 'DIFFERENT'}; {len(same_bytes)}/{len(rt)} tensors byte-identical")
+        for k in rt:
+            if k not in ot or rt[k][0] != ot[k][0] or rt[k][2] != ot[k][2]:
+                print(f"   {k}: llama.cpp {rt[k][0]}, loft {ot.get(k, ('missing',))[0]}")
+                break
+        ok &= same_types and len(same_bytes) == len(rt) and rft == oft
+        fixture[name] = {k: {"type": v[0], "shape": v[1]} for k, v in rt.items()}
+        if name == "q4_k_m":
+            want, got = loft_greedy(args, ours), llama_greedy(ours)
+            print("q4_k_m loft      ", want)
+            print("q4_k_m llama.cpp ", got, "OK" if want == got else "DIFFERENT")
+            print("q4_k_m text (llama.cpp):", repr(Llama(model_path=ours, n_ctx=256, n_threads=2, verbose=False)
+                                               .detokenize(got).decode("utf-8", "replace")))
+            ok &= want == got
+    if args.write_fixture:
+        path = os.path.join(REPO, "Tests/LoftModelsTests/Fixtures/llamacpp_quant_types.json")
+        with open(path, "w") as f:
+            json.dump({"source": f"llama_model_quantize of llama-cpp-python {llama_cpp.__version__} on Loft's f32 export of "
+                                 f"{os.path.basename(args.model)}", "files": fixture}, f, indent=1, sort_keys=True)
+            f.write("\n")
+        print("wrote", path)
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loft", default=os.path.join(REPO, ".build/debug/loft"))
     ap.add_argument("--model", default=os.path.expanduser("~/.cache/loft/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--adapter", default=os.path.join(REPO, "Tests/LoftTrainingTests/Fixtures/smollm2/initial_adapter"))
     ap.add_argument("--alpha", type=float, default=64, help="lora_alpha for the check (the fixture adapter barely changes tokens at its own)")
+    ap.add_argument("--write-fixture", action="store_true", help="record llama.cpp's tensor types for the Swift tests")
+    ap.add_argument("--only-kquants", action="store_true")
     args = ap.parse_args()
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
+        ok &= check_kquants(args, tmp)
+        if args.only_kquants:
+            print("all agree" if ok else "MISMATCH")
+            sys.exit(0 if ok else 1)
         f16 = os.path.join(tmp, "model-f16.gguf")
         loft(args, "export", "gguf", args.model, "--quant", "f16", "--out", f16)
         want, got = loft_greedy(args, args.model), llama_greedy(f16)

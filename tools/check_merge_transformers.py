@@ -9,6 +9,12 @@ then transformers loads TMP (AutoModelForCausalLM, float32, eager) and its
 logits are compared with (a) PEFT's base+adapter and (b) PEFT's
 merge_and_unload(); both within 1e-4 of the largest |logit|. The logits
 transformers computes from Loft's merged directory are the fixture.
+
+With --smollm2, the real GGUF base: the merged directory's logits against
+transformers' GGUF loader + PEFT, and its tokenizer (the tokenizer.json and
+tokenizer_config.json Loft rebuilds from the GGUF) loaded by AutoTokenizer
+must encode texts exactly as transformers' own GGUF tokenizer does and render
+the chat template as it does.
 """
 import argparse
 import json
@@ -74,6 +80,18 @@ def main():
                 ref = AutoModelForCausalLM.from_pretrained(os.path.dirname(base), gguf_file=os.path.basename(base),
                                                            dtype=torch.float32, attn_implementation="eager")
                 want = PeftModel.from_pretrained(ref, adapter).eval()(ids).logits[0]
+            from transformers import AutoTokenizer
+            tok = AutoTokenizer.from_pretrained(out)
+            ref_tok = AutoTokenizer.from_pretrained(os.path.dirname(base), gguf_file=os.path.basename(base))
+            texts = ["Hello world", "  spaces\tand\nnewlines 12345", " ünïcödé ✓ 3.14159", "<|im_start|>user\nHi<|im_end|>",
+                     "The quick brown fox jumps over the lazy dog."]
+            same = all(tok.encode(t) == ref_tok.encode(t) for t in texts)
+            msgs = [{"role": "user", "content": "Who are you?"}]
+            chat_same = (tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                         == ref_tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+            print(f"smollm2 merged tokenizer: encodings {'equal' if same else 'DIFFERENT'} to transformers' GGUF tokenizer; "
+                  f"chat template {'renders the same' if chat_same else 'DIFFERS'}; eos {tok.eos_token!r}")
+            ok = ok and same and chat_same
         e = rel(got, want)
         print(f"smollm2 (GGUF base): transformers(loft merged) vs transformers GGUF + PEFT {e:.2e}")
         ok = ok and e < 1e-4

@@ -17,6 +17,9 @@ public final class LanguageModel {
     let baseTemplateSource: String?
     /// The adapter directory attached now, if any.
     public private(set) var adapter: String?
+    /// The end-of-sequence token the attached adapter was trained with
+    /// (its tokenizer_config.json's eos_token), when it names one.
+    public private(set) var adapterEOSTokenID: Int32?
 
     /// Loads from an HF directory or a .gguf; adapters (PEFT directories) are
     /// attached in order, and an adapter's own tokenizer files, when it has
@@ -33,20 +36,63 @@ public final class LanguageModel {
         try setAdapter(adapter)
     }
 
-    /// Attaches the adapter in `directory` (replacing the one attached), or
-    /// detaches it with nil, keeping the base model loaded. The adapter's own
-    /// chat_template.jinja, when it has one, becomes the template.
+    /// Attaches the adapter in `directory` (PEFT or mlx-lm; replacing the one
+    /// attached), or detaches it with nil, keeping the base model loaded. The
+    /// tokenizer files the adapter was saved with take precedence over the
+    /// base model's: its chat_template.jinja (or tokenizer_config.json's
+    /// chat_template) becomes the template, and that file's bos_token /
+    /// eos_token are the template's special tokens, the EOS also ending replies.
     public func setAdapter(_ directory: String?) throws {
         var templateSource = baseTemplateSource
+        var bos = tokenizer.bosToken, eos = tokenizer.eosToken
+        var eosID: Int32?
         if let directory {
             try PEFTAdapter.load(directory, into: model)
-            let saved = URL(fileURLWithPath: directory).appendingPathComponent("chat_template.jinja")
-            if let text = try? String(contentsOf: saved, encoding: .utf8) { templateSource = text }
+            let saved = try AdapterTokenizerFiles(directory: directory)
+            if let t = saved.chatTemplate { templateSource = t }
+            if let b = saved.bosToken { bos = b }
+            if let e = saved.eosToken {
+                eos = e
+                if let id = tokenizer.tokenToID(e) { eosID = Int32(id) }
+            }
         } else {
             model.detachLoRA()
         }
-        template = try templateSource.map { try ChatTemplate($0, bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken) }
+        template = try templateSource.map { try ChatTemplate($0, bosToken: bos, eosToken: eos) }
         adapter = directory
+        adapterEOSTokenID = eosID
+    }
+
+    /// Token ids of the conversation in a JSON file: a list of messages
+    /// ({"role", "content"}), or an object with "messages" (and "tools").
+    public func promptIDs(messagesFile path: String) throws -> [Int32] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FormatError(path, "cannot be read; give a JSON file with a list of {\"role\", \"content\"} messages")
+        }
+        let input: JinjaValue
+        do { input = try JSONReader.parse(String(decoding: data, as: UTF8.self)) } catch {
+            throw FormatError(path, "is not valid JSON: \(error)")
+        }
+        var messages: [JinjaValue] = [], tools: [JinjaValue]?
+        switch input {
+        case .array(let list): messages = list
+        case .object(let o):
+            guard case .array(let list)? = o["messages"] else {
+                throw FormatError(path, "expected a list of messages or an object with \"messages\"")
+            }
+            messages = list
+            tools = o["tools"]?.arrayValue
+        default: throw FormatError(path, "expected a list of messages or an object with \"messages\"")
+        }
+        if messages.isEmpty { throw FormatError(path, "holds no messages") }
+        for (i, m) in messages.enumerated() where m["role"]?.stringValue == nil {
+            throw FormatError(path, "message \(i) has no \"role\" string")
+        }
+        guard let template else {
+            throw FormatError(self.path, "has no chat template to render \(path) with; use a plain --prompt, or a model with tokenizer.chat_template")
+        }
+        let text = try template.render(messages: messages, tools: tools, addGenerationPrompt: true)
+        return tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
     }
 
     /// Token ids of a chat conversation, rendered with the model's template
@@ -69,6 +115,7 @@ public final class LanguageModel {
     public var stopTokens: Set<Int32> {
         var s = Set(model.config.eosTokenIDs.map(Int32.init))
         if let e = tokenizer.eosTokenID { s.insert(Int32(e)) }
+        if let e = adapterEOSTokenID { s.insert(e) }
         for name in ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>"] {
             if let id = tokenizer.tokenToID(name), tokenizer.isSpecial(id) { s.insert(Int32(id)) }
         }
@@ -89,5 +136,35 @@ public final class LanguageModel {
         if !rest.isEmpty { onText?(rest) }
         let text = tokenizer.decode(result.tokens.filter { !stops.contains($0) }.map(Int.init), skipSpecialTokens: true)
         return (result.tokens, text)
+    }
+}
+
+/// The tokenizer files an adapter directory was saved with (Loft and PEFT
+/// trainers save the tokenizer next to the adapter): the chat template
+/// (chat_template.jinja, else tokenizer_config.json's chat_template) and the
+/// special tokens tokenizer_config.json names.
+struct AdapterTokenizerFiles {
+    var chatTemplate: String?
+    var bosToken: String?
+    var eosToken: String?
+
+    init(directory: String) throws {
+        let dir = URL(fileURLWithPath: directory)
+        let configPath = dir.appendingPathComponent("tokenizer_config.json").path
+        if let data = FileManager.default.contents(atPath: configPath) {
+            guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw FormatError(configPath, "is not a JSON object; fix or remove it (the base model's tokenizer settings are used without it)")
+            }
+            func token(_ key: String) -> String? {
+                if let s = json[key] as? String { return s }
+                return (json[key] as? [String: Any])?["content"] as? String
+            }
+            bosToken = token("bos_token")
+            eosToken = token("eos_token")
+            if let t = json["chat_template"] as? String { chatTemplate = t }
+        }
+        if let text = try? String(contentsOf: dir.appendingPathComponent("chat_template.jinja"), encoding: .utf8) {
+            chatTemplate = text
+        }
     }
 }

@@ -114,7 +114,7 @@ public enum OllamaExporter {
 
     /// Writes DIR/model.gguf and DIR/Modelfile.
     @discardableResult
-    public static func export(modelPath: String, adapter: String?, to directory: String, type: GGMLType = .f16,
+    public static func export(modelPath: String, adapter: String?, to directory: String, type: GGUFFileType = .f16,
                               overwrite: Bool = false) throws -> Report {
         try ModelMerger.checkOutput(directory, overwrite: overwrite)
         let lm = try LanguageModel(path: modelPath, adapter: adapter)

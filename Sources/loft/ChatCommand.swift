@@ -11,7 +11,7 @@ struct ChatCommand: ParsableCommand {
     @Argument(help: "A Hugging Face model directory, a .gguf file, or a Hub id (org/name).")
     var model: String
 
-    @Option(help: "A LoRA adapter directory (PEFT format) to start with; /adapter switches it.")
+    @Option(help: "A LoRA adapter directory (PEFT or mlx-lm format) to start with; /adapter switches it.")
     var adapter: String?
 
     @Option(help: "System message.")

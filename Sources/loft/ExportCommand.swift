@@ -17,20 +17,20 @@ struct ModelExportFlags: ParsableArguments {
     @Argument(help: "A Hugging Face model directory or a .gguf file.")
     var model: String
 
-    @Option(help: "A LoRA adapter directory (PEFT format) to merge before writing.")
+    @Option(help: "A LoRA adapter directory (PEFT or mlx-lm format) to merge before writing.")
     var adapter: String?
 
-    @Option(help: "Tensor type of the 2-D weights: f32, f16, bf16, q8_0 or q4_0 (norms stay f32).")
+    @Option(help: "File type: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k (per-tensor types as llama-quantize picks them; norms stay f32).")
     var quant = "f16"
 
     func validate() throws {
         if GGUFExporter.quantTypes[quant.lowercased()] == nil {
-            throw ValidationError("--quant \(quant): use one of f32, f16, bf16, q8_0, q4_0 (K-quants are not written yet)")
+            throw ValidationError("--quant \(quant): use one of \(GGUFFileType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 
-    /// The validated tensor type.
-    var type: GGMLType { GGUFExporter.quantTypes[quant.lowercased()]! }
+    /// The validated file type.
+    var type: GGUFFileType { GGUFExporter.quantTypes[quant.lowercased()]! }
 }
 
 struct ExportGGUFCommand: ParsableCommand {
@@ -53,10 +53,11 @@ struct ExportGGUFCommand: ParsableCommand {
         let report = try GGUFExporter.export(modelPath: source.model, adapter: source.adapter, to: out,
                                              type: source.type, overwrite: overwrite)
         if json {
-            printJSON(["path": report.path, "type": report.type.description, "tensors": report.tensors,
+            printJSON(["path": report.path, "type": report.type.description, "tensors": report.tensors, "tensor_types": report.tensorTypes,
                        "merged_projections": report.mergedProjections, "bytes": report.bytes, "notes": report.notes])
         } else {
             print("wrote \(report.path): \(report.tensors) tensors, \(report.type), \(report.bytes / 1_000_000) MB\(report.mergedProjections > 0 ? ", \(report.mergedProjections) LoRA projections merged" : "")")
+            print("tensor types: " + report.tensorTypes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
             for n in report.notes { print("note: \(n)") }
         }
     }
@@ -67,7 +68,7 @@ struct ExportGGUFLoRACommand: ParsableCommand {
         commandName: "gguf-lora",
         abstract: "Write a LoRA adapter as a llama.cpp LoRA GGUF (for llama-cli --lora).")
 
-    @Option(help: "The LoRA adapter directory (PEFT format).")
+    @Option(help: "The LoRA adapter directory (PEFT or mlx-lm format).")
     var adapter: String
 
     @Option(help: "The base model it was trained on (HF directory or .gguf).")

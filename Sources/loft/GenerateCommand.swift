@@ -23,7 +23,10 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "System message for --chat.")
     var system: String?
 
-    @Option(help: "A LoRA adapter directory (PEFT format) to apply.")
+    @Option(help: "A JSON file with a conversation (a list of {\"role\", \"content\"}), rendered with the chat template (the adapter's when it has one).")
+    var messages: String?
+
+    @Option(help: "A LoRA adapter directory (PEFT or mlx-lm format) to apply.")
     var adapter: String?
 
     @Option(name: .customLong("max-new-tokens"), help: "How many tokens to generate at most.")
@@ -39,13 +42,15 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must be ≥ 0") }
-        if (ids == nil) == (prompt == nil) { throw ValidationError("give exactly one of --ids and --prompt") }
+        if [ids != nil, prompt != nil, messages != nil].filter({ $0 }).count != 1 {
+            throw ValidationError("give exactly one of --ids, --prompt and --messages")
+        }
         if chat && prompt == nil { throw ValidationError("--chat needs --prompt") }
         if system != nil && !chat { throw ValidationError("--system needs --chat") }
     }
 
     func run() throws {
-        if let text = prompt { return try runText(text) }
+        if prompt != nil || messages != nil { return try runText() }
         let prompt = try parseIDs(ids ?? "")
         guard !prompt.isEmpty else { throw CLIError("--ids is empty; give at least one token id") }
         let (m, _) = try ModelLoader.load(try localModel(model))
@@ -74,16 +79,18 @@ struct GenerateCommand: ParsableCommand {
     }
 
     /// Text in, text out, with the tokenizer and (for --chat) the chat template.
-    func runText(_ text: String) throws {
+    func runText() throws {
         let lm = try LanguageModel(path: try localModel(model), adapter: adapter)
         let promptIDs: [Int32]
-        if chat {
+        if let messages {
+            promptIDs = try lm.promptIDs(messagesFile: messages)
+        } else if chat, let text = prompt {
             var messages: [(role: String, content: String)] = []
             if let system { messages.append(("system", system)) }
             messages.append(("user", text))
             promptIDs = try lm.promptIDs(messages: messages)
         } else {
-            promptIDs = lm.promptIDs(text: text)
+            promptIDs = lm.promptIDs(text: prompt ?? "")
         }
         let options = sampling.options
         let started = Date()

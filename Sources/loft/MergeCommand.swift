@@ -10,7 +10,7 @@ struct MergeCommand: ParsableCommand {
     @Argument(help: "The base model: a Hugging Face directory or a .gguf file.")
     var model: String
 
-    @Option(help: "The LoRA adapter directory (PEFT format) to merge.")
+    @Option(help: "The LoRA adapter directory (PEFT or mlx-lm format) to merge.")
     var adapter: String
 
     @Option(help: "Output directory (must be empty or absent unless --overwrite).")

@@ -100,7 +100,10 @@ final class GGUFWriterTests: XCTestCase {
         }
         XCTAssertThrowsError(try GGMLQuantizer.encode([1, .nan], rowLength: 2, as: .f32))
         XCTAssertThrowsError(try GGMLQuantizer.encode([1e6], rowLength: 1, as: .f16)) { XCTAssertTrue("\($0)".contains("BF16")) }
-        XCTAssertThrowsError(try GGMLQuantizer.encode([1], rowLength: 1, as: .q6_K))
+        XCTAssertThrowsError(try GGMLQuantizer.encode([1], rowLength: 1, as: .q6_K)) { XCTAssertTrue("\($0)".contains("blocks"), "\($0)") }
+        XCTAssertThrowsError(try GGMLQuantizer.encode([Float](repeating: 1, count: 256), rowLength: 256, as: .q3_K)) {
+            XCTAssertTrue("\($0)".contains("cannot write"), "\($0)")
+        }
         var w = GGUFWriter()
         try w.addTensor(name: "x", shape: [2], type: .f32, data: [UInt8](repeating: 0, count: 8))
         XCTAssertThrowsError(try w.addTensor(name: "x", shape: [2], type: .f32, data: [UInt8](repeating: 0, count: 8)))

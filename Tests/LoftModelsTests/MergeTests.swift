@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import LoftTokenizers
 import LoftFormats
 @testable import LoftModels
 import LoftTensors
@@ -67,6 +68,13 @@ final class MergeTests: XCTestCase {
         let tc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/tokenizer_config.json"))) as? [String: Any]
         XCTAssertNotNil(tc?["chat_template"] as? String)
         XCTAssertEqual(tc?["eos_token"] as? String, "<|im_end|>")
+        // The tokenizer.json rebuilt from the GGUF tokenizes as the GGUF does
+        // (transformers' AutoTokenizer on it: tools/check_merge_transformers.py --smollm2).
+        let fromDir = try Tokenizer.load(source: out), fromGGUF = try Tokenizer.load(source: TestPaths.smolLM2)
+        for text in ["Hello world", "  spaces\tand\nnewlines 12345", " ünïcödé ✓ 3.14", "<|im_start|>user\nHi<|im_end|>\n"] {
+            XCTAssertEqual(fromDir.encode(text, addSpecialTokens: true), fromGGUF.encode(text, addSpecialTokens: true), text)
+        }
+        XCTAssertEqual(fromDir.eosTokenID, fromGGUF.eosTokenID)
     }
 
     func testRefusesNonEmptyOutputAndNaN() throws {

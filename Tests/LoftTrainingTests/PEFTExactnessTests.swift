@@ -9,10 +9,12 @@ import LoftTensors
 /// (fixtures from tools/make_training_fixtures.py). Tolerances: the loss
 /// within 1e-5 and every LoRA gradient within 1e-4 relative (max |Δ| over
 /// max |reference| per tensor); the loss curve of the AdamW run within 1e-3.
-/// For the 30-layer real model the gradients are compared with PyTorch's
-/// float64 run (tools/make_fp64_grads.py) within 3e-4: PyTorch's own
-/// float32 gradients are 2e-5 from it and Loft's at most 2.6e-4 (layer 29
-/// v_proj B), a systematic gap still to find; the tiny models meet 1e-4.
+/// For the 30-layer real model the gradients are compared, within the same
+/// 1e-4, with a float64 PyTorch run (tools/make_fp64_grads.py, which also
+/// lifts transformers' float32 islands — RMSNorm, softmax, rotary, loss — to
+/// float64): Loft's are at most 2.2e-5 from it, PyTorch's own float32
+/// gradients 2.4e-4 (two float32 implementations differ by more than either
+/// differs from exact arithmetic, so they are not compared with each other).
 final class PEFTExactnessTests: XCTestCase {
     /// A path to a tiny model, or (for the real model) an object naming the GGUF.
     enum Base: Decodable {
@@ -130,7 +132,7 @@ final class PEFTExactnessTests: XCTestCase {
     func testLossCurveTiedFullHeadAndEmbedding() throws { try checkLossCurve("tiny_llama_tied_full_head_embed") }
     func testLossCurveTiedFullHeadOnly() throws { try checkLossCurve("tiny_llama_tied_full_head") }
 
-    func testOneStepRealSmolLM2() throws { try checkOneStep("smollm2", gradients: "grads_fp64.safetensors", tolerance: 3e-4) }
+    func testOneStepRealSmolLM2() throws { try checkOneStep("smollm2", gradients: "grads_fp64.safetensors") }
 
     func testLossCurveTinyLlama() throws { try checkLossCurve("tiny_llama") }
     func testLossCurveTinyQwen3() throws { try checkLossCurve("tiny_qwen3") }

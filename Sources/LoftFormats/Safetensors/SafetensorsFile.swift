@@ -196,6 +196,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         for key in root.keys {
             let value = root[key]!
             if key == "__metadata__" {
+                // mlx writes `"__metadata__": null`; the reference reader takes null as no metadata.
+                if case .null = value { continue }
                 guard let m = value.object else { throw FormatError(path, "__metadata__ is \(value.kind), expected an object of strings") }
                 for k in m.keys {
                     guard let s = m[k]!.string else {

@@ -6,20 +6,8 @@ import LoftTensors
 /// llama.cpp loads: `{arch}.*` hyper-parameters, the tokenizer, llama.cpp's
 /// tensor names and its q/k row permutation for Llama-architecture files.
 public enum GGUFExporter {
-    /// The tensor types `loft export gguf --quant` offers.
-    public static let quantTypes: [String: GGMLType] = ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0, "q4_0": .q4_0]
-
-    /// llama.cpp's `general.file_type` (enum llama_ftype) for a whole-file type.
-    static func fileType(_ t: GGMLType) -> UInt32 {
-        switch t {
-        case .f32: return 0
-        case .f16: return 1
-        case .q4_0: return 2
-        case .q8_0: return 7
-        case .bf16: return 32
-        default: return 1
-        }
-    }
+    /// The file types `loft export gguf --quant` offers, by name.
+    public static let quantTypes: [String: GGUFFileType] = Dictionary(uniqueKeysWithValues: GGUFFileType.allCases.map { ($0.rawValue, $0) })
 
     /// The GGUF architecture name: Mistral files use llama.cpp's "llama".
     public static func ggufArchitecture(_ a: Architecture) -> String {
@@ -32,8 +20,10 @@ public enum GGUFExporter {
 
     public struct Report {
         public let path: String
-        public let type: GGMLType
+        public let type: GGUFFileType
         public let tensors: Int
+        /// How many tensors of each type were written, e.g. ["Q4_K": 30, "Q5_0": 150, …].
+        public let tensorTypes: [String: Int]
         public let mergedProjections: Int
         public let bytes: Int
         public let notes: [String]
@@ -41,7 +31,7 @@ public enum GGUFExporter {
 
     /// Loads `modelPath`, attaches `adapter` and writes the GGUF.
     @discardableResult
-    public static func export(modelPath: String, adapter: String?, to path: String, type: GGMLType,
+    public static func export(modelPath: String, adapter: String?, to path: String, type: GGUFFileType,
                               overwrite: Bool = false) throws -> Report {
         try checkOutputFile(path, overwrite: overwrite)
         let (model, opened) = try ModelLoader.load(modelPath)
@@ -91,19 +81,17 @@ public enum GGUFExporter {
         return m
     }
 
-    /// Writes the model to `path` as `type` (2-D weights; norms and biases stay F32).
+    /// Writes the model to `path` as `type` (2-D weights as `type` picks per
+    /// tensor; norms and biases stay F32).
     public static func export(model: LlamaModel, opened: ModelLoader.Opened, sourcePath: String, adapter: String?,
-                              to path: String, type: GGMLType) throws -> Report {
-        guard GGMLQuantizer.supportedTypes.contains(type) else {
-            throw FormatError(path, "Loft cannot write \(type) yet; use f32, f16, bf16, q8_0 or q4_0")
-        }
+                              to path: String, type: GGUFFileType) throws -> Report {
         let c = model.config
         var notes: [String] = []
         let name = URL(fileURLWithPath: sourcePath).deletingPathExtension().lastPathComponent
         var w = GGUFWriter()
         for (k, v) in try modelMetadata(c, name: name) { w.set(k, v) }
-        w.set("general.file_type", .uint32(fileType(type)))
-        if type == .q8_0 || type == .q4_0 { w.set("general.quantization_version", .uint32(2)) }
+        w.set("general.file_type", .uint32(type.llamaFileType))
+        if type.isQuantized { w.set("general.quantization_version", .uint32(2)) }  // GGML_QNT_VERSION
         if let window = c.slidingWindow {
             notes.append("the model uses sliding-window attention (\(window) tokens); llama.cpp's \(ggufArchitecture(c.architecture)) architecture attends to the whole context")
         }
@@ -113,6 +101,9 @@ public enum GGUFExporter {
 
         let (tensors, merged) = try ModelMerger.mergedTensors(model, source: sourcePath)
         let permute = c.architecture == .llama || c.architecture == .mistral
+        let tied = !tensors.contains { GGUFWeights.ggufName($0.name) == "output.weight" }
+        var counts: [String: Int] = [:]
+        var fallbacks = 0
         for t in tensors {
             guard let g = GGUFWeights.ggufName(t.name) else {
                 throw FormatError(sourcePath, "no GGUF name for weight \(t.name)")
@@ -126,21 +117,22 @@ public enum GGUFExporter {
                     try permuteLlamaQK($0.baseAddress!, rows: t.shape[0], cols: cols, heads: heads)
                 }
             }
-            var tt: GGMLType = t.shape.count == 1 ? .f32 : type
-            if (type == .q4_0) && (g == "token_embd.weight" || g == "output.weight") {
-                tt = .q8_0  // as llama-quantize, the embeddings and output keep more bits than Q4_0
-            }
             let row = t.shape.last!
-            if row % tt.blockLayout.elements != 0 {
-                notes.append("\(g): rows of \(row) are not whole \(tt) blocks; written as F16")
-                tt = .f16
+            let (tt, fallback) = type.tensorType(name: g, dimensions: t.shape.count, rowLength: row,
+                                                 layers: c.layers, tiedEmbeddings: tied)
+            if let fallback {
+                fallbacks += 1
+                if fallbacks <= 3 { notes.append(fallback) }
             }
+            counts[tt.description, default: 0] += 1
             let data = try GGMLQuantizer.encode(values, rowLength: row, as: tt, name: g)
             try w.addTensor(name: g, shape: t.shape, type: tt, data: data)
         }
+        if fallbacks > 3 { notes.append("\(fallbacks) of \(tensors.count) tensors needed a fallback type (rows not whole blocks)") }
         try w.write(to: path)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        return Report(path: path, type: type, tensors: tensors.count, mergedProjections: merged, bytes: size ?? 0, notes: notes)
+        return Report(path: path, type: type, tensors: tensors.count, tensorTypes: counts, mergedProjections: merged,
+                      bytes: size, notes: notes)
     }
 
     /// The `tokenizer.*` metadata: copied from a GGUF source, or built from a

@@ -299,9 +299,16 @@ public enum ModelMerger {
             if let t = md["tokenizer.chat_template"]?.string { tc["chat_template"] = t }
             if let b = md["tokenizer.ggml.add_bos_token"]?.bool { tc["add_bos_token"] = b }
             if let b = md["tokenizer.ggml.add_eos_token"]?.bool { tc["add_eos_token"] = b }
+            let (tokJSON, reason) = HFTokenizerWriter.tokenizerJSON(gguf)
+            if let tokJSON {
+                try writeJSON(tokJSON, to: tmp.appendingPathComponent("tokenizer.json"))
+                tokenizerFiles.append("tokenizer.json")
+            } else {
+                tc["tokenizer_class"] = NSNull()
+                notes.append("no tokenizer.json was written (\(reason ?? "unsupported tokenizer")); load the tokenizer from the original model")
+            }
             try writeJSON(tc, to: tmp.appendingPathComponent("tokenizer_config.json"))
             tokenizerFiles.append("tokenizer_config.json")
-            notes.append("the source is a GGUF: tokenizer_config.json carries its chat template and special tokens; no tokenizer.json was written (load the tokenizer from the original model, or use `loft tokenize` on the GGUF)")
         }
         // The adapter's own template (what it was trained with) wins, as in `loft generate`.
         if let adapter {

@@ -107,11 +107,16 @@ extension CPUBackend {
                         // every probability inherits it: accumulate in double.
                         var sum = 0.0
                         for j in 0 ..< v { sum += Double(Foundation.exp(row[j] - mx)) }
-                        let lse = mx + Float(Foundation.log(sum))
-                        lossp[r] = Double(lse - row[label])
+                        // Keep log-sum-exp in double too: rounded to float it is off
+                        // by an ulp of the largest logit, which shifts the loss and
+                        // scales every probability by the same (1 + δ); the LM head's
+                        // backward then turns that δ into a gradient error far larger
+                        // than float rounding of each term.
+                        lossp[r] = Double(mx) - Double(row[label]) + Foundation.log(sum)
                         if let gp {
                             let g = gp + r * v
-                            for j in 0 ..< v { g[j] = Foundation.exp(row[j] - lse) * gradScale }
+                            let scale = Double(gradScale) / sum
+                            for j in 0 ..< v { g[j] = Float(Double(Foundation.exp(row[j] - mx)) * scale) }
                             g[label] -= gradScale
                         }
                     }
