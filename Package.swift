@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "LoftData", targets: ["LoftData"]),
         .library(name: "LoftTraining", targets: ["LoftTraining"]),
         .library(name: "LoftCUDA", targets: ["LoftCUDA"]),
+        .library(name: "LoftHub", targets: ["LoftHub"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,6 +32,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         // File formats: safetensors, GGUF (with dequantization), HF config.json.
         .target(name: "LoftFormats", swiftSettings: settings),
+        // Hugging Face Hub ids: downloads into the shared Hugging Face cache.
+        .target(name: "LoftHub", swiftSettings: settings),
         // Tensors, dtypes and the Backend interface with its CPU implementation.
         .target(name: "LoftTensors", dependencies: [
             .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])),
@@ -48,14 +51,14 @@ let package = Package(
         // Model families built on the backend interface.
         .target(name: "LoftModels", dependencies: ["LoftTensors", "LoftFormats"], swiftSettings: settings),
         // KV-cache generation and sampling.
-        .target(name: "LoftInference", dependencies: ["LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
+        .target(name: "LoftInference", dependencies: ["LoftHub", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
         // Datasets: reading, format detection, rendering with templates, loss masks, packing.
         .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates", "CZlib"], swiftSettings: settings),
         // LoRA layers, the backward pass, optimiser, trainer, checkpoints and PEFT adapters.
-        .target(name: "LoftTraining", dependencies: ["LoftModels", "LoftTensors", "LoftCUDA", "LoftFormats", "LoftData", "LoftTokenizers", "LoftTemplates", "Yams"], swiftSettings: settings),
+        .target(name: "LoftTraining", dependencies: ["LoftHub", "LoftModels", "LoftTensors", "LoftCUDA", "LoftFormats", "LoftData", "LoftTokenizers", "LoftTemplates", "Yams"], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
-            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA",
+            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
@@ -67,6 +70,7 @@ let package = Package(
         .testTarget(name: "LoftDataTests", dependencies: ["LoftTestSupport", "LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTestSupport", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats"], swiftSettings: settings),
+        .testTarget(name: "LoftHubTests", dependencies: ["LoftTestSupport", "LoftHub"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

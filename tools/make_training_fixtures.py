@@ -3,6 +3,8 @@
 
     /opt/refvenv/bin/python tools/make_training_fixtures.py              # everything
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only tiny  # tiny_llama, tiny_llama_rslora, tiny_qwen3
+    /opt/refvenv/bin/python tools/make_training_fixtures.py --only dora  # tiny_llama_dora, tiny_qwen2_dora
+    /opt/refvenv/bin/python tools/make_training_fixtures.py --only modules_to_save  # tiny_llama_tied_full_*
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only smollm2 [--gguf PATH]
 
 For each case: one LoRA training step (loss, per-token losses, every LoRA
@@ -133,7 +135,7 @@ def token_losses(logits, labels):
 
 
 def run_case(name, model, input_ids, labels, r, alpha, targets, use_rslora, lr, steps, base_desc,
-             base_name_for_config):
+             base_name_for_config, use_dora=False, modules_to_save=None):
     out = os.path.join(FIX, name)
     if os.path.isdir(out):
         shutil.rmtree(out)
@@ -144,7 +146,8 @@ def run_case(name, model, input_ids, labels, r, alpha, targets, use_rslora, lr, 
         p.requires_grad_(False)
 
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none",
-                     task_type="CAUSAL_LM", use_rslora=use_rslora)
+                     task_type="CAUSAL_LM", use_rslora=use_rslora, use_dora=use_dora,
+                     modules_to_save=modules_to_save)
     torch.manual_seed(0)  # PEFT's kaiming-uniform init of lora_A draws from the global RNG
     pm = get_peft_model(model, cfg)
     pm.peft_config["default"].base_model_name_or_path = base_name_for_config
@@ -158,7 +161,14 @@ def run_case(name, model, input_ids, labels, r, alpha, targets, use_rslora, lr, 
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.02)
 
     params = lora_params(pm)
-    assert params and all((".lora_A." in n or ".lora_B." in n) for n, _ in params), [n for n, _ in params]
+    # DoRA adds lora_magnitude_vector.default.weight [out], initialised by PEFT to
+    # the row norms of W (B was zero then; the random B above makes ‖W + s·B·A‖ differ).
+    # modules_to_save wraps each listed module with its own trainable copy
+    # (…embed_tokens.modules_to_save.default.weight); with tied embeddings PEFT's
+    # default (ensure_weight_tying=False) copies each separately, untying them.
+    trainable = ((".lora_A.", ".lora_B.") + ((".lora_magnitude_vector.",) if use_dora else ())
+                 + ((".modules_to_save.",) if modules_to_save else ()))
+    assert params and all(any(t in n for t in trainable) for n, _ in params), [n for n, _ in params]
 
     # scale PEFT uses in the forward pass
     scalings = sorted({float(m.scaling["default"]) for m in pm.modules() if hasattr(m, "scaling")
@@ -211,6 +221,8 @@ def run_case(name, model, input_ids, labels, r, alpha, targets, use_rslora, lr, 
         "r": r,
         "lora_alpha": alpha,
         "use_rslora": use_rslora,
+        "use_dora": use_dora,
+        "modules_to_save": modules_to_save,
         "scaling": scalings[0] if len(scalings) == 1 else scalings,
         "targets": targets,
         "lora_B_init": "N(0, 0.02^2), torch.Generator().manual_seed(1234), in named_parameters() order",
@@ -269,6 +281,31 @@ def make_tiny():
     run_case("tiny_qwen3", m, ids, labels, 4, 8, ALL_TARGETS, False, 5e-3, 20, path, path)
 
 
+def make_dora():
+    ids, labels = tiny_batch(42)
+
+    m, path = load_tiny("llama")
+    run_case("tiny_llama_dora", m, ids, labels, 4, 8, ALL_TARGETS, False, 5e-3, 20, path, path, use_dora=True)
+
+    # Qwen2's q/k/v carry a bias, which DoRA's result must not scale.
+    m, path = load_tiny("qwen2")
+    run_case("tiny_qwen2_dora", m, ids, labels, 4, 8, ["q_proj", "k_proj", "v_proj", "down_proj"], False, 5e-3, 20,
+             path, path, use_dora=True)
+
+
+def make_modules_to_save():
+    ids, labels = tiny_batch(42)
+    # Tied embeddings, as SmolLM2: both listed, so two independent copies train.
+    m, path = load_tiny("llama_tied")
+    assert m.lm_head.weight is m.model.embed_tokens.weight
+    run_case("tiny_llama_tied_full_head_embed", m, ids, labels, 4, 8, ["q_proj", "v_proj"], False, 5e-3, 10, path, path,
+             modules_to_save=["embed_tokens", "lm_head"])
+    # Only lm_head: the embedding stays on the original (tied) weights.
+    m, path = load_tiny("llama_tied")
+    run_case("tiny_llama_tied_full_head", m, ids, labels, 4, 8, ["q_proj", "v_proj"], False, 5e-3, 10, path, path,
+             modules_to_save=["lm_head"])
+
+
 def make_smollm2(gguf_path):
     gdir, gname = os.path.split(os.path.abspath(gguf_path))
     tok = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
@@ -286,13 +323,17 @@ def make_smollm2(gguf_path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["tiny", "smollm2"])
+    ap.add_argument("--only", choices=["tiny", "dora", "modules_to_save", "smollm2"])
     ap.add_argument("--gguf", default=DEFAULT_GGUF)
     a = ap.parse_args()
     os.chdir(REPO)
     os.makedirs(FIX, exist_ok=True)
     if a.only in (None, "tiny"):
         make_tiny()
+    if a.only in (None, "dora"):
+        make_dora()
+    if a.only in (None, "modules_to_save"):
+        make_modules_to_save()
     if a.only in (None, "smollm2"):
         if not os.path.exists(a.gguf):
             sys.exit(f"missing {a.gguf}: run tools/fetch-model.sh")

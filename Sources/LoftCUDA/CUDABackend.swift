@@ -273,6 +273,21 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         elementwise("loft_scale", x.count, [.pointer(f32(x, "scale")), .float(alpha), .long(x.count)])
     }
 
+    public func scaleColumns(_ x: Tensor, by scales: Tensor, into y: Tensor, accumulate: Bool) {
+        let m = scales.count
+        precondition(m > 0 && x.count == y.count && x.count % m == 0, "scaleColumns: \(x.shape) ⊙ \(scales.shape) into \(y.shape)")
+        elementwise("loft_scale_columns", y.count, [.pointer(f32(x, "scaleColumns")), .pointer(f32(scales, "scaleColumns")),
+                                                    .pointer(f32(y, "scaleColumns")), .long(x.count / m), .int(m), .int(accumulate ? 1 : 0)])
+    }
+
+    public func columnDots(_ a: Tensor, _ b: Tensor, into out: Tensor, accumulate: Bool) {
+        let m = out.count
+        precondition(m > 0 && a.count == b.count && a.count % m == 0, "columnDots: \(a.shape) · \(b.shape) into \(out.shape)")
+        gpu.launch("loft_column_dots", grid: ((m + 255) / 256, 1, 1), block: 256,
+                   [.pointer(f32(a, "columnDots")), .pointer(f32(b, "columnDots")), .pointer(f32(out, "columnDots")),
+                    .long(a.count / m), .int(m), .int(accumulate ? 1 : 0)])
+    }
+
     public func multiply(_ a: Tensor, _ b: Tensor, into y: Tensor) {
         precondition(a.count == b.count && a.count == y.count, "multiply: \(a.shape) ⊙ \(b.shape) into \(y.shape)")
         elementwise("loft_multiply", y.count, [.pointer(f32(a, "multiply")), .pointer(f32(b, "multiply")), .pointer(f32(y, "multiply")), .long(y.count)])

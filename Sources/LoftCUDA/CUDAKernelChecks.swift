@@ -269,6 +269,21 @@ public final class CUDAKernelChecks {
         cpu.multiply(pair(a).0, pair(b).0, into: mc)
         gpu.multiply(pair(a).1, pair(b).1, into: mg)
         out.append(check("multiply", mg, mc))
+        // DoRA's column ops on an [rows, cols] view of the same data.
+        let cols = 37 + randomInt(60), rows = n / cols
+        let sc2 = random(cols, scale: 2)
+        func matrix(_ v: [Float]) -> (Tensor, Tensor) {
+            let part = Array(v[0 ..< rows * cols])
+            return (cpuTensor(part, [rows, cols]), gpuTensor(part, [rows, cols]))
+        }
+        let (yc0, yg0) = matrix(c)
+        cpu.scaleColumns(matrix(a).0, by: cpuTensor(sc2, [cols]), into: yc0, accumulate: true)
+        gpu.scaleColumns(matrix(a).1, by: gpuTensor(sc2, [cols]), into: yg0, accumulate: true)
+        out.append(check("scaleColumns (accumulate)", yg0, yc0))
+        let (dotc, dotg) = (cpu.zeros([cols]), poisoned([cols]))
+        cpu.columnDots(matrix(a).0, matrix(b).0, into: dotc, accumulate: false)
+        gpu.columnDots(matrix(a).1, matrix(b).1, into: dotg, accumulate: false)
+        out.append(check("columnDots", dotg, dotc))
         let seed = next()
         let (dc, dg) = (cpu.zeros([n]), poisoned([n]))
         cpu.dropoutMask(dc, probability: 0.1, seed: seed)

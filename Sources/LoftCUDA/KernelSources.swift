@@ -210,8 +210,27 @@ public enum KernelSources {
             atomicAdd(&dtable[(long long)ids[row] * d + (i - row * d)], dout[i]);
         }
     }
+    // DoRA's per-output-column scaling and column dot products. One thread
+    // per column walks the rows in order (neighbouring threads read
+    // neighbouring columns), so the double sum is deterministic.
+    extern "C" __global__ void loft_scale_columns(const float *x, const float *scales, float *y,
+                                                  long long rows, int cols, int accumulate) {
+        LOFT_GRID_STRIDE(i, rows * cols) {
+            float v = x[i] * scales[i % cols];
+            y[i] = accumulate ? y[i] + v : v;
+        }
+    }
+    extern "C" __global__ void loft_column_dots(const float *a, const float *b, float *out,
+                                                long long rows, int cols, int accumulate) {
+        int j = blockIdx.x * blockDim.x + threadIdx.x;
+        if (j >= cols) return;
+        double acc = accumulate ? (double)out[j] : 0.0;
+        for (long long r = 0; r < rows; r++) acc += (double)a[r * cols + j] * (double)b[r * cols + j];
+        out[j] = (float)acc;
+    }
     """#, kernels: ["loft_add", "loft_axpy", "loft_scale", "loft_multiply", "loft_swiglu", "loft_swiglu_backward",
-                    "loft_dropout_mask", "loft_adamw", "loft_sum_of_squares", "loft_embedding", "loft_embedding_backward"])
+                    "loft_dropout_mask", "loft_adamw", "loft_sum_of_squares", "loft_embedding", "loft_embedding_backward",
+                    "loft_scale_columns", "loft_column_dots"])
 
     static let normalization = Module(name: "normalization", source: prelude + "\n" + #"""
     // One block per row: y = x · rsqrt(mean(x²) + eps) · (w + offset).

@@ -1,5 +1,6 @@
 import Foundation
 import LoftFormats
+import LoftHub
 import LoftModels
 import LoftTemplates
 import LoftTensors
@@ -23,7 +24,8 @@ public final class LanguageModel {
     /// Loads from an HF directory or a .gguf; adapters (PEFT directories) are
     /// attached in order, and an adapter's own tokenizer files, when it has
     /// them, supply the template it was trained with.
-    public init(path: String, adapter: String? = nil, backend: Backend = CPUBackend.shared) throws {
+    public init(path source: String, adapter: String? = nil, backend: Backend = CPUBackend.shared) throws {
+        let path = try HubModel.localPath(source)   // a Hub id ("org/name") comes from the Hugging Face cache
         self.path = path
         let (model, _) = try ModelLoader.load(path, backend: backend)
         self.model = model

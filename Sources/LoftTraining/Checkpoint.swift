@@ -79,6 +79,7 @@ public enum Checkpoint {
             b.copy(b.upload(try moments.floats(named: p.name + ".exp_avg"), shape: p.value.shape), into: p.moment1)
             b.copy(b.upload(try moments.floats(named: p.name + ".exp_avg_sq"), shape: p.value.shape), into: p.moment2)
         }
+        optimizer.parametersReplaced()
         guard let data = FileManager.default.contents(atPath: dir + "/trainer_state.json") else {
             throw FormatError(dir + "/trainer_state.json", "missing; the checkpoint is incomplete")
         }

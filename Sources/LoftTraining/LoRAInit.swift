@@ -24,10 +24,12 @@ extension LlamaModel {
                                 b: backend.zeros([linear.outFeatures, config.rank], dtype: .f32),
                                 scale: config.scale, dropout: Float(config.dropout))
                 linear.lora = lora
+                if config.useDoRA { linear.initializeDoRAMagnitude(backend: backend) }
                 slots.append(AdapterSlot(peftPrefix: "base_model.model.model.layers.\(i).\(path)", layer: i,
                                          module: module, lora: lora))
             }
         }
+        try attachFullyTrained(config.modulesToSave)
         return slots
     }
 

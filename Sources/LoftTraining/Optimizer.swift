@@ -42,6 +42,8 @@ public final class AdapterOptimizer {
 
     public let backend: Backend
     public private(set) var parameters: [Parameter] = []
+    /// The adapters whose parameters this optimizer updates (told when they change).
+    var loras: [LoRA] = []
     public var weightDecay: Float
     public var beta1: Float, beta2: Float, eps: Float
     /// Optimizer steps taken so far (Adam's bias correction counts from 1).
@@ -66,6 +68,16 @@ public final class AdapterOptimizer {
                                             gradient: { lora.gradA }))
             parameters.append(makeParameter(name: slot.peftPrefix + ".lora_B.weight", value: lora.b,
                                             learningRateScale: loraPlusRatio, gradient: { lora.gradB }))
+            if let magnitude = lora.magnitude {
+                // PEFT's LoRA+ puts every 1-D adapter parameter in B's group.
+                parameters.append(makeParameter(name: slot.peftPrefix + ".lora_magnitude_vector", value: magnitude,
+                                                learningRateScale: loraPlusRatio, gradient: { lora.gradMagnitude }))
+            }
+            loras.append(lora)
+        }
+        for (key, weight) in model.fullyTrainedWeights {
+            parameters.append(makeParameter(name: key, value: weight.value, learningRateScale: 1,
+                                            gradient: { weight.gradient }))
         }
     }
 
@@ -108,9 +120,13 @@ public final class AdapterOptimizer {
                 backend.adamW(param: p.value, grad: g, m: p.moment1, v: p.moment2, hyper: hyper)
             }
         }
+        parametersReplaced()
         zeroGradients()
         return norm
     }
+
+    /// Drops what the adapters derived from their old values (DoRA's weight norm).
+    public func parametersReplaced() { for lora in loras { lora.parametersChanged() } }
 
     public func zeroGradients() {
         for p in parameters { if let g = p.gradient() { backend.scale(g, by: 0) } }

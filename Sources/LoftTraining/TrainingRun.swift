@@ -1,6 +1,7 @@
 import Foundation
 import LoftData
 import LoftFormats
+import LoftHub
 import LoftModels
 import LoftTemplates
 import LoftTensors
@@ -18,6 +19,8 @@ public final class TrainingRun {
     public let device: ResolvedDevice
     /// The predicted memory of this run (nil when the model's headers could not be planned from).
     public let memoryPlan: MemoryPlan?
+    /// Where the base model's files are (the Hub cache's snapshot for a Hub id).
+    public let modelPath: String
 
     public static let version = "0.1.0"
 
@@ -27,18 +30,10 @@ public final class TrainingRun {
 
     /// Everything that can be checked before training: the output directory,
     /// the data (with its template), the model and its shapes.
-    public init(config: TrainConfig, resume: Bool, overwrite: Bool) throws {
+    /// - downloadProgress: reports a Hub download when base_model is a Hub id.
+    public init(config: TrainConfig, resume: Bool, overwrite: Bool,
+                downloadProgress: ((String, Int64, Int64?) -> Void)? = nil) throws {
         var config = config
-        let planner = try? MemoryPlanner(config: config)
-        if config.autoMicroBatch {
-            guard let planner, let available = ProcessMemory.availableBytes() else {
-                throw TrainingError("auto_micro_batch: cannot plan memory here (no /proc/meminfo or unreadable model headers); set auto_micro_batch: false and micro_batch_size")
-            }
-            config.microBatchSize = try Self.autoMicroBatchSize(planner: planner, availableBytes: available,
-                                                                residentBytes: ProcessMemory.residentBytes() ?? 0)
-        }
-        memoryPlan = planner?.plan(microBatchSize: config.microBatchSize)
-        self.config = config
         let fm = FileManager.default
         let existing = (try? fm.contentsOfDirectory(atPath: config.outputDir))?.filter { !$0.hasPrefix(".") } ?? []
         if !existing.isEmpty && !resume && !overwrite {
@@ -48,7 +43,23 @@ public final class TrainingRun {
         if overwrite && !resume {
             for name in existing { try fm.removeItem(atPath: config.outputDir + "/" + name) }
         }
-        tokenizer = try Tokenizer.load(source: config.baseModel)
+        // A Hub id ("org/name") is fetched into the Hugging Face cache; the id
+        // itself stays base_model_name_or_path in adapter_config.json, as PEFT writes it.
+        let modelPath = try HubModel.localPath(config.baseModel, progress: downloadProgress)
+        self.modelPath = modelPath
+        var planned = config
+        planned.baseModel = modelPath
+        let planner = try? MemoryPlanner(config: planned)
+        if config.autoMicroBatch {
+            guard let planner, let available = ProcessMemory.availableBytes() else {
+                throw TrainingError("auto_micro_batch: cannot plan memory here (no /proc/meminfo or unreadable model headers); set auto_micro_batch: false and micro_batch_size")
+            }
+            config.microBatchSize = try Self.autoMicroBatchSize(planner: planner, availableBytes: available,
+                                                                residentBytes: ProcessMemory.residentBytes() ?? 0)
+        }
+        memoryPlan = planner?.plan(microBatchSize: config.microBatchSize)
+        self.config = config
+        tokenizer = try Tokenizer.load(source: modelPath)
         var options = DataOptions(sequenceLen: config.sequenceLen)
         options.trainOnInputs = config.trainOnInputs
         options.valSetSize = config.valSetSize
@@ -58,7 +69,7 @@ public final class TrainingRun {
         options.rolesToTrain = config.rolesToTrain
         options.skipBadRows = config.skipBadRows
         data = try DatasetBuilder(tokenizer: tokenizer, options: options).build(config.datasets)
-        let (model, _) = try ModelLoader.load(config.baseModel, backend: device.backend)
+        let (model, _) = try ModelLoader.load(modelPath, backend: device.backend)
         if model.config.vocabSize < tokenizer.vocabularySize {
             throw TrainingError("the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(model.config.vocabSize); they do not belong together")
         }
@@ -98,7 +109,7 @@ public final class TrainingRun {
         let metadata: [String: Any] = [
             "loft_version": Self.version,
             "base_model": config.baseModel,
-            "base_model_sha256": (try? Self.fileHash(config.baseModel)) ?? NSNull(),
+            "base_model_sha256": (try? Self.fileHash(modelPath)) ?? NSNull(),
             "dataset_sha256": data.hash,
             "train_examples": data.train.count,
             "validation_examples": data.validation.count,
@@ -107,7 +118,8 @@ public final class TrainingRun {
             "eval_losses": state.evalLosses,
             "best_eval_loss": state.bestEvalLoss ?? NSNull(),
             "lora": ["r": config.lora.rank, "alpha": config.lora.alpha, "dropout": config.lora.dropout,
-                     "target_modules": config.lora.targetModules, "use_rslora": config.lora.useRSLoRA],
+                     "target_modules": config.lora.targetModules, "use_rslora": config.lora.useRSLoRA, "use_dora": config.lora.useDoRA,
+                     "modules_to_save": config.lora.modulesToSave],
             "learning_rate": config.learningRate, "lr_scheduler": config.lrScheduler.rawValue,
             "micro_batch_size": config.microBatchSize, "gradient_accumulation_steps": config.gradientAccumulationSteps,
             "sequence_len": config.sequenceLen, "seed": config.seed,

@@ -111,6 +111,12 @@ public final class TrainingStep {
             let logits = b.zeros([r1 - r0, c.vocabSize], dtype: .f32)
             b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
             lossSum += b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]), dLogits: logits, gradScale: gradScale)
+            if let head = m.trainedLMHead {
+                // lm_head in modules_to_save: dW += dlogitsᵀ·h
+                let g = head.gradient ?? b.zeros(head.value.shape, dtype: .f32)
+                head.gradient = g
+                b.linearBackwardWeight(logits, hidden.rows(r0 ..< r1), into: g, accumulate: true)
+            }
             b.linearBackwardInput(logits, m.lmHead, into: dHidden.rows(r0 ..< r1), accumulate: false)
             r0 = r1
         }
@@ -128,6 +134,12 @@ public final class TrainingStep {
             }
             m.backwardLayer(i, dx: dx, batch: batch, saved: s, scratch: scratch)
             if !gradientCheckpointing { saved.removeLast() }
+        }
+        if let embedding = m.trainedEmbedding {
+            // embed_tokens in modules_to_save: dx is now ∂L/∂(embedding rows).
+            let g = embedding.gradient ?? b.zeros(embedding.value.shape, dtype: .f32)
+            embedding.gradient = g
+            b.embeddingBackward(ids: batch.ids, dOut: dx, dTable: g)
         }
         return lossSum
     }

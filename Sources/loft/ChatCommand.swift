@@ -8,7 +8,7 @@ struct ChatCommand: ParsableCommand {
         abstract: "Talk to a model in the terminal, with its chat template, streamed replies and history.",
         discussion: ChatSession.help)
 
-    @Argument(help: "A Hugging Face model directory or a .gguf file.")
+    @Argument(help: "A Hugging Face model directory, a .gguf file, or a Hub id (org/name).")
     var model: String
 
     @Option(help: "A LoRA adapter directory (PEFT or mlx-lm format) to start with; /adapter switches it.")
@@ -27,7 +27,7 @@ struct ChatCommand: ParsableCommand {
     }
 
     func run() throws {
-        let lm = try LanguageModel(path: model, adapter: adapter)
+        let lm = try LanguageModel(path: try localModel(model), adapter: adapter)
         guard lm.template != nil else {
             throw CLIError("\(model) has no chat template; use `loft generate --prompt` for plain text")
         }

@@ -8,7 +8,7 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Generate tokens from a prompt with a KV cache.")
 
-    @Argument(help: "A Hugging Face model directory or a .gguf file.")
+    @Argument(help: "A Hugging Face model directory, a .gguf file, or a Hub id (org/name).")
     var model: String
 
     @Option(help: "Comma-separated prompt token ids.")
@@ -53,7 +53,7 @@ struct GenerateCommand: ParsableCommand {
         if prompt != nil || messages != nil { return try runText() }
         let prompt = try parseIDs(ids ?? "")
         guard !prompt.isEmpty else { throw CLIError("--ids is empty; give at least one token id") }
-        let (m, _) = try ModelLoader.load(model)
+        let (m, _) = try ModelLoader.load(try localModel(model))
         if let adapter { try PEFTAdapter.load(adapter, into: m) }
         if let bad = prompt.first(where: { Int($0) >= m.config.vocabSize }) {
             throw CLIError("--ids: \(bad) is outside the vocabulary of \(m.config.vocabSize)")
@@ -80,7 +80,7 @@ struct GenerateCommand: ParsableCommand {
 
     /// Text in, text out, with the tokenizer and (for --chat) the chat template.
     func runText() throws {
-        let lm = try LanguageModel(path: model, adapter: adapter)
+        let lm = try LanguageModel(path: try localModel(model), adapter: adapter)
         let promptIDs: [Int32]
         if let messages {
             promptIDs = try lm.promptIDs(messagesFile: messages)

@@ -38,7 +38,7 @@ struct MergeCommand: ParsableCommand {
     func run() throws {
         let options = ModelMerger.Options(dtype: dtype.flatMap(MergeDType.init(rawValue:)), overwrite: overwrite,
                                           maxShardBytes: maxShardSize)
-        let report = try ModelMerger.merge(modelPath: model, adapter: adapter, to: out, options: options)
+        let report = try ModelMerger.merge(modelPath: try localModel(model), adapter: adapter, to: out, options: options)
         if json {
             printJSON(["directory": report.directory, "dtype": report.dtype.rawValue, "shards": report.shards,
                        "merged_projections": report.mergedProjections, "tensors": report.tensors,

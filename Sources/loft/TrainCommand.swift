@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoftHub
 import LoftTraining
 
 struct TrainCommand: ParsableCommand {
@@ -34,7 +35,8 @@ struct TrainCommand: ParsableCommand {
                 writeErr("warning: this run is planned to peak at \(MemoryPlan.format(plan.peakBytes)) but \(MemoryPlan.format(budget)) is available; it may swap or be killed. `loft plan \(config)` shows where the memory goes and what fits")
             }
         }
-        let run = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite)
+        let run = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite,
+                                  downloadProgress: json ? nil : DownloadProgressLine().update)
         writeErr(run.device.note)
         if cfg.autoMicroBatch { writeErr("auto_micro_batch: micro_batch_size \(run.config.microBatchSize) fits the available memory") }
         for w in run.data.warnings { writeErr("warning: \(w)") }

@@ -78,6 +78,12 @@ final class CPUStandIn: CheckableBackend, @unchecked Sendable {
     func crossEntropy(logits: Tensor, labels: [Int32], dLogits: Tensor?, gradScale: Float) -> Double {
         cpu.crossEntropy(logits: logits, labels: labels, dLogits: dLogits, gradScale: gradScale)
     }
+    func scaleColumns(_ x: Tensor, by scales: Tensor, into y: Tensor, accumulate: Bool) {
+        cpu.scaleColumns(x, by: scales, into: y, accumulate: accumulate)
+    }
+    func columnDots(_ a: Tensor, _ b: Tensor, into out: Tensor, accumulate: Bool) {
+        cpu.columnDots(a, b, into: out, accumulate: accumulate)
+    }
     func adamW8bit(param: Tensor, grad: Tensor, m: BlockwiseQuantizedVector, v: BlockwiseQuantizedVector, hyper: AdamWHyper) {
         cpu.adamW8bit(param: param, grad: grad, m: m, v: v, hyper: hyper)
     }

@@ -74,6 +74,15 @@ final class PEFTExactnessTests: XCTestCase {
             assertClose(slot.lora.gradB!.toArray(), try grads.floats(named: slot.peftPrefix + ".lora_B.weight"),
                         "\(name) \(slot.peftPrefix) B", tolerance: tolerance)
             checked += 2
+            if let gM = slot.lora.gradMagnitude {
+                assertClose(gM.toArray(), try grads.floats(named: slot.peftPrefix + ".lora_magnitude_vector"),
+                            "\(name) \(slot.peftPrefix) magnitude", tolerance: tolerance)
+                checked += 1
+            }
+        }
+        for (key, weight) in model.fullyTrainedWeights {
+            assertClose(weight.gradient!.toArray(), try grads.floats(named: key), "\(name) \(key)", tolerance: tolerance)
+            checked += 1
         }
         XCTAssertEqual(checked, grads.tensorNames.count, "every PEFT gradient has a Loft twin")
     }
@@ -106,6 +115,22 @@ final class PEFTExactnessTests: XCTestCase {
             assertClose(p.value.toArray(), try final.floats(named: p.name), "\(name) final \(p.name)", tolerance: 1e-3)
         }
     }
+
+    // DoRA (use_dora): the gradients of A, B and the magnitude; Qwen2's q/k/v have a bias.
+    func testOneStepTinyLlamaDoRA() throws { try checkOneStep("tiny_llama_dora") }
+    func testOneStepTinyLlamaDoRAWithCheckpointing() throws { try checkOneStep("tiny_llama_dora", checkpointing: true) }
+    func testOneStepTinyQwen2DoRA() throws { try checkOneStep("tiny_qwen2_dora") }
+    func testLossCurveTinyLlamaDoRA() throws { try checkLossCurve("tiny_llama_dora") }
+    func testLossCurveTinyQwen2DoRA() throws { try checkLossCurve("tiny_qwen2_dora") }
+
+    // modules_to_save on a tied model: PEFT trains an independent copy of each listed module.
+    func testOneStepTiedFullHeadAndEmbedding() throws { try checkOneStep("tiny_llama_tied_full_head_embed") }
+    func testOneStepTiedFullHeadAndEmbeddingWithCheckpointing() throws {
+        try checkOneStep("tiny_llama_tied_full_head_embed", checkpointing: true)
+    }
+    func testOneStepTiedFullHeadOnly() throws { try checkOneStep("tiny_llama_tied_full_head") }
+    func testLossCurveTiedFullHeadAndEmbedding() throws { try checkLossCurve("tiny_llama_tied_full_head_embed") }
+    func testLossCurveTiedFullHeadOnly() throws { try checkLossCurve("tiny_llama_tied_full_head") }
 
     func testOneStepRealSmolLM2() throws { try checkOneStep("smollm2", gradients: "grads_fp64.safetensors") }
 

@@ -42,6 +42,88 @@ final class TrainConfigTests: XCTestCase {
         }
     }
 
+    /// A config in the shape of Axolotl's own examples (empty keys, Axolotl-only
+    /// keys, chat_template field and role mappings) loads, listing what it ignores.
+    func testAxolotlExampleShapedConfigLoads() throws {
+        let path = try write("""
+        base_model: NousResearch/Llama-3.2-1B
+        model_type: LlamaForCausalLM
+        strict: false
+        chat_template: llama3
+        datasets:
+          - path: chats.jsonl
+            type: chat_template
+            field_messages: conversation
+            message_field_role: speaker
+            message_field_content: text
+            roles:
+              user: [human, user]
+              assistant: [gpt]
+        dataset_prepared_path:
+        val_set_size: 0.05
+        output_dir: ./outputs/lora-out
+        adapter: lora
+        lora_model_dir:
+        sequence_len: 2048
+        sample_packing: true
+        eval_sample_packing: true
+        pad_to_sequence_len: true
+        lora_r: 16
+        lora_alpha: 32
+        lora_dropout: 0.05
+        lora_fan_in_fan_out:
+        lora_target_linear: true
+        peft_use_dora: true
+        lora_modules_to_save:
+          - lm_head
+        wandb_project:
+        gradient_accumulation_steps: 2
+        micro_batch_size: 2
+        num_epochs: 1
+        lr_scheduler: cosine
+        learning_rate: 0.0002
+        train_on_inputs: false
+        bf16: auto
+        fp16:
+        gradient_checkpointing: true
+        early_stopping_patience:
+        resume_from_checkpoint:
+        logging_steps: 1
+        flash_attention: true
+        loss_watchdog_threshold: 5.0
+        loss_watchdog_patience: 3
+        warmup_steps: 10
+        evals_per_epoch: 4
+        saves_per_epoch: 1
+        weight_decay: 0.0
+        special_tokens:
+          pad_token: "<|end_of_text|>"
+        """)
+        let c = try TrainConfig.load(path: path)
+        XCTAssertEqual(c.baseModel, "NousResearch/Llama-3.2-1B")
+        XCTAssertEqual(c.ignoredKeys, ["bf16", "eval_sample_packing", "evals_per_epoch", "flash_attention",
+                                       "loss_watchdog_patience", "loss_watchdog_threshold", "model_type", "pad_to_sequence_len",
+                                       "saves_per_epoch", "special_tokens", "strict"])
+        XCTAssertTrue(c.lora.useDoRA)
+        XCTAssertEqual(c.lora.modulesToSave, ["lm_head"])
+        XCTAssertEqual(c.lora.targetModules.count, 7)
+        XCTAssertNil(c.earlyStoppingPatience, "an empty key is unset")
+        let d = try XCTUnwrap(c.datasets.first)
+        XCTAssertEqual(d.fieldMap["messages"], "conversation")
+        XCTAssertEqual(d.fieldMap["role"], "speaker")
+        XCTAssertEqual(d.fieldMap["content"], "text")
+        XCTAssertEqual(d.roleMap, ["human": "user", "user": "user", "gpt": "assistant"])
+    }
+
+    func testDoRAKeys() throws {
+        for key in ["use_dora", "peft_use_dora"] {
+            let path = try write("base_model: m.gguf\ndatasets:\n  - path: d.jsonl\n    type: alpaca\n\(key): true\n")
+            XCTAssertTrue(try TrainConfig.load(path: path).lora.useDoRA, key)
+        }
+        let plain = try write("base_model: m.gguf\ndatasets:\n  - path: d.jsonl\n    type: alpaca\n")
+        XCTAssertFalse(try TrainConfig.load(path: plain).lora.useDoRA)
+    }
+
     func testAxolotlKeysAreListedAsIgnoredAndOverridesApply() throws {
         let path = try write("""
         base_model: m.gguf

@@ -11,14 +11,34 @@ public struct LoRAConfig: Sendable, Equatable, Codable {
     public var targetModules: [String]
     /// rsLoRA: scale alpha/√r instead of alpha/r.
     public var useRSLoRA: Bool
+    /// DoRA: a trained magnitude per output row on top of the low-rank update (DoRA.swift).
+    public var useDoRA: Bool
+    /// Modules trained in full next to the adapters, as PEFT's
+    /// `modules_to_save` (Axolotl's lora_modules_to_save): embed_tokens, lm_head.
+    public var modulesToSave: [String]
 
     public init(rank: Int = 16, alpha: Double = 32, dropout: Double = 0, targetModules: [String] = LoRAConfig.allLinear,
-                useRSLoRA: Bool = false) {
+                useRSLoRA: Bool = false, useDoRA: Bool = false, modulesToSave: [String] = []) {
         self.rank = rank
         self.alpha = alpha
         self.dropout = dropout
         self.targetModules = targetModules
         self.useRSLoRA = useRSLoRA
+        self.useDoRA = useDoRA
+        self.modulesToSave = modulesToSave
+    }
+
+    enum CodingKeys: String, CodingKey { case rank, alpha, dropout, targetModules, useRSLoRA, useDoRA, modulesToSave }
+
+    // Configs written before DoRA existed have no useDoRA: they are plain LoRA.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(rank: try c.decode(Int.self, forKey: .rank), alpha: try c.decode(Double.self, forKey: .alpha),
+                  dropout: try c.decode(Double.self, forKey: .dropout),
+                  targetModules: try c.decode([String].self, forKey: .targetModules),
+                  useRSLoRA: try c.decode(Bool.self, forKey: .useRSLoRA),
+                  useDoRA: try c.decodeIfPresent(Bool.self, forKey: .useDoRA) ?? false,
+                  modulesToSave: try c.decodeIfPresent([String].self, forKey: .modulesToSave) ?? [])
     }
 
     public var scale: Float {
@@ -62,6 +82,8 @@ extension LlamaModel {
 
     public func detachLoRA() {
         for layer in layers { for (_, linear) in layer.projections { linear.lora = nil } }
+        trainedEmbedding = nil
+        trainedLMHead = nil
     }
 }
 

@@ -33,6 +33,12 @@ public enum PEFTAdapter {
         for slot in model.adapterSlots {
             try writer.add(name: slot.peftPrefix + ".lora_A.weight", shape: slot.lora.a.shape, floats: model.backend.download(slot.lora.a))
             try writer.add(name: slot.peftPrefix + ".lora_B.weight", shape: slot.lora.b.shape, floats: model.backend.download(slot.lora.b))
+            if let m = slot.lora.magnitude {
+                try writer.add(name: slot.peftPrefix + ".lora_magnitude_vector", shape: m.shape, floats: model.backend.download(m))
+            }
+        }
+        for (key, weight) in model.fullyTrainedWeights {
+            try writer.add(name: key, shape: weight.value.shape, floats: model.backend.download(weight.value))
         }
         try writer.write(to: directory + "/adapter_model.safetensors")
         let json: [String: Any] = [
@@ -44,12 +50,12 @@ public enum PEFTAdapter {
             "lora_dropout": config.dropout,
             "target_modules": config.targetModules.sorted(),
             "use_rslora": config.useRSLoRA,
-            "use_dora": false,
+            "use_dora": config.useDoRA,
             "bias": "none",
             "fan_in_fan_out": false,
             "inference_mode": true,
             "init_lora_weights": true,
-            "modules_to_save": NSNull(),
+            "modules_to_save": config.modulesToSave.isEmpty ? NSNull() as Any : config.modulesToSave,
             "layers_to_transform": NSNull(),
             "layers_pattern": NSNull(),
             "rank_pattern": [String: Any](),
@@ -76,15 +82,14 @@ public enum PEFTAdapter {
         if let type = json["peft_type"] as? String, type != "LORA" {
             throw FormatError(path, "peft_type is \(type); Loft loads LORA adapters")
         }
-        if json["use_dora"] as? Bool == true {
-            throw FormatError(path, "use_dora is true; DoRA adapters are not supported yet")
-        }
         guard let r = (json["r"] as? NSNumber)?.intValue, r > 0 else { throw FormatError(path, "missing or invalid 'r'") }
         let alpha = (json["lora_alpha"] as? NSNumber)?.doubleValue ?? Double(r)
         var targets = json["target_modules"] as? [String] ?? []
         if targets.isEmpty, let one = json["target_modules"] as? String { targets = [one] }
         return LoRAConfig(rank: r, alpha: alpha, dropout: (json["lora_dropout"] as? NSNumber)?.doubleValue ?? 0,
-                          targetModules: targets, useRSLoRA: json["use_rslora"] as? Bool ?? false)
+                          targetModules: targets, useRSLoRA: json["use_rslora"] as? Bool ?? false,
+                          useDoRA: json["use_dora"] as? Bool ?? false,
+                          modulesToSave: json["modules_to_save"] as? [String] ?? [])
     }
 
     /// mlx-lm's adapter_config.json: rank and scale from `lora_parameters`
@@ -154,8 +159,20 @@ public enum PEFTAdapter {
                                    b: model.backend.upload(bv, shape: [linear.outFeatures, config.rank]),
                                    scale: config.scale, dropout: 0)
                 used += 2
+                let mName = prefix + ".lora_magnitude_vector"
+                if config.useDoRA {
+                    guard let m = file.tensor(named: mName) else {
+                        throw FormatError(path, "adapter_config.json says use_dora but \(mName) is missing; the adapter is incomplete")
+                    }
+                    guard m.shape == [linear.outFeatures] else {
+                        throw FormatError(path, "\(mName) has shape \(m.shape); a \(linear.outFeatures)×\(linear.inFeatures) projection needs [\(linear.outFeatures)]")
+                    }
+                    linear.lora?.magnitude = model.backend.upload(m.floats(), shape: m.shape)
+                    used += 1
+                }
             }
         }
+        try model.attachFullyTrained(config.modulesToSave, from: file, path: path)
         let loraKeys = file.tensorNames.filter { $0.contains(".lora_") }
         if used == 0 {
             throw FormatError(path, "no LoRA weights match this model's modules (keys look like \(loraKeys.first ?? "none")); was it trained for another architecture?")

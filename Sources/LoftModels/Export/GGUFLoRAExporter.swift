@@ -32,6 +32,9 @@ public enum GGUFLoRAExporter {
         let arch = GGUFExporter.ggufArchitecture(c.architecture)
         let slots = model.adapterSlots
         guard let first = slots.first else { throw FormatError(path, "the model has no adapter attached; nothing to export") }
+        if loraConfig.useDoRA || slots.contains(where: { $0.lora.magnitude != nil }) {
+            throw FormatError(path, "this is a DoRA adapter (use_dora: true) and llama.cpp's LoRA GGUF has no DoRA magnitude; fold it into the model instead with `loft merge BASE --adapter DIR --out merged/` or `loft export gguf BASE --adapter DIR --out model.gguf`")
+        }
         let scale = first.lora.scale
         guard slots.allSatisfy({ $0.lora.scale == scale && $0.lora.rank == first.lora.rank }) else {
             throw FormatError(path, "the adapter's projections use different ranks or scales; llama.cpp's LoRA GGUF has one alpha")

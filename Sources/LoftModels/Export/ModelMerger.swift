@@ -91,6 +91,19 @@ public enum ModelMerger {
         return w
     }
 
+    /// The L2 norm of each row of a row-major matrix, in double.
+    public static func rowNorms(_ w: [Float], columns: Int) -> [Float] {
+        stride(from: 0, to: w.count, by: columns).map { start in
+            Float(w[start ..< start + columns].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
+        }
+    }
+
+    /// DoRA's merge: row o of W + s·B·A times m_o / ‖W + s·B·A‖_o.
+    public static func scaleRows(_ w: [Float], by factors: [Float]) -> [Float] {
+        let columns = w.count / max(1, factors.count)
+        return w.enumerated().map { i, v in v * factors[i / columns] }
+    }
+
     /// Every weight of the model with its attached adapters merged, in the
     /// order a Hugging Face checkpoint lists them. Throws on inf or NaN.
     public static func mergedTensors(_ model: LlamaModel, source: String = "model") throws -> (tensors: [MergedTensor], merged: Int) {
@@ -111,6 +124,9 @@ public enum ModelMerger {
                 if let lora = linear.lora {
                     w = merge(weight: w, out: linear.outFeatures, in: linear.inFeatures, a: bk.download(lora.a),
                               b: bk.download(lora.b), rank: lora.rank, scale: lora.scale)
+                    if let magnitude = lora.magnitude {
+                        w = scaleRows(w, by: zip(bk.download(magnitude), rowNorms(w, columns: linear.inFeatures)).map { $0 / $1 })
+                    }
                     merged += 1
                 }
                 try checkFinite(w, name: p + path + ".weight", source: source)

@@ -25,11 +25,17 @@ public final class LlamaModel: @unchecked Sendable {
 
     public let config: ModelConfig
     public let backend: Backend
-    public let embedding: Tensor
+    /// The embedding in use: a fully trained copy when one is attached
+    /// (PEFT's modules_to_save, ModulesToSave.swift), else the base model's.
+    public var embedding: Tensor { trainedEmbedding?.value ?? baseEmbedding }
+    public let baseEmbedding: Tensor
+    public var trainedEmbedding: TrainedWeight?
     public let layers: [Layer]
     public let finalNorm: Tensor
-    /// The output projection; the embedding itself when tied.
-    public let lmHead: Tensor
+    /// The output projection in use; the base one is the embedding itself when tied.
+    public var lmHead: Tensor { trainedLMHead?.value ?? baseLMHead }
+    public let baseLMHead: Tensor
+    public var trainedLMHead: TrainedWeight?
 
     public init(config: ModelConfig, weights: WeightSource, backend: Backend = CPUBackend.shared) throws {
         self.config = config
@@ -45,7 +51,7 @@ public final class LlamaModel: @unchecked Sendable {
         func linear(_ name: String, _ out: Int, _ inp: Int, bias: Bool = false) throws -> Linear {
             Linear(weight: try load(name + ".weight", [out, inp]), bias: try optional(name + ".bias", [out], if: bias))
         }
-        embedding = try load("model.embed_tokens.weight", [c.vocabSize, h])
+        baseEmbedding = try load("model.embed_tokens.weight", [c.vocabSize, h])
         var layers: [Layer] = []
         for i in 0 ..< c.layers {
             let p = "model.layers.\(i)."
@@ -65,9 +71,9 @@ public final class LlamaModel: @unchecked Sendable {
         self.layers = layers
         finalNorm = try load("model.norm.weight", [h])
         if c.tieWordEmbeddings || !weights.contains("lm_head.weight") {
-            lmHead = embedding
+            baseLMHead = baseEmbedding
         } else {
-            lmHead = try load("lm_head.weight", [c.vocabSize, h])
+            baseLMHead = try load("lm_head.weight", [c.vocabSize, h])
         }
     }
 

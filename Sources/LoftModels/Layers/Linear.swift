@@ -18,14 +18,40 @@ public final class Linear: @unchecked Sendable {
 
     /// y = x·Wᵀ + bias + LoRA(x). With `saved`, keeps what the backward needs.
     public func forward(_ x: Tensor, into y: Tensor, backend b: Backend, accumulate: Bool = false, saved: LoRA.Saved? = nil) {
+        if let lora, lora.magnitude != nil {
+            doraForward(x, lora: lora, into: y, backend: b, accumulate: accumulate, saved: saved)
+            return
+        }
         b.linear(x, weight, bias: bias, into: y, accumulate: accumulate)
         lora?.forward(x, into: y, backend: b, saved: saved)
     }
 
     /// dx (+)= dy·W + the adapter's path; accumulates the adapter's gradients.
     public func backward(_ dy: Tensor, saved: LoRA.Saved?, dx: Tensor, accumulate: Bool, backend b: Backend) {
+        if let lora, lora.magnitude != nil, let saved {
+            doraBackward(dy, lora: lora, saved: saved, dx: dx, accumulate: accumulate, backend: b)
+            return
+        }
         b.linearBackwardInput(dy, weight, into: dx, accumulate: accumulate)
         if let lora, let saved { lora.backward(dy, saved: saved, dx: dx, backend: b) }
+    }
+
+    // The frozen weight as DoRA sees it: only through these three, so a
+    // quantized weight type changes them and nothing in DoRA.swift.
+
+    /// y (+)= x·Wᵀ through the frozen weight alone (no bias, no adapter).
+    func frozenProduct(_ x: Tensor, into y: Tensor, accumulate: Bool, backend b: Backend) {
+        b.linear(x, weight, bias: nil, into: y, accumulate: accumulate)
+    }
+
+    /// dx (+)= dy·W through the frozen weight alone.
+    func frozenProductBackward(_ dy: Tensor, into dx: Tensor, accumulate: Bool, backend b: Backend) {
+        b.linearBackwardInput(dy, weight, into: dx, accumulate: accumulate)
+    }
+
+    /// Σ_k W[o, k]² for each output row o of the (dequantized) frozen weight, in double.
+    public func frozenRowSquaredNorms(backend b: Backend) -> [Double] {
+        (0 ..< outFeatures).map { b.sumOfSquares(weight.rows($0 ..< $0 + 1)) }
     }
 }
 
@@ -38,6 +64,14 @@ public final class LoRA: @unchecked Sendable {
     public var dropout: Float
     public var gradA: Tensor?
     public var gradB: Tensor?
+    /// DoRA's magnitude vector m [out]; nil for plain LoRA (see DoRA.swift).
+    public var magnitude: Tensor?
+    public var gradMagnitude: Tensor?
+    /// DoRA: ‖W + scale·B·A‖ per output row as last computed, reused by
+    /// forwards without saved state (inference) until `parametersChanged()`.
+    var cachedWeightNorm: Tensor?
+    /// DoRA: the frozen weight's squared row norms (W never changes).
+    var baseRowSquaredNorms: [Double]?
 
     public init(a: Tensor, b: Tensor, scale: Float, dropout: Float = 0) {
         precondition(a.rows == b.rowSize, "LoRA: A \(a.shape) and B \(b.shape) disagree on the rank")
@@ -49,6 +83,10 @@ public final class LoRA: @unchecked Sendable {
 
     public var rank: Int { a.rows }
 
+    /// Call after A, B or the magnitude change outside a training forward
+    /// (optimizer step, checkpoint restore): drops DoRA's cached weight norm.
+    public func parametersChanged() { cachedWeightNorm = nil }
+
     /// What one forward keeps for the backward: the (dropped-out) input and
     /// scale·x·Aᵀ.
     public final class Saved {
@@ -57,6 +95,11 @@ public final class LoRA: @unchecked Sendable {
         public var dropoutMask: Tensor?
         /// The dropout draw for this call; the same seed replays the same mask.
         public var dropoutSeed: UInt64 = 0
+        /// DoRA: W·x̃ + scale·B·A·x̃ (x̃ the dropped-out input), m/‖W + scale·B·A‖
+        /// and 1/‖W + scale·B·A‖ per output row.
+        public var doraCombined: Tensor?
+        public var doraColumnScale: Tensor?
+        public var doraInverseNorm: Tensor?
         public init() {}
     }
 

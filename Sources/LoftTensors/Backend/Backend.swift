@@ -8,7 +8,7 @@
 /// Shapes use N for tokens (batch × sequence flattened: packed batches are one
 /// long row of tokens with segment boundaries), K for input and M for output
 /// features, H/KV for attention and key/value heads, D for the head size.
-public protocol Backend: AnyObject, Sendable, BackendDropout, BackendOptimizer8bit {
+public protocol Backend: AnyObject, Sendable, BackendDropout, BackendOptimizer8bit, BackendColumns {
     var name: String { get }
     var device: Device { get }
 

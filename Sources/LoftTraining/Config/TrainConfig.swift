@@ -51,6 +51,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
 
     /// Every key Loft reads, with what it means (for suggestions and docs).
     public static let knownKeys: [String] = [
+        "use_dora", "peft_use_dora", "lora_modules_to_save",
         "base_model", "datasets", "val_set_size", "sequence_len", "sample_packing", "adapter", "lora_r", "lora_alpha",
         "lora_dropout", "lora_target_modules", "lora_target_linear", "use_rslora", "micro_batch_size",
         "gradient_accumulation_steps", "num_epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
@@ -70,6 +71,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "saves_per_epoch", "load_in_8bit", "load_in_4bit", "lora_fan_in_fan_out", "lora_model_dir",
         "is_llama_derived_model", "is_mistral_derived_model", "is_qwen_derived_model", "torch_compile",
         "gradient_checkpointing_kwargs", "early_stopping", "bnb_config_kwargs",
+        "loss_watchdog_threshold", "loss_watchdog_patience", "s2_attention", "eval_table_size", "eval_max_new_tokens",
+        "dataloader_num_workers", "dataloader_pin_memory", "dataloader_prefetch_factor", "eval_causal_lm_metrics",
     ]
 
     /// Reads a YAML file, applies `--set key=value` overrides, and reports
@@ -96,8 +99,10 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         return config
     }
 
-    static func parse(_ dict: [String: Any], source: String, problems: inout [String]) throws -> TrainConfig {
+    static func parse(_ yamlDict: [String: Any], source: String, problems: inout [String]) throws -> TrainConfig {
         var c = TrainConfig()
+        // Axolotl's examples leave many keys empty (`fp16:`): an empty value is unset.
+        let dict = yamlDict.filter { !($0.value is NSNull) }
         func int(_ key: String) -> Int? {
             guard let v = dict[key] else { return nil }
             if let i = v as? Int { return i }
@@ -148,11 +153,21 @@ public struct TrainConfig: Sendable, Equatable, Codable {
                     if let x = (w as? Double) ?? (w as? Int).map(Double.init), x > 0 { spec.weight = x }
                     else { problems.append("datasets[\(i)].weight: expected a positive number, got \(w)") }
                 }
+                // Axolotl's chat_template field and role mappings, old and new spellings.
+                if let v = d["message_field_role"] as? String { spec.fieldMap["role"] = v }
+                if let v = d["message_field_content"] as? String { spec.fieldMap["content"] = v }
+                for (k, v) in (d["message_property_mappings"] as? [String: Any]) ?? [:] { spec.fieldMap[k] = "\(v)" }
+                if let roles = d["roles"] as? [String: Any] {
+                    var map = spec.roleMap ?? [:]
+                    for (target, names) in roles { for name in (names as? [Any]) ?? [] { map["\(name)"] = target } }
+                    spec.roleMap = map
+                }
                 for k in ["field_instruction", "field_input", "field_output", "field_system", "field_messages", "field_text"] {
                     if let v = d[k] as? String { spec.fieldMap[String(k.dropFirst(6))] = v }
                 }
                 let knownDatasetKeys: Set<String> = ["path", "type", "variables", "field_map", "role_map", "weight", "field_instruction", "field_input",
-                                                     "field_output", "field_system", "field_messages", "field_text", "split", "name", "ds_type"]
+                                                     "field_output", "field_system", "field_messages", "field_text", "split", "name", "ds_type",
+                                                     "message_field_role", "message_field_content", "message_property_mappings", "roles"]
                 for k in d.keys.sorted() where !knownDatasetKeys.contains(k) {
                     problems.append("datasets[\(i)].\(k): unknown key" + (nearest(k, in: Array(knownDatasetKeys)).map { "; did you mean '\($0)'?" } ?? ""))
                 }
@@ -177,6 +192,12 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         if let v = double("lora_alpha") { c.lora.alpha = v } else { c.lora.alpha = Double(c.lora.rank) * 2 }
         if let v = double("lora_dropout") { if !(0 ..< 1).contains(v) { problems.append("lora_dropout: must be in [0, 1)") } else { c.lora.dropout = v } }
         if let v = bool("use_rslora") { c.lora.useRSLoRA = v }
+        if let v = bool("use_dora") ?? bool("peft_use_dora") { c.lora.useDoRA = v }
+        if let v = dict["lora_modules_to_save"] {
+            let allowed = LlamaModel.fullyTrainableModules
+            if let list = v as? [String], list.allSatisfy(allowed.contains) { c.lora.modulesToSave = list }
+            else { problems.append("lora_modules_to_save: expected a list of \(allowed.joined(separator: " and ")) (trained in full), got \(v)") }
+        }
         if bool("lora_target_linear") == true { c.lora.targetModules = LoRAConfig.allLinear }
         if let v = dict["lora_target_modules"] {
             if let s = v as? String, s == "all-linear" { c.lora.targetModules = LoRAConfig.allLinear }

@@ -1,0 +1,4 @@
+import Foundation
+import LoftTestSupport
+
+typealias TestPaths = SharedTestPaths
