@@ -4,27 +4,46 @@ import LoftTensors
 /// adapter that adds scale · (x·Aᵀ)·Bᵀ. Model code calls `forward` and never
 /// needs to know whether an adapter is attached.
 public final class Linear: @unchecked Sendable {
-    public let weight: Tensor
+    /// The frozen W [out, in] as stored: dense f32, or compact (bf16, NF4/FP4,
+    /// int8, GGUF blocks) and dequantized tile by tile in the GEMMs.
+    public let frozen: FrozenWeight
     public let bias: Tensor?
     public var lora: LoRA?
 
     public init(weight: Tensor, bias: Tensor? = nil) {
-        self.weight = weight
+        self.frozen = FrozenWeight(dense: weight)
         self.bias = bias
     }
 
-    public var inFeatures: Int { weight.rowSize }
-    public var outFeatures: Int { weight.rows }
+    public init(frozen: FrozenWeight, bias: Tensor? = nil) {
+        self.frozen = frozen
+        self.bias = bias
+    }
+
+    /// W as an f32 tensor: the stored one when dense, else a dequantized copy
+    /// (merging and export use it; the forward never does).
+    public var weight: Tensor { frozen.dequantized() }
+
+    public var inFeatures: Int { frozen.cols }
+    public var outFeatures: Int { frozen.rows }
 
     /// y = x·Wᵀ + bias + LoRA(x). With `saved`, keeps what the backward needs.
     public func forward(_ x: Tensor, into y: Tensor, backend b: Backend, accumulate: Bool = false, saved: LoRA.Saved? = nil) {
-        b.linear(x, weight, bias: bias, into: y, accumulate: accumulate)
+        if let dense = frozen.dense {
+            b.linear(x, dense, bias: bias, into: y, accumulate: accumulate)
+        } else {
+            b.linear(x, frozen: frozen, bias: bias, into: y, accumulate: accumulate)
+        }
         lora?.forward(x, into: y, backend: b, saved: saved)
     }
 
     /// dx (+)= dy·W + the adapter's path; accumulates the adapter's gradients.
     public func backward(_ dy: Tensor, saved: LoRA.Saved?, dx: Tensor, accumulate: Bool, backend b: Backend) {
-        b.linearBackwardInput(dy, weight, into: dx, accumulate: accumulate)
+        if let dense = frozen.dense {
+            b.linearBackwardInput(dy, dense, into: dx, accumulate: accumulate)
+        } else {
+            b.linearBackwardInput(dy, frozen: frozen, into: dx, accumulate: accumulate)
+        }
         if let lora, let saved { lora.backward(dy, saved: saved, dx: dx, backend: b) }
     }
 }
