@@ -22,7 +22,9 @@ public final class LanguageModel {
     /// them, supply the template it was trained with.
     public init(path: String, adapter: String? = nil, backend: Backend = CPUBackend.shared) throws {
         self.path = path
-        let (model, _) = try ModelLoader.load(path, backend: backend)
+        // An adapter trained on a quantized base runs on that same base.
+        let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
+        let (model, _) = try ModelLoader.load(path, backend: backend, baseWeights: base)
         self.model = model
         let tokenizer = try Tokenizer.load(source: path)
         self.tokenizer = tokenizer

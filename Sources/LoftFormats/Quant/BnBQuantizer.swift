@@ -113,10 +113,10 @@ public struct BnBInt8Weight: Sendable, Equatable {
     }
 }
 
-/// bitsandbytes' quantizers, reproduced bit for bit on CPU (its `quantize_4bit`
-/// and `dequantize_4bit` with blocksize 64, double quantization of the absmax
-/// in 8-bit blocks of 256, and `int8_vectorwise_quant`), checked against
-/// fixtures made with bitsandbytes by tools/make_quant_fixtures.py.
+/// bitsandbytes' quantizers, reproduced bit for bit (its `quantize_4bit` and
+/// `dequantize_4bit` with blocksize 64, double quantization of the absmax in
+/// 8-bit blocks of 256, and `int8_vectorwise_quant`), checked against
+/// fixtures made with bitsandbytes on CPU by tools/make_quant_fixtures.py.
 public enum BnBQuantizer {
     public static let blocksize = 64
     public static let nestedBlocksize = 256
@@ -200,38 +200,37 @@ public enum BnBQuantizer {
     /// The 8-bit dynamic map, as bnb dequantizes with it.
     public static let dynamicMap: [Float] = BnBDynamicMap.bits.map { Float(bitPattern: $0) }
 
-    /// bnb's CPU `quantize_blockwise` (its C kernel): per block the absmax,
-    /// each value divided by it, then the nearest level of the dynamic map
-    /// (a tie goes to the lower one). The kernel searches a copy of the map
-    /// whose first level is −1 rather than −0.99297, so a value of exactly −1
-    /// finds it.
+    /// bnb's `quantize_blockwise` as its PyTorch backend computes it: per
+    /// block the absmax, each value times its reciprocal (divided, in a partial
+    /// last block), clamped to [−1, 1], then the level whose bucket between
+    /// midpoints holds it (a value on a midpoint goes to the lower level).
+    /// bnb's native CPU kernel departs from this rule for about 0.4% of values
+    /// (it sometimes picks the farther of two levels); Loft follows the rule.
     public static func quantizeBlockwise8bit(_ values: [Float], blocksize: Int) -> (codes: [UInt8], absmax: [Float]) {
-        var search = dynamicMap
-        search[0] = -1
+        let map = dynamicMap
+        let bounds = (0 ..< 255).map { (map[$0] + map[$0 + 1]) / 2 }
         let n = values.count
         let blocks = (n + blocksize - 1) / blocksize
         var codes = [UInt8](repeating: 0, count: n)
         var absmax = [Float](repeating: 0, count: blocks)
-        let zeroCode = UInt8(search.firstIndex(of: 0)!)
+        let smallest = Float(1e-38)
         for b in 0 ..< blocks {
             let lo = b * blocksize, hi = min(n, lo + blocksize)
-            var m = -Float.greatestFiniteMagnitude
+            var m: Float = 0
             for i in lo ..< hi { m = max(m, abs(values[i])) }
-            absmax[b] = m
+            let full = hi - lo == blocksize
+            // bnb keeps a full block's absmax as is and a partial one clamped
+            absmax[b] = full ? m : max(m, smallest)
+            let safe = max(m, smallest), reciprocal = 1 / safe
             for i in lo ..< hi {
-                let x = values[i] / m
-                guard x.isFinite else { codes[i] = zeroCode; continue }  // an all-zero block: 0/0
-                // the last level ≤ x (binary search), then the nearer of it and the next
-                var lowIndex = 0, highIndex = 255
-                if x >= search[255] { lowIndex = 255 } else {
-                    while highIndex - lowIndex > 1 {
-                        let mid = (lowIndex + highIndex) / 2
-                        if search[mid] <= x { lowIndex = mid } else { highIndex = mid }
-                    }
+                let x = min(max(full ? values[i] * reciprocal : values[i] / safe, -1), 1)
+                // the number of midpoints below x (binary search)
+                var low = 0, high = 255
+                while low < high {
+                    let mid = (low + high) / 2
+                    if bounds[mid] < x { low = mid + 1 } else { high = mid }
                 }
-                var idx = lowIndex
-                if idx < 255 && abs(x - search[idx + 1]) < abs(x - search[idx]) { idx += 1 }
-                codes[i] = UInt8(idx)
+                codes[i] = UInt8(low)
             }
         }
         return (codes, absmax)
