@@ -9,3 +9,21 @@ public protocol FrozenMatrix: AnyObject, Sendable {
     /// from several threads at once for disjoint ranges.
     func dequantizeRows(_ range: Range<Int>, into dst: UnsafeMutablePointer<Float>)
 }
+
+extension Backend {
+    /// Fallback for backends without a tiled path (the CPU backend has one):
+    /// the weight dequantized whole on the host, uploaded, and multiplied.
+    public func linear(_ x: Tensor, frozen w: FrozenMatrix, bias: Tensor?, into y: Tensor, accumulate: Bool) {
+        linear(x, wholeWeight(w), bias: bias, into: y, accumulate: accumulate)
+    }
+
+    public func linearBackwardInput(_ dy: Tensor, frozen w: FrozenMatrix, into dx: Tensor, accumulate: Bool) {
+        linearBackwardInput(dy, wholeWeight(w), into: dx, accumulate: accumulate)
+    }
+
+    private func wholeWeight(_ w: FrozenMatrix) -> Tensor {
+        var values = [Float](repeating: 0, count: w.rows * w.cols)
+        values.withUnsafeMutableBufferPointer { w.dequantizeRows(0 ..< w.rows, into: $0.baseAddress!) }
+        return upload(values, shape: [w.rows, w.cols])
+    }
+}
