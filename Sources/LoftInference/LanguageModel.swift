@@ -27,7 +27,9 @@ public final class LanguageModel {
     public init(path source: String, adapter: String? = nil, backend: Backend = CPUBackend.shared) throws {
         let path = try HubModel.localPath(source)   // a Hub id ("org/name") comes from the Hugging Face cache
         self.path = path
-        let (model, _) = try ModelLoader.load(path, backend: backend)
+        // An adapter trained on a quantized base runs on that same base.
+        let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
+        let (model, _) = try ModelLoader.load(path, backend: backend, baseWeights: base)
         self.model = model
         let tokenizer = try Tokenizer.load(source: path)
         self.tokenizer = tokenizer

@@ -30,8 +30,9 @@ public enum ModelLoader {
     }
 
     /// Opens and loads the model onto `backend`.
-    public static func load(_ path: String, backend: Backend = CPUBackend.shared) throws -> (LlamaModel, Opened) {
+    public static func load(_ path: String, backend: Backend = CPUBackend.shared,
+                            baseWeights: BaseWeightFormat = .f32) throws -> (LlamaModel, Opened) {
         let opened = try open(path)
-        return (try LlamaModel(config: opened.config, weights: opened.weights, backend: backend), opened)
+        return (try LlamaModel(config: opened.config, weights: opened.weights, backend: backend, baseWeights: baseWeights), opened)
     }
 }

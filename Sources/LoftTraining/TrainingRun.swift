@@ -69,7 +69,7 @@ public final class TrainingRun {
         options.rolesToTrain = config.rolesToTrain
         options.skipBadRows = config.skipBadRows
         data = try DatasetBuilder(tokenizer: tokenizer, options: options).build(config.datasets)
-        let (model, _) = try ModelLoader.load(modelPath, backend: device.backend)
+        let (model, _) = try ModelLoader.load(modelPath, backend: device.backend, baseWeights: config.baseWeights)
         if model.config.vocabSize < tokenizer.vocabularySize {
             throw TrainingError("the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(model.config.vocabSize); they do not belong together")
         }
@@ -93,6 +93,10 @@ public final class TrainingRun {
     public func saveOutputs(state: TrainerState) throws {
         let dir = config.outputDir
         try PEFTAdapter.save(trainer.model, config: config.lora, baseModel: config.baseModel, to: dir)
+        if config.baseWeights.kind != .f32 {
+            // merge and generate rebuild this base (the same deterministic quantization) from the record
+            try config.baseWeights.write(toDirectory: dir)
+        }
         if let template = config.chatTemplate ?? tokenizer.chatTemplate {
             try template.write(toFile: dir + "/chat_template.jinja", atomically: true, encoding: .utf8)
         }
@@ -126,6 +130,8 @@ public final class TrainingRun {
             "optimizer": config.optimizer,
             "peak_rss_bytes": ProcessMemory.peakResidentBytes(),
             "predicted_peak_bytes": memoryPlan?.peakBytes ?? NSNull(),
+            "base_weights": ["kind": config.baseWeights.kind.rawValue, "double_quant": config.baseWeights.doubleQuant,
+                             "blocksize": BnBQuantizer.blocksize, "compute_dtype": config.computeDType],
         ]
         try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: dir + "/loft_run.json"), options: .atomic)

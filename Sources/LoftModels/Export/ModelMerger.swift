@@ -181,9 +181,16 @@ public enum ModelMerger {
     public static func merge(modelPath: String, adapter: String?, to outDir: String,
                              options: Options = Options()) throws -> Report {
         try checkOutput(outDir, overwrite: options.overwrite)
-        let (model, opened) = try ModelLoader.load(modelPath)
+        // An adapter trained on a quantized base merges onto that base's
+        // dequantized weights (requantized the same deterministic way), the W it learned against.
+        let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
+        let (model, opened) = try ModelLoader.load(modelPath, baseWeights: base)
         if let adapter { try PEFTAdapter.load(adapter, into: model) }
-        return try write(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: outDir, options: options)
+        let report = try write(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: outDir, options: options)
+        if base.kind == .f32 { return report }
+        return Report(directory: report.directory, dtype: report.dtype, shards: report.shards, mergedProjections: report.mergedProjections,
+                      tensors: report.tensors, tokenizerFiles: report.tokenizerFiles,
+                      notes: report.notes + ["the adapter was trained on a \(base.summary) base: merged onto its dequantized weights"])
     }
 
     /// Refuses a non-empty output directory unless overwriting.

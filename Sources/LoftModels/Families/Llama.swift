@@ -37,8 +37,14 @@ public final class LlamaModel: @unchecked Sendable {
     public let baseLMHead: Tensor
     public var trainedLMHead: TrainedWeight?
 
-    public init(config: ModelConfig, weights: WeightSource, backend: Backend = CPUBackend.shared) throws {
+    /// How the projection weights are stored (embeddings, norms and the output
+    /// head stay f32, as bitsandbytes leaves them).
+    public let baseWeights: BaseWeightFormat
+
+    public init(config: ModelConfig, weights: WeightSource, backend: Backend = CPUBackend.shared,
+                baseWeights: BaseWeightFormat = .f32) throws {
         self.config = config
+        self.baseWeights = baseWeights
         self.backend = backend
         let c = config
         let (h, qDim, kvDim) = (c.hiddenSize, c.heads * c.headDim, c.kvHeads * c.headDim)
@@ -49,7 +55,9 @@ public final class LlamaModel: @unchecked Sendable {
             present ? try load(name, shape) : nil
         }
         func linear(_ name: String, _ out: Int, _ inp: Int, bias: Bool = false) throws -> Linear {
-            Linear(weight: try load(name + ".weight", [out, inp]), bias: try optional(name + ".bias", [out], if: bias))
+            let b = try optional(name + ".bias", [out], if: bias)
+            if baseWeights.kind == .f32 { return Linear(weight: try load(name + ".weight", [out, inp]), bias: b) }
+            return Linear(frozen: try weights.frozenWeight(name + ".weight", shape: [out, inp], format: baseWeights), bias: b)
         }
         baseEmbedding = try load("model.embed_tokens.weight", [c.vocabSize, h])
         var layers: [Layer] = []

@@ -4,17 +4,28 @@ import LoftTensors
 /// adapter that adds scale · (x·Aᵀ)·Bᵀ. Model code calls `forward` and never
 /// needs to know whether an adapter is attached.
 public final class Linear: @unchecked Sendable {
-    public let weight: Tensor
+    /// The frozen W [out, in] as stored: dense f32, or compact (bf16, NF4/FP4,
+    /// int8, GGUF blocks) and dequantized tile by tile in the GEMMs.
+    public let frozen: FrozenWeight
     public let bias: Tensor?
     public var lora: LoRA?
 
     public init(weight: Tensor, bias: Tensor? = nil) {
-        self.weight = weight
+        self.frozen = FrozenWeight(dense: weight)
         self.bias = bias
     }
 
-    public var inFeatures: Int { weight.rowSize }
-    public var outFeatures: Int { weight.rows }
+    public init(frozen: FrozenWeight, bias: Tensor? = nil) {
+        self.frozen = frozen
+        self.bias = bias
+    }
+
+    /// W as an f32 tensor: the stored one when dense, else a dequantized copy
+    /// (merging and export use it; the forward never does).
+    public var weight: Tensor { frozen.dequantized() }
+
+    public var inFeatures: Int { frozen.cols }
+    public var outFeatures: Int { frozen.rows }
 
     /// y = x·Wᵀ + bias + LoRA(x). With `saved`, keeps what the backward needs.
     public func forward(_ x: Tensor, into y: Tensor, backend b: Backend, accumulate: Bool = false, saved: LoRA.Saved? = nil) {
@@ -22,7 +33,11 @@ public final class Linear: @unchecked Sendable {
             doraForward(x, lora: lora, into: y, backend: b, accumulate: accumulate, saved: saved)
             return
         }
-        b.linear(x, weight, bias: bias, into: y, accumulate: accumulate)
+        if let dense = frozen.dense {
+            b.linear(x, dense, bias: bias, into: y, accumulate: accumulate)
+        } else {
+            b.linear(x, frozen: frozen, bias: bias, into: y, accumulate: accumulate)
+        }
         lora?.forward(x, into: y, backend: b, saved: saved)
     }
 
@@ -32,7 +47,7 @@ public final class Linear: @unchecked Sendable {
             doraBackward(dy, lora: lora, saved: saved, dx: dx, accumulate: accumulate, backend: b)
             return
         }
-        b.linearBackwardInput(dy, weight, into: dx, accumulate: accumulate)
+        frozenProductBackward(dy, into: dx, accumulate: accumulate, backend: b)
         if let lora, let saved { lora.backward(dy, saved: saved, dx: dx, backend: b) }
     }
 
@@ -41,17 +56,32 @@ public final class Linear: @unchecked Sendable {
 
     /// y (+)= x·Wᵀ through the frozen weight alone (no bias, no adapter).
     func frozenProduct(_ x: Tensor, into y: Tensor, accumulate: Bool, backend b: Backend) {
-        b.linear(x, weight, bias: nil, into: y, accumulate: accumulate)
+        if let dense = frozen.dense {
+            b.linear(x, dense, bias: nil, into: y, accumulate: accumulate)
+        } else {
+            b.linear(x, frozen: frozen, bias: nil, into: y, accumulate: accumulate)
+        }
     }
 
     /// dx (+)= dy·W through the frozen weight alone.
     func frozenProductBackward(_ dy: Tensor, into dx: Tensor, accumulate: Bool, backend b: Backend) {
-        b.linearBackwardInput(dy, weight, into: dx, accumulate: accumulate)
+        if let dense = frozen.dense {
+            b.linearBackwardInput(dy, dense, into: dx, accumulate: accumulate)
+        } else {
+            b.linearBackwardInput(dy, frozen: frozen, into: dx, accumulate: accumulate)
+        }
     }
 
     /// Σ_k W[o, k]² for each output row o of the (dequantized) frozen weight, in double.
     public func frozenRowSquaredNorms(backend b: Backend) -> [Double] {
-        (0 ..< outFeatures).map { b.sumOfSquares(weight.rows($0 ..< $0 + 1)) }
+        if let dense = frozen.dense { return (0 ..< outFeatures).map { b.sumOfSquares(dense.rows($0 ..< $0 + 1)) } }
+        // A compact weight: one dequantized row at a time on the host (W never
+        // changes, so DoRA asks once).
+        var row = [Float](repeating: 0, count: inFeatures)
+        return (0 ..< outFeatures).map { o in
+            row.withUnsafeMutableBufferPointer { frozen.dequantizeRows(o ..< o + 1, into: $0.baseAddress!) }
+            return row.reduce(0.0) { $0 + Double($1) * Double($1) }
+        }
     }
 }
 

@@ -59,6 +59,23 @@ public final class GGUFWeights: WeightSource {
         return t
     }
 
+    /// A weight as the file's own blocks, read in place (the q/k permutation
+    /// becomes a row map instead of a copy).
+    func blocks(_ name: String, shape: [Int]) throws -> FrozenWeight {
+        guard let g = Self.ggufName(name), let info = file.tensor(named: g) else {
+            throw FormatError(path, "weight \(name) is missing; the checkpoint does not match its config")
+        }
+        guard info.shape == shape else {
+            throw FormatError(path, "weight \(name) has shape \(info.shape), the config expects \(shape)")
+        }
+        var heads: Int?
+        if config.architecture == .llama || config.architecture == .mistral {
+            if name.hasSuffix("q_proj.weight") { heads = config.heads }
+            if name.hasSuffix("k_proj.weight") { heads = config.kvHeads }
+        }
+        return try FrozenWeight.ggml(info, in: file, permuteHeads: heads)
+    }
+
     public var storageSummary: [String: Int] {
         Dictionary(grouping: file.tensors, by: { $0.type.description }).mapValues(\.count)
     }

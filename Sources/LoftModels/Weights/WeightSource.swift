@@ -25,3 +25,18 @@ extension WeightSource {
         return t
     }
 }
+
+extension WeightSource {
+    /// A projection weight stored as `format`: quantized from its f32 values
+    /// (for a GGUF source, from the dequantized blocks, in Hugging Face row
+    /// order), or, for `.gguf`, the file's own blocks read in place.
+    func frozenWeight(_ name: String, shape: [Int], format: BaseWeightFormat) throws -> FrozenWeight {
+        if format.kind == .gguf {
+            guard let gguf = self as? GGUFWeights else {
+                throw FormatError(path, "keep_gguf_quantization needs a .gguf base model; this one is a Hugging Face directory")
+            }
+            return try gguf.blocks(name, shape: shape)
+        }
+        return FrozenWeight.converting(try require(name, shape: shape), to: format)
+    }
+}

@@ -25,6 +25,11 @@ public protocol Backend: AnyObject, Sendable, BackendDropout, BackendOptimizer8b
     func linearBackwardInput(_ dy: Tensor, _ w: Tensor, into dx: Tensor, accumulate: Bool)
     /// dw[M, K] (+)= dy[N, M]ᵀ · x[N, K].
     func linearBackwardWeight(_ dy: Tensor, _ x: Tensor, into dw: Tensor, accumulate: Bool)
+    /// `linear` for a weight kept compact (quantized, bf16): dequantized a
+    /// tile of rows at a time, never whole.
+    func linear(_ x: Tensor, frozen w: FrozenMatrix, bias: Tensor?, into y: Tensor, accumulate: Bool)
+    /// `linearBackwardInput` for a compact weight, tile by tile.
+    func linearBackwardInput(_ dy: Tensor, frozen w: FrozenMatrix, into dx: Tensor, accumulate: Bool)
 
     // MARK: normalisation
     /// y = x / sqrt(mean(x²) + eps) · (weight + weightOffset), row by row over the

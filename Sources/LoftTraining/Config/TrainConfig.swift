@@ -12,6 +12,10 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var sequenceLen: Int = 2048
     public var samplePacking = false
     public var adapter = "lora"
+    /// How the frozen base weights are stored (QLoRA: nf4 or fp4).
+    public var baseWeights = BaseWeightFormat()
+    /// bnb_4bit_compute_dtype, recorded only: on CPU the GEMMs run in fp32 on the dequantized tiles.
+    public var computeDType = "fp32"
     public var lora = LoRAConfig()
     public var microBatchSize = 1
     public var gradientAccumulationSteps = 1
@@ -58,7 +62,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "warmup_ratio", "optimizer", "weight_decay", "loraplus_lr_ratio", "max_grad_norm", "seed", "logging_steps", "eval_steps",
         "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "auto_micro_batch", "train_on_inputs",
         "chat_template", "train_on_eos", "roles_to_train", "skip_bad_rows", "output_dir", "device",
-    ]
+    ] + quantizationKeys
 
     /// Axolotl keys that are accepted and listed as ignored (they matter to
     /// the Python stack, not to Loft, or belong to features not built yet).
@@ -185,8 +189,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         if let v = bool("sample_packing") { c.samplePacking = v }
         if let v = string("adapter") {
             if v == "lora" { c.adapter = v }
-            else if v == "qlora" { problems.append("adapter: qlora needs 4-bit quantization, which is not built yet; use adapter: lora") }
-            else { problems.append("adapter: '\(v)' is not supported; use lora") }
+            else if v == "qlora" { c.adapter = v }
+            else { problems.append("adapter: '\(v)' is not supported; use lora or qlora") }
         }
         if let v = int("lora_r") { if v < 1 { problems.append("lora_r: must be ≥ 1") } else { c.lora.rank = v } }
         if let v = double("lora_alpha") { c.lora.alpha = v } else { c.lora.alpha = Double(c.lora.rank) * 2 }
@@ -253,6 +257,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         }
         if let v = bool("skip_bad_rows") { c.skipBadRows = v }
         if let v = string("output_dir") { c.outputDir = v }
+        parseQuantization(dict, into: &c, problems: &problems)
         return c
     }
 

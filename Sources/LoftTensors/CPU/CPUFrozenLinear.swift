@@ -1,0 +1,78 @@
+/// Linear layers over weights that stay compact (`FrozenMatrix`): each tile of
+/// `frozenTileRows` output rows is dequantized into a scratch buffer and
+/// multiplied there with BLAS (strided into y or from dy), so memory holds
+/// one tile of f32 weights at a time, not the matrix.
+extension CPUBackend {
+    /// Output rows dequantized per GEMM: large enough that BLAS runs near its
+    /// speed, small enough that the scratch stays in the L2/L3 cache.
+    nonisolated(unsafe) static var frozenTileRows = 128
+
+    /// Dequantizes rows m0..<m0+count into scratch, spread over the cores.
+    private func dequantizeTile(_ w: FrozenMatrix, _ m0: Int, _ count: Int, into scratch: UnsafeMutablePointer<Float>) {
+        let k = w.cols
+        parallelChunks(count, minimumPerChunk: max(1, 4096 / max(k, 1))) { r in
+            w.dequantizeRows(m0 + r.lowerBound ..< m0 + r.upperBound, into: scratch + r.lowerBound * k)
+        }
+    }
+
+    public func linear(_ x: Tensor, frozen w: FrozenMatrix, bias: Tensor?, into y: Tensor, accumulate: Bool) {
+        let (n, k, m) = (x.count / x.shape.last!, x.shape.last!, w.rows)
+        precondition(w.cols == k && y.count == n * m, "linear: x \(x.shape) · w [\(w.rows), \(w.cols)]ᵀ into y \(y.shape)")
+        var beta: Float = accumulate ? 1 : 0
+        let yp = y.floats, xp = x.floats
+        if let bias {
+            precondition(bias.count == m, "linear: bias \(bias.shape) for \(m) outputs")
+            let bp = bias.floats
+            for r in 0 ..< n {
+                let row = yp + r * m
+                if accumulate { for j in 0 ..< m { row[j] += bp[j] } } else { row.update(from: bp, count: m) }
+            }
+            beta = 1
+        }
+        if m == 0 || n == 0 { return }
+        let tile = min(m, max(1, Self.frozenTileRows))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
+        defer { scratch.deallocate() }
+        var m0 = 0
+        while m0 < m {
+            let t = min(tile, m - m0)
+            dequantizeTile(w, m0, t, into: scratch)
+            if n <= Self.gemvRows {
+                for r in 0 ..< n {
+                    BLAS.sgemv(trans: false, rows: t, cols: k, alpha: 1, a: scratch, lda: k,
+                               x: xp + r * k, beta: beta, y: yp + r * m + m0)
+                }
+            } else {
+                // y[:, m0..<m0+t] = x · tileᵀ, written in place with ldc = m
+                BLAS.sgemm(transA: false, transB: true, m: n, n: t, k: k, alpha: 1, a: xp, lda: k,
+                           b: scratch, ldb: k, beta: beta, c: yp + m0, ldc: m)
+            }
+            m0 += t
+        }
+    }
+
+    public func linearBackwardInput(_ dy: Tensor, frozen w: FrozenMatrix, into dx: Tensor, accumulate: Bool) {
+        let (m, k) = (w.rows, w.cols)
+        let n = m == 0 ? dx.count / max(k, 1) : dy.count / m
+        precondition(dx.count == n * k, "linearBackwardInput: dy \(dy.shape) · w [\(m), \(k)] into \(dx.shape)")
+        let dxp = dx.floats, dyp = dy.floats
+        if m == 0 || n == 0 {
+            if !accumulate { dxp.update(repeating: 0, count: dx.count) }
+            return
+        }
+        let tile = min(m, max(1, Self.frozenTileRows))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
+        defer { scratch.deallocate() }
+        var beta: Float = accumulate ? 1 : 0
+        var m0 = 0
+        while m0 < m {
+            let t = min(tile, m - m0)
+            dequantizeTile(w, m0, t, into: scratch)
+            // dx (+)= dy[:, m0..<m0+t] · tile, reading dy's columns with lda = m
+            BLAS.sgemm(transA: false, transB: false, m: n, n: k, k: t, alpha: 1, a: dyp + m0, lda: m,
+                       b: scratch, ldb: k, beta: beta, c: dxp, ldc: k)
+            beta = 1
+            m0 += t
+        }
+    }
+}

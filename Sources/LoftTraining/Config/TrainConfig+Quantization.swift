@@ -1,0 +1,63 @@
+import Foundation
+import LoftModels
+
+/// QLoRA and the other base-weight storages, with bitsandbytes' Axolotl keys:
+/// `load_in_4bit` + `bnb_4bit_quant_type` (nf4, fp4) + `bnb_4bit_use_double_quant`
+/// (Axolotl's default: true) + `bnb_4bit_compute_dtype`, `load_in_8bit`
+/// (LLM.int8 rows), `bf16: true` (the base kept in bf16), and Loft's
+/// `keep_gguf_quantization` (a GGUF base stays in its own blocks).
+extension TrainConfig {
+    static let quantizationKeys = ["load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+                                   "bnb_4bit_compute_dtype", "bf16", "keep_gguf_quantization"]
+
+    static func parseQuantization(_ dict: [String: Any], into c: inout TrainConfig, problems: inout [String]) {
+        func flag(_ key: String) -> Bool {
+            guard let v = dict[key] else { return false }
+            if let b = v as? Bool { return b }
+            if key == "bf16", let s = v as? String, s == "auto" {
+                // Axolotl's "if the GPU can": on CPU Loft keeps f32, so the key is listed as ignored
+                c.ignoredKeys.append(key)
+                c.ignoredKeys.sort()
+                return false
+            }
+            problems.append("\(key): expected true or false, got \(v)")
+            return false
+        }
+        let in4 = flag("load_in_4bit"), in8 = flag("load_in_8bit"), bf16 = flag("bf16"), keep = flag("keep_gguf_quantization")
+        var format = BaseWeightFormat()
+        format.doubleQuant = true
+        if let v = dict["bnb_4bit_use_double_quant"] {
+            if let b = v as? Bool { format.doubleQuant = b } else { problems.append("bnb_4bit_use_double_quant: expected true or false, got \(v)") }
+        }
+        var fourBit = BaseWeightKind.nf4
+        if let v = dict["bnb_4bit_quant_type"] {
+            switch v as? String {
+            case "nf4": fourBit = .nf4
+            case "fp4": fourBit = .fp4
+            default: problems.append("bnb_4bit_quant_type: '\(v)' is not supported; use nf4 or fp4")
+            }
+        }
+        if let v = dict["bnb_4bit_compute_dtype"] {
+            let names = ["bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16", "fp32": "fp32", "float32": "fp32"]
+            if let s = v as? String, let d = names[s] { c.computeDType = d }
+            else { problems.append("bnb_4bit_compute_dtype: '\(v)' is not one of bf16, fp16, fp32") }
+        }
+        let chosen = [("load_in_4bit", in4), ("load_in_8bit", in8), ("keep_gguf_quantization", keep)].filter(\.1).map(\.0)
+        if chosen.count > 1 {
+            problems.append("\(chosen.joined(separator: " and ")) are all set; the base is stored one way, keep one of them")
+        }
+        if keep && !c.baseModel.lowercased().hasSuffix(".gguf") && !c.baseModel.isEmpty {
+            problems.append("keep_gguf_quantization: the base_model \(c.baseModel) is not a .gguf file; remove the key, or use load_in_4bit")
+        }
+        if c.adapter == "qlora" && !in4 && !keep {
+            problems.append("adapter: qlora needs load_in_4bit: true (or keep_gguf_quantization: true for a GGUF base); or use adapter: lora")
+        }
+        if in4 { format.kind = fourBit }
+        else if in8 { format.kind = .int8 }
+        else if keep { format.kind = .gguf }
+        else if bf16 { format.kind = .bf16 }
+        else { format.kind = .f32 }
+        if format.kind != .nf4 && format.kind != .fp4 { format.doubleQuant = false }
+        c.baseWeights = format
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import XCTest
+import LoftFormats
+import LoftModels
+import LoftTensors
+@testable import LoftTraining
+
+/// QLoRA: one training step on the tiny Llama with an NF4 (double-quant)
+/// base against PyTorch + PEFT on bitsandbytes' dequantize_4bit(quantize_4bit(W))
+/// (fixture from tools/make_qlora_fixture.py): the loss within 1e-5 and every
+/// LoRA gradient within 1e-4 relative, as for the f32 base. Then the config
+/// keys, and merge onto the dequantized 4-bit base.
+final class QLoRATests: XCTestCase {
+    let nf4DoubleQuant = BaseWeightFormat(kind: .nf4, doubleQuant: true)
+
+    func testOneStepOnNF4BaseMatchesPEFT() throws {
+        let dir = TestPaths.fixtures.appendingPathComponent("tiny_llama_qlora_nf4")
+        let expected = try JSONDecoder().decode(PEFTExactnessTests.Expected.self,
+                                                from: Data(contentsOf: dir.appendingPathComponent("expected.json")))
+        guard case .path(let p) = expected.base else { return XCTFail("the fixture names the tiny model's directory") }
+        let (model, _) = try ModelLoader.load(TestPaths.repoRoot.appendingPathComponent(p).path, baseWeights: nf4DoubleQuant)
+        XCTAssertEqual(model.layers[0].q.frozen.kindDescription, "nf4+dq")
+        try PEFTAdapter.load(dir.appendingPathComponent("initial_adapter").path, into: model)
+        let mb = MicroBatch(sequences: zip(expected.input_ids, expected.labels).map { ($0, $1) })
+        let step = TrainingStep(model: model, gradientCheckpointing: false)
+        let loss = step.accumulate(mb, gradScale: 1 / Float(mb.targetCount)) / Double(mb.targetCount)
+        XCTAssertEqual(loss, expected.loss, accuracy: 1e-5 * abs(expected.loss))
+        // the f32 base's loss is far from it, so this cannot pass on unquantized weights
+        let f32Loss = try JSONDecoder().decode(PEFTExactnessTests.Expected.self, from: Data(contentsOf:
+            TestPaths.fixtures.appendingPathComponent("tiny_llama/expected.json"))).loss
+        XCTAssertGreaterThan(abs(f32Loss - expected.loss), 1e-3 * abs(expected.loss))
+        let grads = try SafetensorsCheckpoint(path: dir.appendingPathComponent("grads.safetensors").path)
+        var checked = 0
+        for slot in model.adapterSlots {
+            for (got, suffix) in [(slot.lora.gradA!, "A"), (slot.lora.gradB!, "B")] {
+                let want = try grads.floats(named: slot.peftPrefix + ".lora_\(suffix).weight")
+                let g = got.toArray()
+                let scale = Double(want.map { abs($0) }.max()!), err = Double(zip(g, want).map { abs($0 - $1) }.max()!)
+                XCTAssertLessThanOrEqual(err, 1e-4 * scale, "\(slot.peftPrefix) \(suffix): max |Δ| \(err), max |ref| \(scale)")
+                checked += 1
+            }
+        }
+        XCTAssertEqual(checked, grads.tensorNames.count)
+    }
+
+    func config(_ yaml: String) throws -> TrainConfig {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("loft-qlora-\(UUID().uuidString).yaml").path
+        try ("base_model: m.gguf\ndatasets: [{path: d.jsonl, type: alpaca}]\n" + yaml).write(toFile: path, atomically: true, encoding: .utf8)
+        return try TrainConfig.load(path: path)
+    }
+
+    func testConfigKeys() throws {
+        var c = try config("adapter: qlora\nload_in_4bit: true\nbnb_4bit_compute_dtype: bfloat16\n")
+        XCTAssertEqual(c.baseWeights, nf4DoubleQuant, "Axolotl's defaults: nf4 with double quant")
+        XCTAssertEqual(c.computeDType, "bf16")
+        c = try config("adapter: qlora\nload_in_4bit: true\nbnb_4bit_quant_type: fp4\nbnb_4bit_use_double_quant: false\n")
+        XCTAssertEqual(c.baseWeights, BaseWeightFormat(kind: .fp4, doubleQuant: false))
+        XCTAssertEqual(try config("load_in_8bit: true\n").baseWeights.kind, .int8)
+        XCTAssertEqual(try config("bf16: true\n").baseWeights.kind, .bf16)
+        XCTAssertEqual(try config("bf16: auto\n").baseWeights.kind, .f32)
+        XCTAssertEqual(try config("keep_gguf_quantization: true\n").baseWeights.kind, .gguf)
+        XCTAssertEqual(try config("").baseWeights, .f32)
+        XCTAssertThrowsError(try config("adapter: qlora\n")) { e in
+            XCTAssertTrue("\(e)".contains("adapter: qlora needs load_in_4bit: true"), "\(e)")
+        }
+        XCTAssertThrowsError(try config("load_in_4bit: true\nload_in_8bit: true\nbnb_4bit_quant_type: nf2\n")) { e in
+            let text = "\(e)"
+            XCTAssertTrue(text.contains("load_in_4bit and load_in_8bit are all set"), text)
+            XCTAssertTrue(text.contains("bnb_4bit_quant_type: 'nf2' is not supported; use nf4 or fp4"), text)
+        }
+    }
+
+    /// merge folds the adapter onto dequant(NF4(W)) — the base it was trained
+    /// against — when the adapter directory records a 4-bit base.
+    func testMergeUsesTheQuantizedBase() throws {
+        let tiny = TestPaths.repoRoot.appendingPathComponent("Tests/LoftModelsTests/Fixtures/tiny/llama").path
+        let fm = FileManager.default
+        let adapter = fm.temporaryDirectory.appendingPathComponent("loft-qlora-adapter-\(UUID().uuidString)").path
+        let out = fm.temporaryDirectory.appendingPathComponent("loft-qlora-merged-\(UUID().uuidString)").path
+        defer { try? fm.removeItem(atPath: adapter); try? fm.removeItem(atPath: out) }
+        try fm.copyItem(atPath: TestPaths.fixtures.appendingPathComponent("tiny_llama_qlora_nf4/initial_adapter").path, toPath: adapter)
+        try nf4DoubleQuant.write(toDirectory: adapter)
+        let report = try ModelMerger.merge(modelPath: tiny, adapter: adapter, to: out, options: .init(dtype: .fp32))
+        XCTAssertTrue(report.notes.contains { $0.contains("nf4 (double quant) base") }, "\(report.notes)")
+        let merged = try SafetensorsCheckpoint(path: out)
+        let original = try SafetensorsCheckpoint(path: tiny)
+        let name = "model.layers.1.mlp.down_proj.weight"
+        let w = try original.floats(named: name)
+        let (rows, cols) = (64, 96)
+        let w4 = BnBQuantizer.quantize4bit(w, rows: rows, cols: cols, type: .nf4, doubleQuant: true).dequantized()
+        let ad = try SafetensorsCheckpoint(path: adapter + "/adapter_model.safetensors")
+        let a = try ad.floats(named: "base_model.model.model.layers.1.mlp.down_proj.lora_A.weight")
+        let b = try ad.floats(named: "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight")
+        let r = a.count / cols
+        let got = try merged.floats(named: name)
+        var offBase = 0.0
+        for o in 0 ..< rows {
+            for j in 0 ..< cols {
+                var delta = 0.0
+                for k in 0 ..< r { delta += 2 * Double(b[o * r + k]) * Double(a[k * cols + j]) }  // scale α/r = 8/4
+                XCTAssertEqual(Double(got[o * cols + j]), Double(w4[o * cols + j]) + delta, accuracy: 1e-6)
+                offBase = max(offBase, abs(Double(got[o * cols + j]) - Double(w[o * cols + j]) - delta))
+            }
+        }
+        XCTAssertGreaterThan(offBase, 1e-4, "the merge must not use the unquantized weights")
+    }
+}
