@@ -318,7 +318,7 @@ def make_smollm2(gguf_path):
             "loader": "transformers AutoModelForCausalLM.from_pretrained(dir, gguf_file=name, dtype=float32) "
                       "(dequantized to f32; q/k weights un-permuted to HF layout by transformers)",
             "text": SMOLLM2_TEXT}
-    run_case("smollm2", m, ids, labels, 2, 4, ["q_proj", "v_proj", "down_proj"], False, 1e-3, 5, base, gname)
+    run_case("smollm2", m, ids, labels, 2, 4, ["q_proj", "v_proj", "down_proj"], False, 1e-3, 20, base, gname)
 
 
 def main():
