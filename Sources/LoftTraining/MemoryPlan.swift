@@ -30,16 +30,22 @@ public enum BaseWeightStorage: Sendable, Equatable {
         }
     }
 
-    /// The storage a config asks for.
-    // TODO-by-lead: when helper-nf4 merges, map its TrainConfig keys here:
-    //   load_in_4bit → .nf4(doubleQuant: bnb_4bit_use_double_quant), load_in_8bit → .int8,
-    //   keep_gguf_quantization → .ggufKept, bf16: true → .bf16 (projections that stay
-    //   unquantized follow bf16 too: see `nonProjectionBytesPerParameter`).
-    public static func from(_ config: TrainConfig) -> BaseWeightStorage { .f32 }
+    /// The storage a config asks for (`TrainConfig.baseWeights`, from
+    /// load_in_4bit / load_in_8bit / bf16 / keep_gguf_quantization).
+    public static func from(_ config: TrainConfig) -> BaseWeightStorage {
+        switch config.baseWeights.kind {
+        case .f32: return .f32
+        case .bf16: return .bf16
+        case .int8: return .int8
+        case .nf4, .fp4: return .nf4(doubleQuant: config.baseWeights.doubleQuant)
+        case .gguf: return .ggufKept
+        }
+    }
 
     /// Bytes per parameter of the weights that are not projections
-    /// (embedding, untied LM head, norms): quantization leaves them alone.
-    var nonProjectionBytesPerParameter: Double { self == .bf16 ? 2 : 4 }
+    /// (embedding, untied LM head, norms): every storage leaves them f32
+    /// (the loader compacts projections only).
+    var nonProjectionBytesPerParameter: Double { 4 }
 }
 
 /// Where the device memory goes.

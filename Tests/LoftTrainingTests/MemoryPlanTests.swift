@@ -90,7 +90,7 @@ final class MemoryPlanTests: XCTestCase {
             try MemoryPlanner(config: try smolConfig(), base: storage).plan().parts.first { $0.name == "base weights" }!.bytes
         }
         XCTAssertEqual(planner.plan().parts.first { $0.name == "base weights" }!.bytes, 4 * allParams, "f32: 4 B for every parameter")
-        XCTAssertEqual(try baseBytes(.bf16), 2 * allParams)
+        XCTAssertEqual(try baseBytes(.bf16), 2 * projectionParams + 4 * rest, "bf16: 2 B per projection parameter; embeddings and norms stay f32")
         let rows = projections.reduce(0) { $0 + $1.shape[0] }
         XCTAssertEqual(try baseBytes(.int8), projectionParams + 4 * rows + 4 * rest, "int8: 1 B/param + an f32 scale per row")
         let perParamNF4 = Double(try baseBytes(.nf4(doubleQuant: false)) - 4 * rest) / Double(projectionParams)

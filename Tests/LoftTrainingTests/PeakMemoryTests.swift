@@ -9,16 +9,16 @@ final class PeakMemoryTests: XCTestCase {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("loft").path
     }
 
-    /// Each case is extra config lines. The planner already accounts for the
-    /// quantized and bf16 base storages; their runs need helper-nf4's loader.
+    /// Each case is extra config lines: every base storage, with and without
+    /// gradient checkpointing.
     static let cases: [(name: String, lines: String)] = [
         ("f32", "gradient_checkpointing: false"),
         ("f32, gradient checkpointing", "gradient_checkpointing: true"),
-        // TODO-by-lead: enable each line once helper-nf4 is merged (and BaseWeightStorage.from maps its keys):
-        // ("bf16 base", "bf16: true"),
-        // ("int8 base", "load_in_8bit: true"),
-        // ("nf4 base", "load_in_4bit: true\nbnb_4bit_quant_type: nf4\nbnb_4bit_use_double_quant: true"),
-        // ("GGUF kept quantized", "keep_gguf_quantization: true"),
+        ("bf16 base", "bf16: true"),
+        ("int8 base", "load_in_8bit: true"),
+        ("nf4 base", "adapter: qlora\nload_in_4bit: true\nbnb_4bit_quant_type: nf4\nbnb_4bit_use_double_quant: true"),
+        ("nf4 base, gradient checkpointing", "adapter: qlora\nload_in_4bit: true\ngradient_checkpointing: true"),
+        ("GGUF kept quantized", "keep_gguf_quantization: true"),
     ]
 
     func run(_ args: [String]) throws -> (status: Int32, output: Data) {
