@@ -7,12 +7,8 @@ import LoftTensors
 /// share one absmax (bitsandbytes' default for QLoRA is 64); each byte holds
 /// two 4-bit codes, the first value in the high nibble.
 public enum NF4 {
-    public static let codebook: [Float] = [
-        -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-        -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-        0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-        0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
-    ]
+    /// bitsandbytes' NF4 levels by code (the same table the CPU quantizer uses).
+    public static let codebook: [Float] = BnBQuantizer.table(.nf4)
 
     public static func dequantize(packed: [UInt8], absmax: [Float], count: Int, blocksize: Int = 64) -> [Float] {
         (0 ..< count).map { i in
