@@ -34,7 +34,11 @@ public enum GGUFExporter {
     public static func export(modelPath: String, adapter: String?, to path: String, type: GGUFFileType,
                               overwrite: Bool = false) throws -> Report {
         try checkOutputFile(path, overwrite: overwrite)
-        let (model, opened) = try ModelLoader.load(modelPath)
+        // An adapter trained on a compact base (QLoRA's NF4, int8, bf16) is
+        // merged onto that same base, dequantized, never onto the original
+        // weights it never saw — as `loft merge` does.
+        let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
+        let (model, opened) = try ModelLoader.load(modelPath, baseWeights: base)
         if let adapter { try PEFTAdapter.load(adapter, into: model) }
         return try export(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: path, type: type)
     }
