@@ -70,38 +70,68 @@ final class QLoRATests: XCTestCase {
         }
     }
 
-    /// merge folds the adapter onto dequant(NF4(W)) — the base it was trained
-    /// against — when the adapter directory records a 4-bit base.
-    func testMergeUsesTheQuantizedBase() throws {
+    /// The adapter of the one-step fixture, recorded as trained on an NF4
+    /// (double-quant) base, and what folding it onto dequant(NF4(W)) gives for
+    /// layer 1's down_proj, in float64: the expected merged rows, and the
+    /// original weights (a merge onto them must be told apart).
+    func qloraAdapterAndExpectedDownProj() throws -> (adapter: String, tiny: String, want: [Double], original: [Float]) {
         let tiny = TestPaths.repoRoot.appendingPathComponent("Tests/LoftModelsTests/Fixtures/tiny/llama").path
         let fm = FileManager.default
         let adapter = fm.temporaryDirectory.appendingPathComponent("loft-qlora-adapter-\(UUID().uuidString)").path
-        let out = fm.temporaryDirectory.appendingPathComponent("loft-qlora-merged-\(UUID().uuidString)").path
-        defer { try? fm.removeItem(atPath: adapter); try? fm.removeItem(atPath: out) }
         try fm.copyItem(atPath: TestPaths.fixtures.appendingPathComponent("tiny_llama_qlora_nf4/initial_adapter").path, toPath: adapter)
         try nf4DoubleQuant.write(toDirectory: adapter)
-        let report = try ModelMerger.merge(modelPath: tiny, adapter: adapter, to: out, options: .init(dtype: .fp32))
-        XCTAssertTrue(report.notes.contains { $0.contains("nf4 (double quant) base") }, "\(report.notes)")
-        let merged = try SafetensorsCheckpoint(path: out)
-        let original = try SafetensorsCheckpoint(path: tiny)
-        let name = "model.layers.1.mlp.down_proj.weight"
-        let w = try original.floats(named: name)
+        let w = try SafetensorsCheckpoint(path: tiny).floats(named: "model.layers.1.mlp.down_proj.weight")
         let (rows, cols) = (64, 96)
         let w4 = BnBQuantizer.quantize4bit(w, rows: rows, cols: cols, type: .nf4, doubleQuant: true).dequantized()
         let ad = try SafetensorsCheckpoint(path: adapter + "/adapter_model.safetensors")
         let a = try ad.floats(named: "base_model.model.model.layers.1.mlp.down_proj.lora_A.weight")
         let b = try ad.floats(named: "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight")
         let r = a.count / cols
-        let got = try merged.floats(named: name)
-        var offBase = 0.0
+        var want = [Double](repeating: 0, count: rows * cols)
         for o in 0 ..< rows {
             for j in 0 ..< cols {
                 var delta = 0.0
                 for k in 0 ..< r { delta += 2 * Double(b[o * r + k]) * Double(a[k * cols + j]) }  // scale α/r = 8/4
-                XCTAssertEqual(Double(got[o * cols + j]), Double(w4[o * cols + j]) + delta, accuracy: 1e-6)
-                offBase = max(offBase, abs(Double(got[o * cols + j]) - Double(w[o * cols + j]) - delta))
+                want[o * cols + j] = Double(w4[o * cols + j]) + delta
             }
         }
-        XCTAssertGreaterThan(offBase, 1e-4, "the merge must not use the unquantized weights")
+        return (adapter, tiny, want, w)
+    }
+
+    func assertMerged(_ got: [Float], _ c: (adapter: String, tiny: String, want: [Double], original: [Float]),
+                      accuracy: Double, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(got.count, c.want.count, file: file, line: line)
+        var err = 0.0, offOriginal = 0.0
+        for i in 0 ..< min(got.count, c.want.count) {
+            err = max(err, abs(Double(got[i]) - c.want[i]))
+            offOriginal = max(offOriginal, abs(Double(c.original[i]) - c.want[i]))
+        }
+        XCTAssertLessThanOrEqual(err, accuracy, "max |merged - (dequant(NF4(W)) + ΔW)|", file: file, line: line)
+        // merging onto the unquantized weights would be off by the NF4 error
+        XCTAssertGreaterThan(offOriginal, 100 * accuracy, "the fixture cannot tell the bases apart", file: file, line: line)
+    }
+
+    /// merge folds the adapter onto dequant(NF4(W)) — the base it was trained
+    /// against — when the adapter directory records a 4-bit base.
+    func testMergeUsesTheQuantizedBase() throws {
+        let c = try qloraAdapterAndExpectedDownProj()
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loft-qlora-merged-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: c.adapter); try? FileManager.default.removeItem(atPath: out) }
+        let report = try ModelMerger.merge(modelPath: c.tiny, adapter: c.adapter, to: out, options: .init(dtype: .fp32))
+        XCTAssertTrue(report.notes.contains { $0.contains("nf4 (double quant) base") }, "\(report.notes)")
+        assertMerged(try SafetensorsCheckpoint(path: out).floats(named: "model.layers.1.mlp.down_proj.weight"), c, accuracy: 1e-6)
+    }
+
+    /// `export gguf --adapter` takes the same path: the F32 GGUF's ffn_down of
+    /// block 1 is dequant(NF4(W)) + ΔW.
+    func testGGUFExportUsesTheQuantizedBase() throws {
+        let c = try qloraAdapterAndExpectedDownProj()
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loft-qlora-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: c.adapter); try? FileManager.default.removeItem(atPath: out) }
+        let report = try GGUFExporter.export(modelPath: c.tiny, adapter: c.adapter, to: out, type: .f32)
+        XCTAssertTrue(report.notes.contains { $0.contains("nf4 (double quant) base") }, "\(report.notes)")
+        let file = try GGUFFile(path: out)
+        let tensor = try XCTUnwrap(file.tensor(named: "blk.1.ffn_down.weight"))
+        assertMerged(try file.dequantize(tensor), c, accuracy: 1e-6)
     }
 }

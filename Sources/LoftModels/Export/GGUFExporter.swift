@@ -40,7 +40,11 @@ public enum GGUFExporter {
         let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
         let (model, opened) = try ModelLoader.load(modelPath, baseWeights: base)
         if let adapter { try PEFTAdapter.load(adapter, into: model) }
-        return try export(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: path, type: type)
+        let report = try export(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: path, type: type)
+        if base.kind == .f32 { return report }
+        return Report(path: report.path, type: report.type, tensors: report.tensors, tensorTypes: report.tensorTypes,
+                      mergedProjections: report.mergedProjections, bytes: report.bytes,
+                      notes: report.notes + ["the adapter was trained on a \(base.summary) base: merged onto its dequantized weights"])
     }
 
     public static func checkOutputFile(_ path: String, overwrite: Bool) throws {
