@@ -65,7 +65,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
-        .target(name: "LoftTestSupport", path: "Tests/LoftTestSupport", swiftSettings: settings),
+        .target(name: "LoftTestSupport", dependencies: ["LoftFormats"], path: "Tests/LoftTestSupport", swiftSettings: settings),
         .testTarget(name: "LoftFormatsTests", dependencies: ["LoftTestSupport", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTestSupport", "LoftTensors"], swiftSettings: settings),
         .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTestSupport", "LoftTokenizers", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
