@@ -35,7 +35,10 @@ let package = Package(
         // Hugging Face Hub ids: downloads into the shared Hugging Face cache.
         .target(name: "LoftHub", swiftSettings: settings),
         // Tensors, dtypes and the Backend interface with its CPU implementation.
+        // LoftFormats (itself dependency-free) supplies the blockwise 8-bit
+        // quantizer that 8-bit AdamW shares with NF4/FP4 double quantization.
         .target(name: "LoftTensors", dependencies: [
+            "LoftFormats",
             .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])),
         ], swiftSettings: settings),
         // CUDA driver, NVRTC and cuBLASLt declared by Loft itself and opened
@@ -62,7 +65,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
-        .target(name: "LoftTestSupport", path: "Tests/LoftTestSupport", swiftSettings: settings),
+        .target(name: "LoftTestSupport", dependencies: ["LoftFormats"], path: "Tests/LoftTestSupport", swiftSettings: settings),
         .testTarget(name: "LoftFormatsTests", dependencies: ["LoftTestSupport", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTestSupport", "LoftTensors"], swiftSettings: settings),
         .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTestSupport", "LoftTokenizers", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),

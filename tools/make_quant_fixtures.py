@@ -110,19 +110,7 @@ def make(name, shape, seed):
     print(f"wrote {os.path.relpath(path, REPO)} ({os.path.getsize(path)} bytes)")
 
 
-def print_dynamic_map():
-    """The 8-bit dynamic map as float32 bit patterns (BnBCodes.swift holds them)."""
-    import struct
-    code = F.create_dynamic_map()
-    bits = [struct.unpack("<I", struct.pack("<f", float(x)))[0] for x in code]
-    for i in range(0, 256, 8):
-        print("        " + ", ".join("0x%08X" % b for b in bits[i:i + 8]) + ",")
-
-
 def main():
-    import sys
-    if "--print-dynamic-map" in sys.argv:
-        return print_dynamic_map()
     os.makedirs(OUT, exist_ok=True)
     for i, (name, shape) in enumerate(CASES.items()):
         make(name, shape, 100 + i)

@@ -1,4 +1,5 @@
 import Foundation
+import LoftFormats
 import LoftTemplates
 import LoftTokenizers
 
@@ -523,20 +524,6 @@ extension PreparedDataset {
             }
         }
         return h.finalize().map { String(format: "%02x", $0) }.joined()
-    }
-}
-
-/// A small seeded generator (SplitMix64) for splits, shuffling and adapter
-/// initialisation; Codable so a checkpoint can carry its state.
-public struct SplitMix64: RandomNumberGenerator, Codable, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -1,3 +1,5 @@
+import LoftFormats
+
 /// Packing and batching of examples by length.
 public enum Packing {
     /// Best-fit-decreasing bin packing: examples longest first, each into the bin
@@ -59,7 +61,7 @@ public enum Packing {
     /// resumed run rebuilds the same plan. The bins themselves do not change between epochs.
     public static func packedMicroBatches(lengths: [Int], capacity: Int, seed: UInt64, epoch: Int) -> [[Int]] {
         var bins = bestFitDecreasing(lengths: lengths, capacity: capacity)
-        var rng = SplitMix64(seed: seed &+ UInt64(truncatingIfNeeded: epoch) &* 0x9E37_79B9_7F4A_7C15)
+        var rng = SplitMix64(seed: seed &+ UInt64(truncatingIfNeeded: epoch) &* SplitMix64.increment)
         bins.shuffle(using: &rng)
         return bins
     }

@@ -1,5 +1,6 @@
 import Foundation
 import LoftData
+import LoftFormats
 import LoftModels
 import LoftTensors
 

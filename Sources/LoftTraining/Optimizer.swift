@@ -1,4 +1,5 @@
 import Foundation
+import LoftFormats
 import LoftModels
 import LoftTensors
 

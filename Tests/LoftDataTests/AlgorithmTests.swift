@@ -1,4 +1,5 @@
 import Foundation
+import LoftFormats
 import LoftTemplates
 import LoftTokenizers
 import XCTest

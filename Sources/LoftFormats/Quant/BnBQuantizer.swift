@@ -43,8 +43,10 @@ public struct BnB4BitWeight: Sendable, Equatable {
         switch absmax {
         case .plain(let a): return a
         case .double(let codes, let absmax2, let offset):
-            return BnBQuantizer.dequantizeBlockwise8bit(codes, absmax: absmax2, blocksize: BnBQuantizer.nestedBlocksize)
-                .map { $0 + offset }
+            var decoded = [Float](repeating: 0, count: codes.count)
+            BlockwiseQuantization.dequantize(codes, count: codes.count, map: BnBQuantizer.dynamicMap,
+                                             blockSize: BnBQuantizer.nestedBlocksize, absmax: absmax2, into: &decoded)
+            return decoded.map { $0 + offset }
         }
     }
 
@@ -184,7 +186,10 @@ public enum BnBQuantizer {
         if doubleQuant {
             let offset = torchMean(absmax)
             let centred = absmax.map { $0 - offset }
-            let (codes, absmax2) = quantizeBlockwise8bit(centred, blocksize: nestedBlocksize)
+            var codes = [UInt8](repeating: 0, count: blocks)
+            var absmax2 = [Float](repeating: 0, count: BlockwiseQuantization.blockCount(blocks, blockSize: nestedBlocksize))
+            BlockwiseQuantization.quantize(centred, count: blocks, map: dynamicMap, blockSize: nestedBlocksize, rules: .pytorch,
+                                           codes: &codes, absmax: &absmax2)
             scales = .double(codes: codes, absmax2: absmax2, offset: offset)
         } else {
             scales = .plain(absmax)
@@ -197,49 +202,9 @@ public enum BnBQuantizer {
         return w.withUnsafeBufferPointer { quantize4bit($0.baseAddress!, rows: rows, cols: cols, type: type, doubleQuant: doubleQuant) }
     }
 
-    /// The 8-bit dynamic map, as bnb dequantizes with it.
-    public static let dynamicMap: [Float] = BnBDynamicMap.bits.map { Float(bitPattern: $0) }
-
-    /// bnb's `quantize_blockwise` as its PyTorch backend computes it: per
-    /// block the absmax, each value times its reciprocal (divided, in a partial
-    /// last block), clamped to [−1, 1], then the level whose bucket between
-    /// midpoints holds it (a value on a midpoint goes to the lower level).
-    /// bnb's native CPU kernel departs from this rule for about 0.4% of values
-    /// (it sometimes picks the farther of two levels); Loft follows the rule.
-    public static func quantizeBlockwise8bit(_ values: [Float], blocksize: Int) -> (codes: [UInt8], absmax: [Float]) {
-        let map = dynamicMap
-        let bounds = (0 ..< 255).map { (map[$0] + map[$0 + 1]) / 2 }
-        let n = values.count
-        let blocks = (n + blocksize - 1) / blocksize
-        var codes = [UInt8](repeating: 0, count: n)
-        var absmax = [Float](repeating: 0, count: blocks)
-        let smallest = Float(1e-38)
-        for b in 0 ..< blocks {
-            let lo = b * blocksize, hi = min(n, lo + blocksize)
-            var m: Float = 0
-            for i in lo ..< hi { m = max(m, abs(values[i])) }
-            let full = hi - lo == blocksize
-            // bnb keeps a full block's absmax as is and a partial one clamped
-            absmax[b] = full ? m : max(m, smallest)
-            let safe = max(m, smallest), reciprocal = 1 / safe
-            for i in lo ..< hi {
-                let x = min(max(full ? values[i] * reciprocal : values[i] / safe, -1), 1)
-                // the number of midpoints below x (binary search)
-                var low = 0, high = 255
-                while low < high {
-                    let mid = (low + high) / 2
-                    if bounds[mid] < x { low = mid + 1 } else { high = mid }
-                }
-                codes[i] = UInt8(low)
-            }
-        }
-        return (codes, absmax)
-    }
-
-    /// bnb's CPU `dequantize_blockwise`: map[code] · absmax of the block.
-    public static func dequantizeBlockwise8bit(_ codes: [UInt8], absmax: [Float], blocksize: Int) -> [Float] {
-        codes.indices.map { dynamicMap[Int(codes[$0])] * absmax[$0 / blocksize] }
-    }
+    /// The 8-bit map double quantization codes the centred absmax with
+    /// (bnb's default `create_dynamic_map()`, signed).
+    public static let dynamicMap: [Float] = DynamicQuantizationMap.signed
 
     /// torch's float32 `mean` on CPU, to the bit: its cascade sum (8-lane
     /// vectors, 4-way interleaving, partial sums folded every 16 steps), then

@@ -1,4 +1,5 @@
 import Foundation
+import LoftFormats
 
 extension CPUBackend: BackendOptimizer8bit {
     public func adamW8bit(param: Tensor, grad: Tensor, m: BlockwiseQuantizedVector, v: BlockwiseQuantizedVector,
@@ -37,10 +38,10 @@ extension CPUBackend: BackendOptimizer8bit {
                                 mf[j] = mi
                                 vf[j] = vi
                             }
-                            BlockwiseQuantization.quantizeBlock(mf, count: count, map: mm, codes: mCodes + start,
-                                                                absmax: &mAbsmax[b])
-                            BlockwiseQuantization.quantizeBlock(vf, count: count, map: vm, codes: vCodes + start,
-                                                                absmax: &vAbsmax[b])
+                            BlockwiseQuantization.quantizeBlock(mf, count: count, blockSize: block, map: mm, rules: .optimizer,
+                                                                codes: mCodes + start, absmax: &mAbsmax[b])
+                            BlockwiseQuantization.quantizeBlock(vf, count: count, blockSize: block, map: vm, rules: .optimizer,
+                                                                codes: vCodes + start, absmax: &vAbsmax[b])
                         }
                     }
                 }
