@@ -102,12 +102,13 @@ final class ComputePrecisionTests: XCTestCase {
         return y
     }
 
-    /// Forward, input and weight gradients of one linear layer, dense and tiled
-    /// (m crosses the GEMM's 256-column rounding panel; n = 2 would be GEMV at fp32).
+    /// Forward, input and weight gradients of one linear layer, dense and tiled.
+    /// Shapes cross the rounded GEMM's blocks (512 rows, 512 deep, 256 columns);
+    /// n = 2 would be a GEMV at fp32.
     func testLinearForwardAndBackwardInReducedPrecision() {
         let seed = freshSeed()
         var rng = SeededRandom(seed: seed)
-        for (n, k, m) in [(9, 70, 300), (2, 33, 17)] {
+        for (n, k, m) in [(9, 70, 300), (2, 33, 17), (600, 530, 20)] {
             let x = floats(rng.normals(n * k)), w = floats(rng.normals(m * k, scale: 0.1)), dy = floats(rng.normals(n * m, scale: 1e-3))
             let fp32 = CPUBackend()
             for precision in [ComputePrecision.bf16, .fp16] {
