@@ -15,7 +15,12 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var bestEvalLoss: Double?
     public var bestStep: Int?
     public var evalsWithoutImprovement = 0
+    /// fp16's loss scaler (scale, clean-step counter, skips); nil for bf16/fp32 runs.
+    public var lossScaler: LossScaler?
     public init() {}
+
+    /// Optimizer updates actually taken: steps minus those the loss scaler skipped.
+    public var optimizerSteps: Int { step - (lossScaler?.skippedSteps ?? 0) }
 }
 
 /// Checkpoints as directories `checkpoint-<step>` holding the adapter (PEFT
@@ -84,7 +89,7 @@ public enum Checkpoint {
             throw FormatError(dir + "/trainer_state.json", "missing; the checkpoint is incomplete")
         }
         let state = try JSONDecoder().decode(TrainerState.self, from: data)
-        optimizer.restore(step: state.step)
+        optimizer.restore(step: state.optimizerSteps)
         return state
     }
 

@@ -17,10 +17,15 @@ public struct ResolvedDevice {
 
     /// Chosen before any data is read or weights are loaded, so `device:
     /// cuda` on a machine without a usable GPU fails at once, saying why.
-    public static func resolve(_ device: ComputeDevice) throws -> ResolvedDevice {
+    /// `precision` is what the CPU backend's GEMMs round their inputs to. The
+    /// CUDA backend does not take it yet: its GEMMs stay f32 (bf16 operands
+    /// only for weights stored bf16), while the fp16 loss scaler, which lives
+    /// in the trainer, runs on either.
+    public static func resolve(_ device: ComputeDevice, precision: ComputePrecision = .fp32) throws -> ResolvedDevice {
+        let cpu = precision == .fp32 ? CPUBackend.shared : CPUBackend(computePrecision: precision)
         switch device {
         case .cpu:
-            return ResolvedDevice(backend: CPUBackend.shared, note: "device: cpu")
+            return ResolvedDevice(backend: cpu, note: "device: cpu")
         case .cuda:
             do {
                 let b = try CUDABackend()
@@ -31,13 +36,13 @@ public struct ResolvedDevice {
         case .auto:
             let probe = CUDAProbe.run()
             guard probe.usable else {
-                return ResolvedDevice(backend: CPUBackend.shared, note: "device: cpu (auto: no usable CUDA GPU; `loft info --devices` says why)")
+                return ResolvedDevice(backend: cpu, note: "device: cpu (auto: no usable CUDA GPU; `loft info --devices` says why)")
             }
             do {
                 let b = try CUDABackend()
                 return ResolvedDevice(backend: b, note: "device: \(b.name) (auto)")
             } catch {
-                return ResolvedDevice(backend: CPUBackend.shared, note: "device: cpu (auto: the GPU could not be used: \(error))")
+                return ResolvedDevice(backend: cpu, note: "device: cpu (auto: the GPU could not be used: \(error))")
             }
         }
     }

@@ -150,7 +150,10 @@ public struct MemoryPlan: Sendable {
         self.gradientCheckpointing = gradientCheckpointing
         let onGPU: Bool
         if case .gpu = target { onGPU = true } else { onGPU = false }
-        // Loft's CPU backend computes in f32; a GPU run is planned with bf16 activations.
+        // Loft's CPU backend keeps activations in f32 whatever the compute
+        // precision (bf16/fp16 compute only rounds GEMM inputs, into transient
+        // copies of one operand and a 256-column panel of the other, well inside
+        // the workspace's margin); a GPU run is planned with bf16 activations.
         let act = onGPU ? 2 : 4
         let n = microBatchSize * sequenceLen
         let (h, L) = (c.hiddenSize, c.layers)

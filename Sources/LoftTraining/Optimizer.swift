@@ -104,7 +104,34 @@ public final class AdapterOptimizer {
     /// gradients. Returns the gradient norm before clipping.
     @discardableResult
     public func update(lr: Float, maxGradNorm: Float) -> Double {
+        update(lr: lr, maxGradNorm: maxGradNorm, lossScale: nil).gradNorm
+    }
+
+    /// What one `update` did.
+    public struct UpdateOutcome: Sendable {
+        /// The global norm of the (unscaled) gradients before clipping.
+        public var gradNorm: Double
+        /// The step was skipped: a loss-scaled gradient held an inf or NaN.
+        public var skipped: Bool
+    }
+
+    /// `update` for gradients of a loss multiplied by `lossScale` (fp16's
+    /// dynamic loss scaling): they are unscaled before the norm and clipping,
+    /// and when any is inf or NaN no parameter or moment changes (the step
+    /// count neither), as GradScaler.step skips optimizer.step. Without a
+    /// loss scale every step is taken, as torch does.
+    public func update(lr: Float, maxGradNorm: Float, lossScale: Float?) -> UpdateOutcome {
+        if let lossScale {
+            let inverse = 1 / lossScale
+            for p in parameters { if let g = p.gradient() { backend.scale(g, by: inverse) } }
+        }
         let norm = gradientNorm()
+        // Σg² of finite f32 gradients cannot overflow a double, so a non-finite norm means a non-finite gradient.
+        if lossScale != nil && !norm.isFinite {
+            // Overwritten, not scaled by 0: inf · 0 is NaN.
+            for p in parameters { if let g = p.gradient() { backend.copy(backend.zeros(g.shape, dtype: .f32), into: g) } }
+            return UpdateOutcome(gradNorm: norm, skipped: true)
+        }
         step += 1
         if maxGradNorm > 0 {
             // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped at 1.
@@ -123,7 +150,7 @@ public final class AdapterOptimizer {
         }
         parametersReplaced()
         zeroGradients()
-        return norm
+        return UpdateOutcome(gradNorm: norm, skipped: false)
     }
 
     /// Drops what the adapters derived from their old values (DoRA's weight norm).

@@ -17,6 +17,10 @@ public final class Trainer {
         public var tokensPerSecond: Double?
         public var secondsRemaining: Double?
         public var path: String?
+        /// fp16: the loss scale this step's backward used.
+        public var lossScale: Double?
+        /// fp16: the optimizer step was skipped (a gradient was inf or NaN).
+        public var skipped = false
     }
 
     public let config: TrainConfig
@@ -25,7 +29,7 @@ public final class Trainer {
     public let validation: [TokenizedExample]
     public let optimizer: AdapterOptimizer
     public let step: TrainingStep
-    public private(set) var state = TrainerState()
+    public internal(set) var state = TrainerState()
     /// Called for every step, evaluation and checkpoint (progress display, logs).
     public var onEvent: ((Event) -> Void)?
     /// Set to stop after the current optimizer step (Ctrl-C); a checkpoint is written first.
@@ -42,6 +46,7 @@ public final class Trainer {
                                      loraPlusRatio: Float(config.loraPlusLRRatio),
                                      momentStorage: config.optimizer == "adamw_8bit" ? .blockwise8bit : .float32)
         step = TrainingStep(model: model, gradientCheckpointing: config.gradientCheckpointing)
+        if config.computePrecision == .fp16 { state.lossScaler = LossScaler() }
     }
 
     func plan(epoch: Int) -> BatchPlan {
@@ -66,6 +71,8 @@ public final class Trainer {
     public func resume() throws -> String? {
         guard let dir = Checkpoint.latest(in: config.outputDir) else { return nil }
         state = try Checkpoint.restore(dir, model: model, optimizer: optimizer)
+        // A checkpoint of a run without fp16 resumed with fp16: the scaler starts fresh.
+        if config.computePrecision == .fp16 && state.lossScaler == nil { state.lossScaler = LossScaler() }
         return dir
     }
 
@@ -93,13 +100,21 @@ public final class Trainer {
             let targets = batches.reduce(0) { $0 + $1.targetCount }
             guard targets > 0 else { continue }
             var lossSum = 0.0
+            // fp16: the backward starts from loss · scale (the loss itself is reported unscaled).
+            let scaling = config.computePrecision == .fp16
+            let lossScale = scaling ? state.lossScaler.map { Float($0.scale) } : nil
             for (j, mb) in batches.enumerated() {
-                lossSum += step.accumulate(mb, gradScale: 1 / Float(targets),
+                lossSum += step.accumulate(mb, gradScale: (lossScale ?? 1) / Float(targets),
                                            dropoutSeed: config.seed &+ UInt64(state.step) &* 1_000_003 &+ UInt64(j))
                 tokensSeen += mb.ids.count
             }
-            let lr = config.lrScheduler.rate(base: config.learningRate, step: state.step, total: total, warmup: warmupSteps)
-            let norm = optimizer.update(lr: Float(lr), maxGradNorm: Float(config.maxGradNorm))
+            // The schedule advances with updates taken, not with skipped steps: HF Trainer steps its
+            // LR scheduler only `if not accelerator.optimizer_step_was_skipped` (and accelerate's
+            // AcceleratedScheduler returns early for a skipped optimizer), while global_step counts both.
+            let lr = config.lrScheduler.rate(base: config.learningRate, step: state.optimizerSteps, total: total, warmup: warmupSteps)
+            let outcome = optimizer.update(lr: Float(lr), maxGradNorm: Float(config.maxGradNorm), lossScale: lossScale)
+            let norm = outcome.gradNorm
+            if scaling { state.lossScaler?.update(foundNonFinite: outcome.skipped) }
             state.step += 1
             let loss = lossSum / Double(targets)
             state.losses.append(loss)
@@ -107,7 +122,8 @@ public final class Trainer {
             let perStep = elapsed / Double(state.step - startStep)
             onEvent?(Event(kind: .step, step: state.step, totalSteps: total, loss: loss, learningRate: lr, gradNorm: norm,
                            tokensPerSecond: Double(tokensSeen) / max(elapsed, 1e-9),
-                           secondsRemaining: perStep * Double(total - state.step)))
+                           secondsRemaining: perStep * Double(total - state.step), lossScale: lossScale.map(Double.init),
+                           skipped: outcome.skipped))
 
             var stopEarly = false
             if let every = config.evalSteps, every > 0, !validation.isEmpty, state.step % every == 0 || state.step == total {

@@ -39,7 +39,7 @@ public final class TrainingRun {
         if !existing.isEmpty && !resume && !overwrite {
             throw TrainingError("output_dir \(config.outputDir) already holds \(existing.count) file(s); pass --resume to continue that run, --overwrite to replace it, or set another output_dir")
         }
-        device = try ResolvedDevice.resolve(config.device)
+        device = try ResolvedDevice.resolve(config.device, precision: config.computePrecision)
         if overwrite && !resume {
             for name in existing { try fm.removeItem(atPath: config.outputDir + "/" + name) }
         }
@@ -132,6 +132,8 @@ public final class TrainingRun {
             "predicted_peak_bytes": memoryPlan?.peakBytes ?? NSNull(),
             "base_weights": ["kind": config.baseWeights.kind.rawValue, "double_quant": config.baseWeights.doubleQuant,
                              "blocksize": BnBQuantizer.blocksize, "compute_dtype": config.computeDType],
+            "compute_precision": config.computePrecision.rawValue,
+            "skipped_steps": state.lossScaler?.skippedSteps ?? 0,
         ]
         try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: dir + "/loft_run.json"), options: .atomic)

@@ -51,18 +51,24 @@ struct TrainCommand: ParsableCommand {
         trainer.onEvent = { e in
             switch e.kind {
             case .step:
-                metrics.append(["step": e.step, "loss": e.loss ?? 0, "lr": e.learningRate ?? 0, "grad_norm": e.gradNorm ?? 0,
-                                "tokens_per_s": e.tokensPerSecond ?? 0, "peak_rss_bytes": ProcessMemory.peakResidentBytes()])
+                // fp16 only: the loss scale of this step and whether its update was skipped.
+                let scaling: [String: Any] = e.lossScale.map { ["loss_scale": $0, "skipped": e.skipped] } ?? [:]
+                // JSON has no inf/NaN (an fp16 step can produce them): null instead of a dropped line.
+                func number(_ x: Double?) -> Any { (x ?? 0).isFinite ? x ?? 0 : NSNull() }
+                metrics.append(["step": e.step, "loss": number(e.loss), "lr": e.learningRate ?? 0, "grad_norm": number(e.gradNorm),
+                                "tokens_per_s": e.tokensPerSecond ?? 0, "peak_rss_bytes": ProcessMemory.peakResidentBytes()]
+                               .merging(scaling) { a, _ in a })
                 if json {
-                    printJSON(["event": "step", "step": e.step, "total": e.totalSteps, "loss": e.loss ?? 0,
-                               "lr": e.learningRate ?? 0, "tokens_per_s": e.tokensPerSecond ?? 0])
+                    printJSON(["event": "step", "step": e.step, "total": e.totalSteps, "loss": number(e.loss),
+                               "lr": e.learningRate ?? 0, "tokens_per_s": e.tokensPerSecond ?? 0].merging(scaling) { a, _ in a })
                 } else if bar.enabled {
                     bar.show(step: e.step, total: e.totalSteps, loss: e.loss ?? 0, lr: e.learningRate ?? 0,
                              rate: e.tokensPerSecond ?? 0, eta: e.secondsRemaining ?? 0)
                 }
                 if !json && (e.step % cfg.loggingSteps == 0 || e.step == e.totalSteps) {
                     bar.log(String(format: "step %d/%d  loss %.4f  lr %.2e  grad-norm %.3f  %.0f tok/s", e.step, e.totalSteps,
-                                   e.loss ?? 0, e.learningRate ?? 0, e.gradNorm ?? 0, e.tokensPerSecond ?? 0))
+                                   e.loss ?? 0, e.learningRate ?? 0, e.gradNorm ?? 0, e.tokensPerSecond ?? 0)
+                            + (e.lossScale.map { String(format: "  loss-scale %g", $0) } ?? "") + (e.skipped ? "  (skipped: inf/NaN gradient)" : ""))
                 }
             case .eval:
                 metrics.append(["step": e.step, "eval_loss": e.loss ?? 0])

@@ -2,12 +2,13 @@ import Foundation
 import XCTest
 import LoftData
 import LoftModels
+import LoftTensors
 @testable import LoftTraining
 
 /// The trainer on a tiny model with synthetic data: an interrupted run that
 /// resumes from its checkpoint follows the uninterrupted run bit for bit.
 final class TrainerResumeTests: XCTestCase {
-    func examples(seed: UInt64) -> [TokenizedExample] {
+    static func examples(seed: UInt64) -> [TokenizedExample] {
         var rng = TrainingRandom(seed: seed)
         return (0 ..< 12).map { _ in
             let n = Int.random(in: 6 ... 20, using: &rng)
@@ -18,7 +19,7 @@ final class TrainerResumeTests: XCTestCase {
         }
     }
 
-    func config(_ out: String) -> TrainConfig {
+    static func config(_ out: String) -> TrainConfig {
         var c = TrainConfig()
         c.baseModel = TestPaths.repoRoot.appendingPathComponent("Tests/LoftModelsTests/Fixtures/tiny/llama").path
         c.lora = LoRAConfig(rank: 4, alpha: 8, dropout: 0.1, targetModules: LoRAConfig.allLinear)
@@ -35,8 +36,8 @@ final class TrainerResumeTests: XCTestCase {
         return c
     }
 
-    func trainer(_ c: TrainConfig) throws -> Trainer {
-        let (model, _) = try ModelLoader.load(c.baseModel)
+    static func trainer(_ c: TrainConfig, backend: Backend = CPUBackend.shared) throws -> Trainer {
+        let (model, _) = try ModelLoader.load(c.baseModel, backend: backend)
         return try Trainer(config: c, model: model, train: examples(seed: 7), validation: Array(examples(seed: 8).prefix(3)))
     }
 
@@ -44,19 +45,19 @@ final class TrainerResumeTests: XCTestCase {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("loft-resume-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
 
-        let full = try trainer(config(root + "/full")).run()
+        let full = try Self.trainer(Self.config(root + "/full")).run()
         XCTAssertEqual(full.losses.count, 8)
         XCTAssertLessThan(full.losses.last!, full.losses.first!, "the loss falls")
 
         // Stop after step 4 (its checkpoint is step 3), then resume in a fresh trainer.
-        let first = try trainer(config(root + "/cut"))
+        let first = try Self.trainer(Self.config(root + "/cut"))
         var seen = 0
         first.onEvent = { e in if e.kind == .step { seen += 1; if seen == 4 { first.stopRequested = true } } }
         try first.run()
         XCTAssertNotNil(Checkpoint.latest(in: root + "/cut"))
         // Simulate a crash that lost the step-4 checkpoint: resume from step 3.
         try FileManager.default.removeItem(atPath: root + "/cut/checkpoint-4")
-        let second = try trainer(config(root + "/cut"))
+        let second = try Self.trainer(Self.config(root + "/cut"))
         XCTAssertEqual(try second.resume(), root + "/cut/checkpoint-3")
         let resumed = try second.run()
         XCTAssertEqual(resumed.losses, full.losses, "bit-for-bit equal losses after resuming")
@@ -67,10 +68,10 @@ final class TrainerResumeTests: XCTestCase {
     func testCheckpointLimitKeepsNewest() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("loft-limit-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
-        var c = config(root)
+        var c = Self.config(root)
         c.saveSteps = 2
         c.saveTotalLimit = 2
-        try trainer(c).run()
+        try Self.trainer(c).run()
         let names = try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasPrefix("checkpoint-") }.sorted()
         XCTAssertEqual(names, ["checkpoint-6", "checkpoint-8"])
         XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: root).contains { $0.hasSuffix(".partial") })
@@ -79,13 +80,13 @@ final class TrainerResumeTests: XCTestCase {
     func testEvaluationAndEarlyStopping() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("loft-eval-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
-        var c = config(root)
+        var c = Self.config(root)
         c.evalSteps = 1
         c.learningRate = 0.5  // large enough to overshoot, so eval loss stops improving
         c.earlyStoppingPatience = 1
         c.maxSteps = 40
         c.saveSteps = nil
-        let state = try trainer(c).run()
+        let state = try Self.trainer(c).run()
         XCTAssertLessThan(state.step, 40, "early stopping ended the run")
         XCTAssertNotNil(state.bestStep)
         XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/checkpoint-\(state.step)"), "stopping writes a checkpoint")

@@ -2,7 +2,9 @@ import Foundation
 
 /// Causal attention computed a block of queries at a time: the score matrix
 /// for one head is never larger than blockSize × keys, so memory stays linear
-/// in the sequence length; the two GEMMs per block go through BLAS. The
+/// in the sequence length; the two GEMMs per block go through `gemm` (BLAS,
+/// in the backend's compute precision: the probabilities are rounded like
+/// any GEMM input, as a bf16 attention kernel on a GPU rounds them). The
 /// backward recomputes the probabilities from the saved log-sum-exp, as
 /// FlashAttention does, instead of keeping them.
 extension CPUBackend {
@@ -49,9 +51,9 @@ extension CPUBackend {
         let hi = min(t.keyEnd, lastPos + 1)
         let nk = hi - lo
         let bq = q1 - q0
-        BLAS.sgemm(transA: false, transB: true, m: bq, n: nk, k: d, alpha: spec.scale,
-                   a: q + q0 * ldq + h * d, lda: ldq, b: k + lo * ldk + g * d, ldb: ldk,
-                   beta: 0, c: scores, ldc: nk)
+        gemm(transA: false, transB: true, m: bq, n: nk, k: d, alpha: spec.scale,
+             a: q + q0 * ldq + h * d, lda: ldq, b: k + lo * ldk + g * d, ldb: ldk,
+             beta: 0, c: scores, ldc: nk, precision: computePrecision)
         for r in 0 ..< bq {
             let pos = firstPos + r
             let row = scores + r * nk
@@ -100,9 +102,9 @@ extension CPUBackend {
                     let q1 = min(q0 + block, t.queryEnd)
                     let (lo, hi) = blockProbabilities(q: qp, k: kp, head: h, kvHead: t.kvHead, q0: q0, q1: q1, task: t,
                                                       spec: spec, scores: scores, savedLSE: lp, writeLSE: true, nq: nq)
-                    BLAS.sgemm(transA: false, transB: false, m: q1 - q0, n: d, k: hi - lo, alpha: 1,
-                               a: scores, lda: hi - lo, b: vp + lo * ldk + t.kvHead * d, ldb: ldk,
-                               beta: 0, c: op + q0 * ldq + h * d, ldc: ldq)
+                    gemm(transA: false, transB: false, m: q1 - q0, n: d, k: hi - lo, alpha: 1,
+                         a: scores, lda: hi - lo, b: vp + lo * ldk + t.kvHead * d, ldb: ldk,
+                         beta: 0, c: op + q0 * ldq + h * d, ldc: ldq, precision: computePrecision)
                     q0 = q1
                 }
             }
@@ -142,11 +144,11 @@ extension CPUBackend {
                     let dkBlock = dkp + lo * ldk + t.kvHead * d, dvBlock = dvp + lo * ldk + t.kvHead * d
                     let gBlock = gp + q0 * ldq + h * d, oBlock = op + q0 * ldq + h * d
                     // dV += Pᵀ · dO
-                    BLAS.sgemm(transA: true, transB: false, m: nkb, n: d, k: bq, alpha: 1, a: probs, lda: nkb,
-                               b: gBlock, ldb: ldq, beta: 1, c: dvBlock, ldc: ldk)
+                    gemm(transA: true, transB: false, m: nkb, n: d, k: bq, alpha: 1, a: probs, lda: nkb,
+                         b: gBlock, ldb: ldq, beta: 1, c: dvBlock, ldc: ldk, precision: computePrecision)
                     // dP = dO · Vᵀ
-                    BLAS.sgemm(transA: false, transB: true, m: bq, n: nkb, k: d, alpha: 1, a: gBlock, lda: ldq,
-                               b: vBlock, ldb: ldk, beta: 0, c: dprobs, ldc: nkb)
+                    gemm(transA: false, transB: true, m: bq, n: nkb, k: d, alpha: 1, a: gBlock, lda: ldq,
+                         b: vBlock, ldb: ldk, beta: 0, c: dprobs, ldc: nkb, precision: computePrecision)
                     // dS = P ⊙ (dP − rowsum(dO ⊙ O))
                     for r in 0 ..< bq {
                         var s: Float = 0
@@ -155,10 +157,10 @@ extension CPUBackend {
                         for j in 0 ..< nkb { dr[j] = pr[j] * (dr[j] - s) }
                     }
                     // dQ += dS · K · scale ; dK += dSᵀ · Q · scale
-                    BLAS.sgemm(transA: false, transB: false, m: bq, n: d, k: nkb, alpha: spec.scale, a: dprobs, lda: nkb,
-                               b: kBlock, ldb: ldk, beta: 1, c: dqp + q0 * ldq + h * d, ldc: ldq)
-                    BLAS.sgemm(transA: true, transB: false, m: nkb, n: d, k: bq, alpha: spec.scale, a: dprobs, lda: nkb,
-                               b: qp + q0 * ldq + h * d, ldb: ldq, beta: 1, c: dkBlock, ldc: ldk)
+                    gemm(transA: false, transB: false, m: bq, n: d, k: nkb, alpha: spec.scale, a: dprobs, lda: nkb,
+                         b: kBlock, ldb: ldk, beta: 1, c: dqp + q0 * ldq + h * d, ldc: ldq, precision: computePrecision)
+                    gemm(transA: true, transB: false, m: nkb, n: d, k: bq, alpha: spec.scale, a: dprobs, lda: nkb,
+                         b: qp + q0 * ldq + h * d, ldb: ldq, beta: 1, c: dkBlock, ldc: ldk, precision: computePrecision)
                     q0 = q1
                 }
             }

@@ -1,7 +1,8 @@
 import Foundation
 
-/// The CPU backend: f32 compute, GEMMs through BLAS, everything else as plain
-/// loops spread over the cores. It serves every test and small models.
+/// The CPU backend: GEMMs through BLAS (in `computePrecision`, see
+/// `gemm`), everything else as plain f32 loops spread over the cores. It
+/// serves every test and small models.
 public final class CPUBackend: Backend, @unchecked Sendable {
     public static let shared = CPUBackend()
     /// Worker threads for the loops Loft writes itself (BLAS has its own pool).
@@ -10,7 +11,12 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public let name = "cpu"
     public let device = Device.cpu
 
-    public init() {}
+    /// What the GEMMs round their inputs to (f32 accumulation whatever it is).
+    public let computePrecision: ComputePrecision
+
+    public init(computePrecision: ComputePrecision = .fp32) {
+        self.computePrecision = computePrecision
+    }
 
     // MARK: memory
 
@@ -43,15 +49,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
         // A GEMM with a few rows would pack the whole weight matrix first; for
         // decoding (one token at a time) matrix-vector products are far cheaper.
-        if n <= Self.gemvRows {
+        if n <= Self.gemvRows && computePrecision == .fp32 {
             for r in 0 ..< n {
                 BLAS.sgemv(trans: false, rows: m, cols: k, alpha: 1, a: w.floats, lda: k,
                            x: x.floats + r * k, beta: beta, y: y.floats + r * m)
             }
             return
         }
-        BLAS.sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: 1, a: x.floats, lda: k,
-                   b: w.floats, ldb: k, beta: beta, c: y.floats, ldc: m)
+        gemm(transA: false, transB: true, m: n, n: m, k: k, alpha: 1, a: x.floats, lda: k,
+             b: w.floats, ldb: k, beta: beta, c: y.floats, ldc: m, precision: computePrecision)
     }
 
     /// Up to this many rows, `linear` runs one GEMV per row instead of a GEMM.
@@ -61,16 +67,16 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let (m, k) = (w.shape[0], w.rowSize)
         let n = dy.count / m
         precondition(dx.count == n * k, "linearBackwardInput: dy \(dy.shape) · w \(w.shape) into \(dx.shape)")
-        BLAS.sgemm(transA: false, transB: false, m: n, n: k, k: m, alpha: 1, a: dy.floats, lda: m,
-                   b: w.floats, ldb: k, beta: accumulate ? 1 : 0, c: dx.floats, ldc: k)
+        gemm(transA: false, transB: false, m: n, n: k, k: m, alpha: 1, a: dy.floats, lda: m,
+             b: w.floats, ldb: k, beta: accumulate ? 1 : 0, c: dx.floats, ldc: k, precision: computePrecision)
     }
 
     public func linearBackwardWeight(_ dy: Tensor, _ x: Tensor, into dw: Tensor, accumulate: Bool) {
         let (m, k) = (dw.shape[0], dw.rowSize)
         let n = x.count / k
         precondition(dy.count == n * m, "linearBackwardWeight: dy \(dy.shape)ᵀ · x \(x.shape) into \(dw.shape)")
-        BLAS.sgemm(transA: true, transB: false, m: m, n: k, k: n, alpha: 1, a: dy.floats, lda: m,
-                   b: x.floats, ldb: k, beta: accumulate ? 1 : 0, c: dw.floats, ldc: k)
+        gemm(transA: true, transB: false, m: m, n: k, k: n, alpha: 1, a: dy.floats, lda: m,
+             b: x.floats, ldb: k, beta: accumulate ? 1 : 0, c: dw.floats, ldc: k, precision: computePrecision)
     }
 
     // MARK: elementwise

@@ -33,19 +33,25 @@ extension CPUBackend {
         let tile = min(m, max(1, Self.frozenTileRows))
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
         defer { scratch.deallocate() }
+        // Reduced precision: x rounded once for all tiles, not once per tile.
+        let roundedX = computePrecision == .fp32 ? nil : Self.roundedCopy(xp, rows: n, cols: k, ld: k, precision: computePrecision)
+        defer { roundedX?.deallocate() }
         var m0 = 0
         while m0 < m {
             let t = min(tile, m - m0)
             dequantizeTile(w, m0, t, into: scratch)
-            if n <= Self.gemvRows {
+            if let roundedX {
+                gemm(transA: false, transB: true, m: n, n: t, k: k, alpha: 1, a: roundedX, lda: k,
+                     b: scratch, ldb: k, beta: beta, c: yp + m0, ldc: m, precision: computePrecision, aOnGrid: true)
+            } else if n <= Self.gemvRows {
                 for r in 0 ..< n {
                     BLAS.sgemv(trans: false, rows: t, cols: k, alpha: 1, a: scratch, lda: k,
                                x: xp + r * k, beta: beta, y: yp + r * m + m0)
                 }
             } else {
                 // y[:, m0..<m0+t] = x · tileᵀ, written in place with ldc = m
-                BLAS.sgemm(transA: false, transB: true, m: n, n: t, k: k, alpha: 1, a: xp, lda: k,
-                           b: scratch, ldb: k, beta: beta, c: yp + m0, ldc: m)
+                gemm(transA: false, transB: true, m: n, n: t, k: k, alpha: 1, a: xp, lda: k,
+                     b: scratch, ldb: k, beta: beta, c: yp + m0, ldc: m, precision: .fp32)
             }
             m0 += t
         }
@@ -69,8 +75,8 @@ extension CPUBackend {
             let t = min(tile, m - m0)
             dequantizeTile(w, m0, t, into: scratch)
             // dx (+)= dy[:, m0..<m0+t] · tile, reading dy's columns with lda = m
-            BLAS.sgemm(transA: false, transB: false, m: n, n: k, k: t, alpha: 1, a: dyp + m0, lda: m,
-                       b: scratch, ldb: k, beta: beta, c: dxp, ldc: k)
+            gemm(transA: false, transB: false, m: n, n: k, k: t, alpha: 1, a: dyp + m0, lda: m,
+                 b: scratch, ldb: k, beta: beta, c: dxp, ldc: k, precision: computePrecision)
             beta = 1
             m0 += t
         }

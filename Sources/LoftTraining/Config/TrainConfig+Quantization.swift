@@ -1,14 +1,17 @@
 import Foundation
 import LoftModels
+import LoftTensors
 
 /// QLoRA and the other base-weight storages, with bitsandbytes' Axolotl keys:
 /// `load_in_4bit` + `bnb_4bit_quant_type` (nf4, fp4) + `bnb_4bit_use_double_quant`
 /// (Axolotl's default: true) + `bnb_4bit_compute_dtype`, `load_in_8bit`
 /// (LLM.int8 rows), `bf16: true` (the base kept in bf16), and Loft's
-/// `keep_gguf_quantization` (a GGUF base stays in its own blocks).
+/// `keep_gguf_quantization` (a GGUF base stays in its own blocks). `bf16`,
+/// `fp16` and, for a 4-bit base, `bnb_4bit_compute_dtype` also pick the
+/// compute precision (`ComputePrecision`).
 extension TrainConfig {
     static let quantizationKeys = ["load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
-                                   "bnb_4bit_compute_dtype", "bf16", "keep_gguf_quantization"]
+                                   "bnb_4bit_compute_dtype", "bf16", "fp16", "keep_gguf_quantization"]
 
     static func parseQuantization(_ dict: [String: Any], into c: inout TrainConfig, problems: inout [String]) {
         func flag(_ key: String) -> Bool {
@@ -24,6 +27,7 @@ extension TrainConfig {
             return false
         }
         let in4 = flag("load_in_4bit"), in8 = flag("load_in_8bit"), bf16 = flag("bf16"), keep = flag("keep_gguf_quantization")
+        let fp16 = flag("fp16")
         var format = BaseWeightFormat()
         format.doubleQuant = true
         if let v = dict["bnb_4bit_use_double_quant"] {
@@ -42,6 +46,8 @@ extension TrainConfig {
             if let s = v as? String, let d = names[s] { c.computeDType = d }
             else { problems.append("bnb_4bit_compute_dtype: '\(v)' is not one of bf16, fp16, fp32") }
         }
+        resolveComputePrecision(bf16: bf16, fp16: fp16, fourBit: in4, computeKeyGiven: dict["bnb_4bit_compute_dtype"] != nil,
+                                into: &c, problems: &problems)
         let chosen = [("load_in_4bit", in4), ("load_in_8bit", in8), ("keep_gguf_quantization", keep)].filter(\.1).map(\.0)
         if chosen.count > 1 {
             problems.append("\(chosen.joined(separator: " and ")) are all set; the base is stored one way, keep one of them")
@@ -59,5 +65,23 @@ extension TrainConfig {
         else { format.kind = .f32 }
         if format.kind != .nf4 && format.kind != .fp4 { format.doubleQuant = false }
         c.baseWeights = format
+    }
+
+    /// bf16: true → bf16, fp16: true → fp16, else a 4-bit base's
+    /// bnb_4bit_compute_dtype, else fp32. Autocast computes in one precision,
+    /// so settings that disagree are refused rather than one silently winning.
+    static func resolveComputePrecision(bf16: Bool, fp16: Bool, fourBit: Bool, computeKeyGiven: Bool,
+                                        into c: inout TrainConfig, problems: inout [String]) {
+        if bf16 && fp16 {
+            problems.append("bf16: true and fp16: true are both set; the GEMMs compute in one precision, keep one of them")
+            return
+        }
+        let flagged: (key: String, precision: ComputePrecision)? = bf16 ? ("bf16", .bf16) : fp16 ? ("fp16", .fp16) : nil
+        let fourBitPrecision = fourBit && computeKeyGiven ? ComputePrecision(rawValue: c.computeDType) : nil
+        if let flagged, let fourBitPrecision, fourBitPrecision != flagged.precision {
+            problems.append("\(flagged.key): true and bnb_4bit_compute_dtype: \(c.computeDType) disagree; the GEMMs compute in one precision, set bnb_4bit_compute_dtype: \(flagged.precision.rawValue) or remove one of them")
+            return
+        }
+        c.computePrecision = flagged?.precision ?? fourBitPrecision ?? .fp32
     }
 }

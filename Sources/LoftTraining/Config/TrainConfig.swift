@@ -1,6 +1,7 @@
 import Foundation
 import LoftData
 import LoftModels
+import LoftTensors
 import Yams
 
 /// A training run's configuration: the keys Axolotl users know, resolved and
@@ -14,8 +15,11 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var adapter = "lora"
     /// How the frozen base weights are stored (QLoRA: nf4 or fp4).
     public var baseWeights = BaseWeightFormat()
-    /// bnb_4bit_compute_dtype, recorded only: on CPU the GEMMs run in fp32 on the dequantized tiles.
+    /// bnb_4bit_compute_dtype as the file gives it (bf16, fp16, fp32), recorded in loft_run.json.
     public var computeDType = "fp32"
+    /// What the GEMMs compute in (bf16: true, fp16: true, or a 4-bit base's
+    /// bnb_4bit_compute_dtype); fp16 also turns on dynamic loss scaling.
+    public var computePrecision = ComputePrecision.fp32
     public var lora = LoRAConfig()
     public var microBatchSize = 1
     public var gradientAccumulationSteps = 1
@@ -67,7 +71,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     /// Axolotl keys that are accepted and listed as ignored (they matter to
     /// the Python stack, not to Loft, or belong to features not built yet).
     public static let ignoredAxolotlKeys: Set<String> = [
-        "base_model_config", "model_type", "tokenizer_type", "trust_remote_code", "strict", "bf16", "fp16", "tf32",
+        "base_model_config", "model_type", "tokenizer_type", "trust_remote_code", "strict", "bf16", "tf32",
         "flash_attention", "sdp_attention", "xformers_attention", "wandb_project", "wandb_entity", "wandb_watch",
         "wandb_name", "wandb_log_model", "hub_model_id", "dataset_prepared_path", "deepspeed", "fsdp", "fsdp_config",
         "special_tokens", "tokens", "pad_to_sequence_len", "eval_sample_packing", "group_by_length", "local_rank",
