@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The reference stack's QLoRA gap on the quickstart: transformers + PEFT LoRA on
 the bf16 base against transformers + PEFT + bitsandbytes QLoRA (NF4, double-quantized
-absmax, bnb.nn.Linear4bit) on the same batches, with the quickstart's hyperparameters.
+absmax, as bnb.nn.Linear4bit computes it) on the same batches, with the quickstart's hyperparameters.
 
 Loft's own numbers for the same comparison come from `loft train` on
 examples/quickstart.yaml and examples/quickstart-qlora.yaml with --set max_steps=50
@@ -84,7 +84,21 @@ def to_4bit(model, double_quant):
     return model
 
 
-def run(kind, gguf, data, steps, seed):
+def to_4bit_dequantized(model, double_quant):
+    """The same base as to_4bit, held as dequantize_4bit(quantize_4bit(W)) in plain
+    nn.Linear: Linear4bit's forward with compute_dtype float32 is x @ that, and its
+    backward the same; bitsandbytes' CPU Linear4bit is ~10x slower on 2 cores."""
+    import bitsandbytes.functional as F
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if name.split(".")[-1] in TARGETS and isinstance(mod, torch.nn.Linear):
+                w = mod.weight.detach().float().contiguous()
+                q, s = F.quantize_4bit(w, blocksize=64, compress_statistics=double_quant, quant_type="nf4")
+                mod.weight.copy_(F.dequantize_4bit(q, s))
+    return model
+
+
+def run(kind, gguf, data, steps, seed, linear4bit=False):
     gdir, gname = os.path.split(os.path.abspath(gguf))
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, dtype=torch.float32)
@@ -92,7 +106,7 @@ def run(kind, gguf, data, steps, seed):
         for p in model.parameters():
             p.copy_(p.bfloat16().float())
     if kind == "qlora":
-        to_4bit(model, double_quant=True)
+        (to_4bit if linear4bit else to_4bit_dequantized)(model, double_quant=True)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8)
@@ -130,6 +144,8 @@ def main():
     ap.add_argument("--gguf", default=os.path.expanduser("~/.cache/loft/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--only", choices=["lora", "qlora"])
     ap.add_argument("--json")
+    ap.add_argument("--linear4bit", action="store_true",
+                    help="run the QLoRA base as bnb.nn.Linear4bit (slow on CPU) instead of its dequantized weights")
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count())
     gdir, gname = os.path.split(os.path.abspath(a.gguf))
@@ -137,7 +153,7 @@ def main():
     result = {"steps": a.steps, "versions": {m.__name__: m.__version__ for m in (torch, bnb)}}
     for kind in ["lora", "qlora"]:
         if a.only in (None, kind):
-            result[kind] = run(kind, a.gguf, data, a.steps, 42)
+            result[kind] = run(kind, a.gguf, data, a.steps, 42, a.linear4bit)
     for kind in ["lora", "qlora"]:
         if kind in result:
             ls = result[kind]["losses"]
