@@ -32,12 +32,14 @@ public enum BaseWeightStorage: Sendable, Equatable {
 
     /// The storage a config asks for (`TrainConfig.baseWeights`, from
     /// load_in_4bit / load_in_8bit / bf16 / keep_gguf_quantization).
-    public static func from(_ config: TrainConfig) -> BaseWeightStorage {
-        switch config.baseWeights.kind {
+    public static func from(_ config: TrainConfig) -> BaseWeightStorage { from(config.baseWeights) }
+
+    public static func from(_ format: BaseWeightFormat) -> BaseWeightStorage {
+        switch format.kind {
         case .f32: return .f32
         case .bf16: return .bf16
         case .int8: return .int8
-        case .nf4, .fp4: return .nf4(doubleQuant: config.baseWeights.doubleQuant)
+        case .nf4, .fp4: return .nf4(doubleQuant: format.doubleQuant)
         case .gguf: return .ggufKept
         }
     }
@@ -286,7 +288,8 @@ public struct MemoryPlanner: Sendable {
         let opened = try ModelLoader.open(config.baseModel)
         model = opened.config
         source = try ModelSourceInfo.inspect(config.baseModel, config: opened.config)
-        self.base = base ?? BaseWeightStorage.from(config)
+        // a pre-quantized bitsandbytes base is planned as it is stored, whatever the config asks
+        self.base = try base ?? BaseWeightStorage.from(opened.weights.baseFormat(requested: config.baseWeights))
         datasetBytes = config.datasets.reduce(0) { total, d in
             total + ((try? FileManager.default.attributesOfItem(atPath: d.path)[.size] as? Int) ?? 0)
         }

@@ -93,9 +93,11 @@ public final class TrainingRun {
     public func saveOutputs(state: TrainerState) throws {
         let dir = config.outputDir
         try PEFTAdapter.save(trainer.model, config: config.lora, baseModel: config.baseModel, to: dir)
-        if config.baseWeights.kind != .f32 {
+        // The model's storage, not the config's: a bitsandbytes checkpoint keeps its own.
+        let baseWeights = trainer.model.baseWeights
+        if baseWeights.kind != .f32 {
             // merge and generate rebuild this base (the same deterministic quantization) from the record
-            try config.baseWeights.write(toDirectory: dir)
+            try baseWeights.write(toDirectory: dir)
         }
         if let template = config.chatTemplate ?? tokenizer.chatTemplate {
             try template.write(toFile: dir + "/chat_template.jinja", atomically: true, encoding: .utf8)
@@ -130,7 +132,7 @@ public final class TrainingRun {
             "optimizer": config.optimizer,
             "peak_rss_bytes": ProcessMemory.peakResidentBytes(),
             "predicted_peak_bytes": memoryPlan?.peakBytes ?? NSNull(),
-            "base_weights": ["kind": config.baseWeights.kind.rawValue, "double_quant": config.baseWeights.doubleQuant,
+            "base_weights": ["kind": baseWeights.kind.rawValue, "double_quant": baseWeights.doubleQuant,
                              "blocksize": BnBQuantizer.blocksize, "compute_dtype": config.computeDType],
             "compute_precision": config.computePrecision.rawValue,
             "skipped_steps": state.lossScaler?.skippedSteps ?? 0,

@@ -41,6 +41,8 @@ struct InfoCommand: ParsableCommand {
             "storage": opened.weights.storageSummary,
         ]
         if let w = c.slidingWindow { info["sliding_window"] = w }
+        let bnb = (opened.weights as? SafetensorsWeights)?.bnb?.format.summary
+        if let bnb { info["bitsandbytes"] = bnb }
         if json { printJSON(info); return }
         let storage = opened.weights.storageSummary.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
         print("""
@@ -54,5 +56,6 @@ struct InfoCommand: ParsableCommand {
         context        \(c.maxPositionEmbeddings)
         storage        \(storage)
         """)
+        if let bnb { print("bitsandbytes   \(bnb), read as stored (the frozen base of QLoRA)") }
     }
 }

@@ -10,8 +10,8 @@ struct MergeCommand: ParsableCommand {
     @Argument(help: "The base model: a Hugging Face directory or a .gguf file.")
     var model: String
 
-    @Option(help: "The LoRA adapter directory (PEFT or mlx-lm format) to merge.")
-    var adapter: String
+    @Option(help: "The LoRA adapter directory (PEFT or mlx-lm format) to merge; without one the base is written as float weights (e.g. a bitsandbytes-quantized checkpoint dequantized).")
+    var adapter: String?
 
     @Option(help: "Output directory (must be empty or absent unless --overwrite).")
     var out: String

@@ -37,6 +37,12 @@ public struct BnB4BitWeight: Sendable, Equatable {
     public var count: Int { rows * cols }
     public var byteCount: Int { packed.count + absmax.byteCount }
 
+    /// A weight as a checkpoint stores it; the caller has checked that
+    /// `packed` holds (rows·cols+1)/2 bytes and the absmax one scale a block.
+    public init(type: BnB4BitType, rows: Int, cols: Int, blocksize: Int, packed: [UInt8], absmax: BnBAbsmax) {
+        (self.type, self.rows, self.cols, self.blocksize, self.packed, self.absmax) = (type, rows, cols, blocksize, packed, absmax)
+    }
+
     /// The f32 scale of every block (the double-quantized ones decoded as
     /// bnb's `dequantize_blockwise` + offset does).
     public func blockScales() -> [Float] {
@@ -95,6 +101,11 @@ public struct BnBInt8Weight: Sendable, Equatable {
     public let scb: [Float]
 
     public var byteCount: Int { cb.count + scb.count * 4 }
+
+    /// A weight as a checkpoint stores it (`cb` rows·cols, `scb` one per row, checked by the caller).
+    public init(rows: Int, cols: Int, cb: [Int8], scb: [Float]) {
+        (self.rows, self.cols, self.cb, self.scb) = (rows, cols, cb, scb)
+    }
 
     /// Rows `range` into `dst` (row-major, `cols` apart), as bnb's
     /// `int8_vectorwise_dequant`: (CB · SCB) · (1/127) in f32.

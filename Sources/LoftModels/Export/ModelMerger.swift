@@ -187,10 +187,13 @@ public enum ModelMerger {
         let (model, opened) = try ModelLoader.load(modelPath, baseWeights: base)
         if let adapter { try PEFTAdapter.load(adapter, into: model) }
         let report = try write(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: outDir, options: options)
-        if base.kind == .f32 { return report }
+        // model.baseWeights, not the record: a pre-quantized bitsandbytes base keeps its own storage
+        if model.baseWeights.kind == .f32 { return report }
+        let note = (opened.weights as? SafetensorsWeights)?.bnb != nil
+            ? "the base is stored by bitsandbytes as \(model.baseWeights.summary): written as its dequantized weights"
+            : "the adapter was trained on a \(base.summary) base: merged onto its dequantized weights"
         return Report(directory: report.directory, dtype: report.dtype, shards: report.shards, mergedProjections: report.mergedProjections,
-                      tensors: report.tensors, tokenizerFiles: report.tokenizerFiles,
-                      notes: report.notes + ["the adapter was trained on a \(base.summary) base: merged onto its dequantized weights"])
+                      tensors: report.tensors, tokenizerFiles: report.tokenizerFiles, notes: report.notes + [note])
     }
 
     /// Refuses a non-empty output directory unless overwriting.
@@ -266,6 +269,8 @@ public enum ModelMerger {
         config["torch_dtype"] = dtype.torchName
         config["dtype"] = dtype.torchName
         config["tie_word_embeddings"] = model.lmHead.storage === model.embedding.storage
+        // the merged weights are float: a bitsandbytes source's quantization no longer applies
+        config.removeValue(forKey: "quantization_config")
         try writeJSON(config, to: tmp.appendingPathComponent("config.json"))
 
         // generation_config.json

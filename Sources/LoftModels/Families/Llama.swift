@@ -44,6 +44,7 @@ public final class LlamaModel: @unchecked Sendable {
     public init(config: ModelConfig, weights: WeightSource, backend: Backend = CPUBackend.shared,
                 baseWeights: BaseWeightFormat = .f32) throws {
         self.config = config
+        let baseWeights = try weights.baseFormat(requested: baseWeights)
         self.baseWeights = baseWeights
         self.backend = backend
         let c = config

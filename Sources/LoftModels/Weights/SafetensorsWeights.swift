@@ -9,8 +9,19 @@ public final class SafetensorsWeights: WeightSource {
     public let checkpoint: SafetensorsCheckpoint
     public var path: String { checkpoint.path }
 
+    /// The bitsandbytes quantization its config.json records, if any: its
+    /// projections are then read as stored (BnBCheckpoint.swift).
+    public let bnb: BnBCheckpointFormat?
+
     public init(directory: String) throws {
         checkpoint = try SafetensorsCheckpoint(path: directory)
+        let configPath = directory + "/config.json"
+        if let data = FileManager.default.contents(atPath: configPath),
+           let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
+            bnb = try BnBCheckpointFormat.read(config: json, source: configPath)
+        } else {
+            bnb = nil
+        }
     }
 
     public func contains(_ name: String) -> Bool { checkpoint.info(named: name) != nil }
@@ -18,6 +29,9 @@ public final class SafetensorsWeights: WeightSource {
     public func load(_ name: String) throws -> Tensor? {
         guard let shard = checkpoint.shard(for: name), let t = shard.tensor(named: name) else { return nil }
         guard t.dtype.isFloatingPoint else {
+            if bnb != nil {
+                throw FormatError(shard.path, "weight \(name) is quantized by bitsandbytes (\(t.dtype)); it is read as a frozen projection only — it cannot be an embedding, norm or lm_head")
+            }
             throw FormatError(shard.path, "weight \(name) is stored as \(t.dtype); a model weight must be a float type")
         }
         if t.dtype == .f32, let base = t.bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {

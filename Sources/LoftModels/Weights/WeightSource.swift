@@ -37,6 +37,18 @@ extension WeightSource {
             }
             return try gguf.blocks(name, shape: shape)
         }
+        if let st = self as? SafetensorsWeights, st.bnb != nil {
+            return try st.bnbFrozenWeight(name, shape: shape)
+        }
         return FrozenWeight.converting(try require(name, shape: shape), to: format)
+    }
+}
+
+extension WeightSource {
+    /// The storage projections loaded with `requested` get: a bitsandbytes
+    /// checkpoint's own (BnBCheckpointFormat.resolve), else `requested`.
+    public func baseFormat(requested: BaseWeightFormat) throws -> BaseWeightFormat {
+        guard let bnb = (self as? SafetensorsWeights)?.bnb else { return requested }
+        return try bnb.resolve(requested, source: path)
     }
 }

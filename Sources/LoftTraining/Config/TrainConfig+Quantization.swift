@@ -55,7 +55,10 @@ extension TrainConfig {
         if keep && !c.baseModel.lowercased().hasSuffix(".gguf") && !c.baseModel.isEmpty {
             problems.append("keep_gguf_quantization: the base_model \(c.baseModel) is not a .gguf file; remove the key, or use load_in_4bit")
         }
-        if c.adapter == "qlora" && !in4 && !keep {
+        let stored = Self.bnbCheckpoint(c.baseModel)
+        // a pre-quantized 4-bit base (a local bnb directory, or a Hub id named -bnb-4bit) is QLoRA as it stands
+        if c.adapter == "qlora" && !in4 && !keep && stored?.format.kind != .nf4 && stored?.format.kind != .fp4
+            && !c.baseModel.lowercased().contains("bnb-4bit") {
             problems.append("adapter: qlora needs load_in_4bit: true (or keep_gguf_quantization: true for a GGUF base); or use adapter: lora")
         }
         if in4 { format.kind = fourBit }
@@ -65,6 +68,19 @@ extension TrainConfig {
         else { format.kind = .f32 }
         if format.kind != .nf4 && format.kind != .fp4 { format.doubleQuant = false }
         c.baseWeights = format
+        if let stored {
+            // A pre-quantized bitsandbytes base keeps its own storage; a different kind is refused here, before any compute.
+            do { _ = try stored.resolve(format, source: c.baseModel) } catch { problems.append("base_model: \(error)") }
+        }
+    }
+
+    /// The bitsandbytes quantization of a local model directory's config.json,
+    /// if it has one (Hub ids are checked when the model is loaded).
+    static func bnbCheckpoint(_ baseModel: String) -> BnBCheckpointFormat? {
+        let path = (baseModel as NSString).expandingTildeInPath + "/config.json"
+        guard let data = FileManager.default.contents(atPath: path),
+              let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+        return try? BnBCheckpointFormat.read(config: json, source: path)
     }
 
     /// bf16: true → bf16, fp16: true → fp16, else a 4-bit base's
