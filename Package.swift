@@ -34,9 +34,12 @@ let package = Package(
         .target(name: "LoftFormats", swiftSettings: settings),
         // Hugging Face Hub ids: downloads into the shared Hugging Face cache.
         .target(name: "LoftHub", swiftSettings: settings),
+        // Loft's own bf16 GEMM kernel (AVX512-BF16, chosen at run time).
+        .target(name: "CLoftGEMM", path: "Sources/CLoftGEMM",
+                linkerSettings: [.linkedLibrary("pthread", .when(platforms: [.linux]))]),
         // Tensors, dtypes and the Backend interface with its CPU implementation.
         .target(name: "LoftTensors", dependencies: [
-            .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])),
+            .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])), "CLoftGEMM",
         ], swiftSettings: settings),
         // CUDA driver, NVRTC and cuBLASLt declared by Loft itself and opened
         // with dlopen at run time: nothing from CUDA is needed to build.
