@@ -34,11 +34,14 @@ let package = Package(
         .target(name: "LoftFormats", swiftSettings: settings),
         // Hugging Face Hub ids: downloads into the shared Hugging Face cache.
         .target(name: "LoftHub", swiftSettings: settings),
+        // Loft's own bf16 GEMM kernel (AVX512-BF16, chosen at run time).
+        .target(name: "CLoftGEMM", path: "Sources/CLoftGEMM",
+                linkerSettings: [.linkedLibrary("pthread", .when(platforms: [.linux]))]),
         // Tensors, dtypes and the Backend interface with its CPU implementation.
         // LoftFormats (itself dependency-free) supplies the blockwise 8-bit
         // quantizer that 8-bit AdamW shares with NF4/FP4 double quantization.
         .target(name: "LoftTensors", dependencies: [
-            "LoftFormats",
+            "LoftFormats", "CLoftGEMM",
             .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])),
         ], swiftSettings: settings),
         // CUDA driver, NVRTC and cuBLASLt declared by Loft itself and opened

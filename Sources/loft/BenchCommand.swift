@@ -57,6 +57,8 @@ struct BenchCommand: ParsableCommand {
             backend.linear(a, w, bias: nil, into: y, accumulate: false)
             let s = median((0 ..< max(repeats, 5)).map { _ in time { backend.linear(a, w, bias: nil, into: y, accumulate: false) } })
             result["sgemm_1024_gflops"] = 2 * Double(n * n * n) / s / 1e9
+            result["gemm_bf16"] = bf16GEMMs()
+            if parts == ["gemm"] { return try emit(result) }  // no model needed
         }
         let loadStart = Date()
         let (m, _) = try ModelLoader.load(model)
@@ -109,9 +111,69 @@ struct BenchCommand: ParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         result["peak_rss_mib"] = Double(usage.ru_maxrss) / 1024
+        try emit(result)
+    }
+
+    func emit(_ result: [String: Any]) throws {
         if json { printJSON(result) } else {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }
+    }
+
+    /// GFLOP/s of OpenBLAS sgemm (through the backend's linear layers) and of
+    /// the bf16 kernel (CPUGEMM.bf16, B fp32 and B already bf16) on SmolLM2-135M's
+    /// training GEMMs: 512 tokens through 576x576, 1536x576 (up/gate) and
+    /// 576x1536 (down) weights, forward X·Wᵀ, backward dY·W and dYᵀ·X. Best of
+    /// the repeats, alternating the two so load hits both alike.
+    func bf16GEMMs() -> [String: Any] {
+        let backend = CPUBackend.shared
+        let tokens = 512
+        var out: [String: Any] = ["bf16_kernel": CPUGEMM.bf16KernelAvailable]
+        for (rows, cols) in [(576, 576), (1536, 576), (576, 1536)] {
+            let x = Tensor.cpu((0 ..< tokens * cols).map { _ in Float.random(in: -1 ... 1) }, shape: [tokens, cols])
+            let w = Tensor.cpu((0 ..< rows * cols).map { _ in Float.random(in: -1 ... 1) }, shape: [rows, cols])
+            let dy = Tensor.cpu((0 ..< tokens * rows).map { _ in Float.random(in: -1 ... 1) }, shape: [tokens, rows])
+            let wBits = w.toArray().map(BFloat16.fromFloat)
+            let y = Tensor.zeros([tokens, rows]), dx = Tensor.zeros([tokens, cols]), dw = Tensor.zeros([rows, cols])
+            let flops = 2 * Double(tokens * rows * cols)
+            // C = op(A) · op(B) by the bf16 kernel, B given as fp32 or as bf16 bits (`wBits`)
+            func kernel(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ a: Tensor, _ b: Tensor,
+                        _ c: Tensor, bitsOfB: Bool = false) -> () -> Void {
+                let (lda, ldb) = (transA ? m : k, transB ? k : n)
+                return {
+                    if bitsOfB {
+                        wBits.withUnsafeBufferPointer {
+                            CPUGEMM.bf16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a: a.floats, lda: lda,
+                                         b: $0.baseAddress!, ldb: ldb, beta: 0, c: c.floats, ldc: n)
+                        }
+                    } else {
+                        CPUGEMM.bf16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a: a.floats, lda: lda,
+                                     b: b.floats, ldb: ldb, beta: 0, c: c.floats, ldc: n)
+                    }
+                }
+            }
+            // (name, sgemm, bf16 with fp32 B, bf16 with bf16 B or nil)
+            let cases: [(String, () -> Void, () -> Void, (() -> Void)?)] = [
+                ("fwd X·Wᵀ", { backend.linear(x, w, bias: nil, into: y, accumulate: false) },
+                 kernel(false, true, tokens, rows, cols, x, w, y), kernel(false, true, tokens, rows, cols, x, w, y, bitsOfB: true)),
+                ("bwd dY·W", { backend.linearBackwardInput(dy, w, into: dx, accumulate: false) },
+                 kernel(false, false, tokens, cols, rows, dy, w, dx), kernel(false, false, tokens, cols, rows, dy, w, dx, bitsOfB: true)),
+                ("bwd dYᵀ·X", { backend.linearBackwardWeight(dy, x, into: dw, accumulate: false) },
+                 kernel(true, false, rows, cols, tokens, dy, x, dw), nil),
+            ]
+            for (name, sgemm, bf16, bf16Weights) in cases {
+                var best = [Double](repeating: .infinity, count: 3)
+                for _ in 0 ..< max(repeats, 10) {
+                    best[0] = min(best[0], time(sgemm))
+                    best[1] = min(best[1], time(bf16))
+                    if let bf16Weights { best[2] = min(best[2], time(bf16Weights)) }
+                }
+                var entry = ["sgemm_gflops": flops / best[0] / 1e9, "bf16_gflops": flops / best[1] / 1e9]
+                if bf16Weights != nil { entry["bf16_weights_gflops"] = flops / best[2] / 1e9 }
+                out["\(name) W \(rows)x\(cols), \(tokens) tokens"] = entry
+            }
+        }
+        return out
     }
 }

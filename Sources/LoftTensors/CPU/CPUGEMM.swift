@@ -5,8 +5,11 @@
 /// op(B) to that grid and then runs sgemm: a product of two bf16 (8-bit
 /// mantissa) or fp16 (11-bit) values is exact in f32, so this is exactly a
 /// reduced-precision GEMM that accumulates in f32 and writes f32, as
-/// autocast's GEMMs on a GPU do. A native kernel (AVX512-BF16 dot products)
-/// can replace the "round, then sgemm" body here without any caller changing.
+/// autocast's GEMMs on a GPU do. A native kernel could replace the "round,
+/// then sgemm" body here without any caller changing; Loft's AVX512-BF16 one
+/// (`CPUGEMM.bf16`, CPUBF16Kernel.swift) runs at 0.4–0.6× sgemm on this
+/// project's Xeon (vdpbf16ps delivers half an fp32 FMA's flops there,
+/// BENCHMARKS.md), so it is not used here.
 extension CPUBackend {
     /// Block sizes of the rounded operands: op(A) in rows × depth blocks,
     /// op(B) in depth × columns panels, so the rounded copies stay a few MiB
