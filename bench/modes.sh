@@ -27,7 +27,8 @@ modes=(
     "f32 base, AdamW|"
     "f32 base, 8-bit AdamW|optimizer: adamw_8bit"
     "f32 base, gradient checkpointing|gradient_checkpointing: true"
-    "bf16 base|bf16: true"
+    "f32 base, fp16 compute (loss scaling)|fp16: true"
+    "bf16 base, bf16 compute|bf16: true"
     "int8 base (load_in_8bit)|load_in_8bit: true"
     "NF4 + double quant (QLoRA)|adapter: qlora
 load_in_4bit: true"
