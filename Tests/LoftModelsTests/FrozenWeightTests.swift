@@ -116,4 +116,28 @@ final class FrozenWeightTests: XCTestCase {
         }
         _ = c
     }
+
+    /// Inference's f32 copies of a compact base hold the values the tiled
+    /// GEMMs multiply by: the logits keep their numbers (to sgemm's summation
+    /// order), every projection becomes dense, and a limit below their size
+    /// leaves the base compact.
+    func testDequantizedFrozenWeightsKeepTheLogits() throws {
+        let tiny = TestPaths.repoRoot.appendingPathComponent("Tests/LoftModelsTests/Fixtures/tiny/llama").path
+        let ids: [Int32] = [3, 17, 101, 5, 250, 42, 9]
+        for format in [BaseWeightFormat(kind: .nf4, doubleQuant: true), BaseWeightFormat(kind: .int8), BaseWeightFormat(kind: .bf16)] {
+            let (model, _) = try ModelLoader.load(tiny, baseWeights: format)
+            let before = model.logits(model.forward(ids: ids)).toArray()
+            XCTAssertEqual(model.dequantizeFrozenWeights(limitBytes: 1000), 0, "over the limit: kept compact")
+            XCTAssertNil(model.layers[0].q.frozen.dense)
+            let added = model.dequantizeFrozenWeights(limitBytes: 1 << 30)
+            XCTAssertEqual(added, 2 * 4 * (4 * 64 * 64 / 2 + 2 * 64 * 32 + 3 * 64 * 96), "\(format.summary)")
+            XCTAssert(model.layers.allSatisfy { $0.projections.allSatisfy { $0.1.frozen.dense != nil } })
+            let after = model.logits(model.forward(ids: ids)).toArray()
+            let scale = Double(before.map { abs($0) }.max()!)
+            let err = Double(zip(before, after).map { abs($0 - $1) }.max()!)
+            XCTAssertLessThanOrEqual(err, 1e-5 * scale, "\(format.summary): max |Δ| \(err)")
+            XCTAssertEqual(model.dequantizeFrozenWeights(limitBytes: 1 << 30), 0, "nothing left to dequantize")
+        }
+    }
 }
+

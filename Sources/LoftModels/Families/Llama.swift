@@ -25,6 +25,24 @@ public final class LlamaModel: @unchecked Sendable {
 
     public let config: ModelConfig
     public let backend: Backend
+
+    /// Replaces every compact frozen projection (bf16, NF4/FP4, int8, GGUF
+    /// blocks) by its f32 dequantization, when all of them together stay
+    /// under `limitBytes`. The values are those the tiled GEMMs already
+    /// multiply by, so outputs keep their numbers; what changes is that
+    /// decoding one token no longer dequantizes every weight of the model
+    /// (5× slower on SmolLM2 with an NF4 base). For inference only: training
+    /// keeps the compact base, which is the point of QLoRA. Returns the f32
+    /// bytes added (0 when nothing was compact or the limit was reached).
+    @discardableResult
+    public func dequantizeFrozenWeights(limitBytes: Int) -> Int {
+        let compact = layers.flatMap { $0.projections.map(\.1) }.filter { $0.frozen.dense == nil }
+        let bytes = compact.reduce(0) { $0 + $1.frozen.rows * $1.frozen.cols * MemoryLayout<Float>.size }
+        guard !compact.isEmpty, bytes <= limitBytes else { return 0 }
+        for linear in compact { linear.frozen = FrozenWeight(dense: linear.frozen.dequantized()) }
+        return bytes
+    }
+
     /// The embedding in use: a fully trained copy when one is attached
     /// (PEFT's modules_to_save, ModulesToSave.swift), else the base model's.
     public var embedding: Tensor { trainedEmbedding?.value ?? baseEmbedding }

@@ -6,7 +6,8 @@ import LoftTensors
 public final class Linear: @unchecked Sendable {
     /// The frozen W [out, in] as stored: dense f32, or compact (bf16, NF4/FP4,
     /// int8, GGUF blocks) and dequantized tile by tile in the GEMMs.
-    public let frozen: FrozenWeight
+    /// Settable only by `LlamaModel.dequantizeFrozenWeights()` (inference).
+    public internal(set) var frozen: FrozenWeight
     public let bias: Tensor?
     public var lora: LoRA?
 
