@@ -14,12 +14,7 @@ final class BnBCheckpointTrainingTests: XCTestCase {
     let base = TestPaths.repoRoot.appendingPathComponent("Tests/LoftModelsTests/Fixtures/bnb/nf4_dq").path
     let nf4DoubleQuant = BaseWeightFormat(kind: .nf4, doubleQuant: true)
 
-    func config(_ yaml: String) throws -> TrainConfig {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("loft-bnb-\(UUID().uuidString).yaml").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try ("base_model: \(base)\ndatasets: [{path: d.jsonl, type: alpaca}]\n" + yaml).write(toFile: path, atomically: true, encoding: .utf8)
-        return try TrainConfig.load(path: path)
-    }
+    func config(_ yaml: String) throws -> TrainConfig { try TrainConfig.fromYAML(yaml, baseModel: base) }
 
     func testConfigAndPlanTakeTheStoredBase() throws {
         XCTAssertNoThrow(try config("adapter: qlora\n"), "a pre-quantized 4-bit base needs no load_in_4bit")

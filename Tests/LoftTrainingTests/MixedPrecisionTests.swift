@@ -19,12 +19,7 @@ import LoftTensors
 /// 5e-3 for fp16 (11-bit), against both; and at least 5e-4 away from fp32,
 /// which shows the reduced path is taken.
 final class MixedPrecisionTests: XCTestCase {
-    func config(_ yaml: String) throws -> TrainConfig {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("loft-amp-\(UUID().uuidString).yaml").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try ("base_model: m.gguf\ndatasets: [{path: d.jsonl, type: alpaca}]\n" + yaml).write(toFile: path, atomically: true, encoding: .utf8)
-        return try TrainConfig.load(path: path)
-    }
+    func config(_ yaml: String) throws -> TrainConfig { try TrainConfig.fromYAML(yaml) }
 
     func testConfigPicksComputePrecision() throws {
         XCTAssertEqual(try config("").computePrecision, .fp32, "default: fp32, the quickstart's numbers")

@@ -43,11 +43,7 @@ final class QLoRATests: XCTestCase {
         XCTAssertEqual(checked, grads.tensorNames.count)
     }
 
-    func config(_ yaml: String) throws -> TrainConfig {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("loft-qlora-\(UUID().uuidString).yaml").path
-        try ("base_model: m.gguf\ndatasets: [{path: d.jsonl, type: alpaca}]\n" + yaml).write(toFile: path, atomically: true, encoding: .utf8)
-        return try TrainConfig.load(path: path)
-    }
+    func config(_ yaml: String) throws -> TrainConfig { try TrainConfig.fromYAML(yaml) }
 
     func testConfigKeys() throws {
         var c = try config("adapter: qlora\nload_in_4bit: true\nbnb_4bit_compute_dtype: bfloat16\n")
