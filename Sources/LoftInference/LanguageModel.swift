@@ -34,9 +34,7 @@ public final class LanguageModel {
         // values, dequantized once) when they take at most a quarter of the
         // machine's memory; larger models keep the compact base and its
         // per-tile dequantization.
-        if backend is CPUBackend {
-            model.dequantizeFrozenWeights(limitBytes: Int(ProcessInfo.processInfo.physicalMemory / 4))
-        }
+        if backend is CPUBackend { model.dequantizeFrozenWeights() }
         self.model = model
         let tokenizer = try Tokenizer.load(source: path)
         self.tokenizer = tokenizer

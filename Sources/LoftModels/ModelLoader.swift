@@ -35,4 +35,24 @@ public enum ModelLoader {
         let opened = try open(path)
         return (try LlamaModel(config: opened.config, weights: opened.weights, backend: backend, baseWeights: baseWeights), opened)
     }
+
+    /// `path` with `adapter` (a PEFT or mlx-lm directory) attached, on the
+    /// base the adapter was trained on: an adapter trained on a compact base
+    /// (QLoRA's NF4, int8, bf16; recorded in its loft_base_weights.json) runs
+    /// and merges on that base's dequantized weights (requantized the same
+    /// deterministic way), the W it learned against, never on the original.
+    /// `baseNote` says which base was used when it is not f32, for merge and
+    /// export reports.
+    public static func load(_ path: String, adapter: String?, backend: Backend = CPUBackend.shared)
+        throws -> (model: LlamaModel, opened: Opened, baseNote: String?) {
+        let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
+        let (model, opened) = try load(path, backend: backend, baseWeights: base)
+        if let adapter { try PEFTAdapter.load(adapter, into: model) }
+        // model.baseWeights, not the record: a pre-quantized bitsandbytes base keeps its own storage
+        if model.baseWeights.kind == .f32 { return (model, opened, nil) }
+        let note = (opened.weights as? SafetensorsWeights)?.bnb != nil
+            ? "the base is stored by bitsandbytes as \(model.baseWeights.summary): written as its dequantized weights"
+            : "the adapter was trained on a \(base.summary) base: merged onto its dequantized weights"
+        return (model, opened, note)
+    }
 }

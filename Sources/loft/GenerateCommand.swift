@@ -53,8 +53,9 @@ struct GenerateCommand: ParsableCommand {
         if prompt != nil || messages != nil { return try runText() }
         let prompt = try parseIDs(ids ?? "")
         guard !prompt.isEmpty else { throw CLIError("--ids is empty; give at least one token id") }
-        let (m, _) = try ModelLoader.load(try localModel(model))
-        if let adapter { try PEFTAdapter.load(adapter, into: m) }
+        // on the base the adapter was trained on (QLoRA's NF4 …), as the text path's LanguageModel does
+        let m = try ModelLoader.load(try localModel(model), adapter: adapter).model
+        m.dequantizeFrozenWeights()   // decoding on f32 copies of a compact base, as LanguageModel does
         if let bad = prompt.first(where: { Int($0) >= m.config.vocabSize }) {
             throw CLIError("--ids: \(bad) is outside the vocabulary of \(m.config.vocabSize)")
         }

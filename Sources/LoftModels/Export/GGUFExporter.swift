@@ -26,7 +26,7 @@ public enum GGUFExporter {
         public let tensorTypes: [String: Int]
         public let mergedProjections: Int
         public let bytes: Int
-        public let notes: [String]
+        public internal(set) var notes: [String]
     }
 
     /// Loads `modelPath`, attaches `adapter` and writes the GGUF.
@@ -34,17 +34,10 @@ public enum GGUFExporter {
     public static func export(modelPath: String, adapter: String?, to path: String, type: GGUFFileType,
                               overwrite: Bool = false) throws -> Report {
         try checkOutputFile(path, overwrite: overwrite)
-        // An adapter trained on a compact base (QLoRA's NF4, int8, bf16) is
-        // merged onto that same base, dequantized, never onto the original
-        // weights it never saw — as `loft merge` does.
-        let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
-        let (model, opened) = try ModelLoader.load(modelPath, baseWeights: base)
-        if let adapter { try PEFTAdapter.load(adapter, into: model) }
-        let report = try export(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: path, type: type)
-        if base.kind == .f32 { return report }
-        return Report(path: report.path, type: report.type, tensors: report.tensors, tensorTypes: report.tensorTypes,
-                      mergedProjections: report.mergedProjections, bytes: report.bytes,
-                      notes: report.notes + ["the adapter was trained on a \(base.summary) base: merged onto its dequantized weights"])
+        let (model, opened, baseNote) = try ModelLoader.load(modelPath, adapter: adapter)
+        var report = try export(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: path, type: type)
+        if let baseNote { report.notes.append(baseNote) }
+        return report
     }
 
     public static func checkOutputFile(_ path: String, overwrite: Bool) throws {

@@ -68,7 +68,7 @@ public enum ModelMerger {
         public let tensors: Int
         /// Tokenizer files written or copied, and a note on what could not be.
         public let tokenizerFiles: [String]
-        public let notes: [String]
+        public internal(set) var notes: [String]
     }
 
     /// W + scale·B·A for one projection, in fp32 (W [out, in], A [r, in], B [out, r]).
@@ -181,19 +181,10 @@ public enum ModelMerger {
     public static func merge(modelPath: String, adapter: String?, to outDir: String,
                              options: Options = Options()) throws -> Report {
         try checkOutput(outDir, overwrite: options.overwrite)
-        // An adapter trained on a quantized base merges onto that base's
-        // dequantized weights (requantized the same deterministic way), the W it learned against.
-        let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
-        let (model, opened) = try ModelLoader.load(modelPath, baseWeights: base)
-        if let adapter { try PEFTAdapter.load(adapter, into: model) }
-        let report = try write(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: outDir, options: options)
-        // model.baseWeights, not the record: a pre-quantized bitsandbytes base keeps its own storage
-        if model.baseWeights.kind == .f32 { return report }
-        let note = (opened.weights as? SafetensorsWeights)?.bnb != nil
-            ? "the base is stored by bitsandbytes as \(model.baseWeights.summary): written as its dequantized weights"
-            : "the adapter was trained on a \(base.summary) base: merged onto its dequantized weights"
-        return Report(directory: report.directory, dtype: report.dtype, shards: report.shards, mergedProjections: report.mergedProjections,
-                      tensors: report.tensors, tokenizerFiles: report.tokenizerFiles, notes: report.notes + [note])
+        let (model, opened, baseNote) = try ModelLoader.load(modelPath, adapter: adapter)
+        var report = try write(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: outDir, options: options)
+        if let baseNote { report.notes.append(baseNote) }
+        return report
     }
 
     /// Refuses a non-empty output directory unless overwriting.

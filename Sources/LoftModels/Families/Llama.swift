@@ -34,8 +34,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// (5× slower on SmolLM2 with an NF4 base). For inference only: training
     /// keeps the compact base, which is the point of QLoRA. Returns the f32
     /// bytes added (0 when nothing was compact or the limit was reached).
+    /// The default limit, a quarter of the machine's memory, is decoding's.
     @discardableResult
-    public func dequantizeFrozenWeights(limitBytes: Int) -> Int {
+    public func dequantizeFrozenWeights(limitBytes: Int = Int(ProcessInfo.processInfo.physicalMemory / 4)) -> Int {
         let compact = layers.flatMap { $0.projections.map(\.1) }.filter { $0.frozen.dense == nil }
         let bytes = compact.reduce(0) { $0 + $1.frozen.rows * $1.frozen.cols * MemoryLayout<Float>.size }
         guard !compact.isEmpty, bytes <= limitBytes else { return 0 }
