@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "LoftTraining", targets: ["LoftTraining"]),
         .library(name: "LoftCUDA", targets: ["LoftCUDA"]),
         .library(name: "LoftHub", targets: ["LoftHub"]),
+        .library(name: "LoftEngine", targets: ["LoftEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,9 +63,12 @@ let package = Package(
         .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates", "CZlib"], swiftSettings: settings),
         // LoRA layers, the backward pass, optimiser, trainer, checkpoints and PEFT adapters.
         .target(name: "LoftTraining", dependencies: ["LoftHub", "LoftModels", "LoftTensors", "LoftCUDA", "LoftFormats", "LoftData", "LoftTokenizers", "LoftTemplates", "Yams"], swiftSettings: settings),
+        // The batched generation engine that serving, evaluation and the UI's
+        // chat share: continuous batching, per-row adapters, sampling.
+        .target(name: "LoftEngine", dependencies: ["LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
-            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub",
+            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
