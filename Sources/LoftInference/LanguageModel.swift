@@ -150,12 +150,12 @@ public final class LanguageModel {
 /// trainers save the tokenizer next to the adapter): the chat template
 /// (chat_template.jinja, else tokenizer_config.json's chat_template) and the
 /// special tokens tokenizer_config.json names.
-struct AdapterTokenizerFiles {
-    var chatTemplate: String?
-    var bosToken: String?
-    var eosToken: String?
+public struct AdapterTokenizerFiles {
+    public var chatTemplate: String?
+    public var bosToken: String?
+    public var eosToken: String?
 
-    init(directory: String) throws {
+    public init(directory: String) throws {
         let dir = URL(fileURLWithPath: directory)
         let configPath = dir.appendingPathComponent("tokenizer_config.json").path
         if let data = FileManager.default.contents(atPath: configPath) {

@@ -254,8 +254,8 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// The raw bytes one token stands for (byte-level unspelled, `<0xNN>` as its byte, `▁` as space).
-    /// Used by the streaming detokenizer.
-    func tokenBytes(_ id: Int) -> [UInt8] {
+    /// Used by the streaming detokenizer and constrained decoding.
+    public func tokenBytes(_ id: Int) -> [UInt8] {
         guard let t = idToToken(id) else { return [] }
         if addedTokens.contains(where: { $0.id == id }) { return Array(t.utf8) }
         if byteLevel { return ByteLevelTable.unspell(t) ?? Array(t.utf8) }

@@ -21,6 +21,7 @@ struct Loft: ParsableCommand {
             DetokenizeCommand.self,
             TemplateCommand.self,
             BenchCommand.self,
+            EngineBenchCommand.self,
             TrainCommand.self,
             PlanCommand.self,
             DataCommand.self,

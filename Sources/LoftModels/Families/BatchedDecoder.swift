@@ -1,0 +1,174 @@
+import Foundation
+import LoftTensors
+
+/// Keys and values of many sequences in one preallocated arena per layer
+/// ([tokens, kvHeads·headDim]). A sequence owns a contiguous `KVSpan` of it,
+/// so attention reads its keys as a plain view (the same call, and the same
+/// numbers, as `KVCache`). Which spans are free is the engine's business.
+public final class KVArena: @unchecked Sendable {
+    public let capacity: Int
+    public let width: Int
+    let keys: [Tensor]
+    let values: [Tensor]
+
+    public init(config: ModelConfig, tokens: Int, backend: Backend) {
+        capacity = tokens
+        width = config.kvHeads * config.headDim
+        keys = (0 ..< config.layers).map { _ in backend.zeros([tokens, config.kvHeads * config.headDim], dtype: .f32) }
+        values = (0 ..< config.layers).map { _ in backend.zeros([tokens, config.kvHeads * config.headDim], dtype: .f32) }
+    }
+
+    /// Bytes one cached token takes over all layers.
+    public static func bytesPerToken(_ c: ModelConfig) -> Int { 2 * c.layers * c.kvHeads * c.headDim * MemoryLayout<Float>.size }
+
+    /// Copies the first `count` cached tokens of `source` to the start of
+    /// `destination` (n choices sharing one prefill).
+    public func copy(_ count: Int, from source: Int, to destination: Int, backend: Backend) {
+        guard count > 0 else { return }
+        for l in keys.indices {
+            backend.copy(keys[l].rows(source ..< source + count), into: keys[l].rows(destination ..< destination + count))
+            backend.copy(values[l].rows(source ..< source + count), into: values[l].rows(destination ..< destination + count))
+        }
+    }
+}
+
+/// A low-rank adapter held apart from the model (not attached to its
+/// projections), so rows of one step can each use their own:
+/// `layers[i]["q"]` is layer i's q_proj adapter (short names as
+/// `LoRAConfig.shortNames`).
+public final class DetachedAdapter: @unchecked Sendable {
+    public let layers: [[String: LoRA]]
+    public init(layers: [[String: LoRA]]) { self.layers = layers }
+    public var rank: Int { layers.lazy.flatMap { $0.values }.first?.rank ?? 0 }
+}
+
+/// One sequence's share of an engine step: `ids` continue the sequence whose
+/// first `cached` tokens are already in the arena at `spanStart`.
+public struct StepSequence {
+    public enum Logits: Equatable { case none, last, all }
+    public var ids: [Int32]
+    public var spanStart: Int
+    public var cached: Int
+    public var adapter: DetachedAdapter?
+    public var logits: Logits
+    public init(ids: [Int32], spanStart: Int, cached: Int, adapter: DetachedAdapter?, logits: Logits) {
+        self.ids = ids; self.spanStart = spanStart; self.cached = cached; self.adapter = adapter; self.logits = logits
+    }
+}
+
+extension LlamaModel {
+    /// One step of the batched engine over rows of many sequences (prefill
+    /// chunks and single decode tokens alike): norms, projections and the MLP
+    /// run once over all rows; attention runs per sequence against its own
+    /// span of `arena`; RoPE uses each row's own position; each run of
+    /// consecutive sequences sharing an adapter adds that adapter's
+    /// scale·(x·Aᵀ)·Bᵀ to its rows only (put sequences with the same adapter
+    /// next to each other for one GEMM pair per adapter, as S-LoRA gathers).
+    ///
+    /// Returns logits [rows asked, vocab] in sequence order: nothing for
+    /// `.none`, the last row for `.last`, every row for `.all`. The keys and
+    /// values of `ids` are written after each sequence's cached ones. The
+    /// model's own attached adapters (if any) also apply to every row; the
+    /// engine keeps its base detached. The training path (`forward`,
+    /// `forwardLayer`) is untouched by this method.
+    public func forwardStep(_ sequences: [StepSequence], arena: KVArena) -> Tensor {
+        let c = config, b = backend
+        var ids: [Int32] = [], positions: [Int32] = [], offsets: [Int] = []
+        var logitRows: [Int] = []
+        for s in sequences {
+            precondition(!s.ids.isEmpty, "forwardStep: a sequence with no tokens")
+            offsets.append(ids.count)
+            if s.logits == .all { logitRows += (0 ..< s.ids.count).map { ids.count + $0 } }
+            if s.logits == .last { logitRows.append(ids.count + s.ids.count - 1) }
+            ids += s.ids
+            positions += (0 ..< s.ids.count).map { Int32(s.cached + $0) }
+        }
+        offsets.append(ids.count)
+        // Runs of consecutive sequences sharing one adapter: their rows are contiguous.
+        var runs: [(adapter: DetachedAdapter, rows: Range<Int>)] = []
+        for (i, s) in sequences.enumerated() {
+            guard let a = s.adapter else { continue }
+            if let last = runs.last, last.adapter === a, last.rows.upperBound == offsets[i] {
+                runs[runs.count - 1].rows = last.rows.lowerBound ..< offsets[i + 1]
+            } else {
+                runs.append((a, offsets[i] ..< offsets[i + 1]))
+            }
+        }
+        let batch = self.batch(ids: ids, positions: positions)
+        // Dynamic NTK scaling depends on each sequence's own length (as it does
+        // when the sequence runs alone); the other scalings do not.
+        var ropes = [(invFreq: batch.invFreq, attentionScale: batch.attentionScale)]
+        if case .dynamic = c.ropeScaling {
+            ropes = sequences.map { RoPEFrequencies.compute(c, sequenceLength: $0.cached + $0.ids.count) }
+        }
+        let x = embed(batch)
+        let s = LayerActivations(config: c, tokens: ids.count, backend: b)
+        let eps = Float(c.rmsNormEps)
+        let n = ids.count
+        func project(_ linear: Linear, _ name: String, _ layer: Int, _ input: Tensor, _ output: Tensor, accumulate: Bool) {
+            linear.forward(input, into: output, backend: b, accumulate: accumulate)
+            for run in runs {
+                guard let lora = run.adapter.layers[layer][name] else { continue }
+                lora.forward(input.rows(run.rows), into: output.rows(run.rows), backend: b, saved: nil)
+            }
+        }
+        for (i, layer) in layers.enumerated() {
+            b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: 0, into: s.normed1, rstd: s.rstd1)
+            project(layer.q, "q", i, s.normed1, s.q, accumulate: false)
+            project(layer.k, "k", i, s.normed1, s.k, accumulate: false)
+            project(layer.v, "v", i, s.normed1, s.v, accumulate: false)
+            if let qn = layer.qNorm, let kn = layer.kNorm, let qRaw = s.qRaw, let kRaw = s.kRaw {
+                b.copy(s.q, into: qRaw)
+                b.copy(s.k, into: kRaw)
+                b.rmsNorm(qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, eps: eps, weightOffset: 0,
+                          into: s.q.reshaped([n * c.heads, c.headDim]), rstd: s.qRstd)
+                b.rmsNorm(kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, eps: eps, weightOffset: 0,
+                          into: s.k.reshaped([n * c.kvHeads, c.headDim]), rstd: s.kRstd)
+            }
+            for (j, r) in ropes.enumerated() {
+                let rows = ropes.count == 1 ? 0 ..< n : offsets[j] ..< offsets[j + 1]
+                let pos = Array(positions[rows])
+                b.rope(s.q.rows(rows), heads: c.heads, headDim: c.headDim, positions: pos, invFreq: r.invFreq,
+                       attentionScale: r.attentionScale, inverse: false)
+                b.rope(s.k.rows(rows), heads: c.kvHeads, headDim: c.headDim, positions: pos, invFreq: r.invFreq,
+                       attentionScale: r.attentionScale, inverse: false)
+            }
+            for (j, seq) in sequences.enumerated() {
+                let rows = offsets[j] ..< offsets[j + 1]
+                let start = seq.spanStart + seq.cached
+                b.copy(s.k.rows(rows), into: arena.keys[i].rows(start ..< start + rows.count))
+                b.copy(s.v.rows(rows), into: arena.values[i].rows(start ..< start + rows.count))
+                let span = seq.spanStart ..< start + rows.count
+                b.attention(q: s.q.rows(rows), k: arena.keys[i].rows(span), v: arena.values[i].rows(span),
+                            out: s.attended.rows(rows), lse: nil,
+                            spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
+                                                queryOffset: seq.cached, window: c.slidingWindow))
+            }
+            project(layer.o, "o", i, s.attended, x, accumulate: true)
+            b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: 0, into: s.normed2, rstd: s.rstd2)
+            project(layer.gate, "gate", i, s.normed2, s.gate, accumulate: false)
+            project(layer.up, "up", i, s.normed2, s.up, accumulate: false)
+            b.swiglu(gate: s.gate, up: s.up, into: s.activated)
+            project(layer.down, "down", i, s.activated, x, accumulate: true)
+        }
+        if logitRows.isEmpty { return b.zeros([1, c.vocabSize], dtype: .f32).rows(0 ..< 0) }
+        return logits(finalHidden(x, rows: logitRows))
+    }
+}
+
+extension PEFTAdapter {
+    /// Reads the adapter in `directory` (PEFT or mlx-lm) as weights of its
+    /// own, for `forwardStep`'s per-row adapters, with every check `load`
+    /// makes (shapes against the model's projections, no unmatched tensors).
+    /// The model is left with nothing attached; it must not run meanwhile.
+    public static func loadDetached(_ directory: String, for model: LlamaModel) throws -> (DetachedAdapter, LoRAConfig) {
+        defer { model.detachLoRA() }
+        let config = try load(directory, into: model)
+        var layers = Array(repeating: [String: LoRA](), count: model.layers.count)
+        for slot in model.adapterSlots {
+            guard let short = LoRAConfig.shortNames[slot.module] else { continue }
+            layers[slot.layer][short] = slot.lora
+        }
+        return (DetachedAdapter(layers: layers), config)
+    }
+}

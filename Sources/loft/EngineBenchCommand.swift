@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import LoftEngine
+import LoftInference
+import LoftModels
+import LoftTensors
+
+/// `loft engine-bench`: aggregate decoding throughput of the batched engine
+/// at several concurrencies, with no adapter, one adapter for every row, and
+/// 8 distinct adapters mixed in one batch (random rank-r adapters on every
+/// projection, written to a temporary directory).
+struct EngineBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engine-bench",
+        abstract: "Measure the batched generation engine: tokens/s at 1, 4, 16 streams, with and without adapters.")
+
+    @Argument(help: "A Hugging Face model directory or a .gguf file.")
+    var model: String
+
+    @Option(help: "Concurrent streams to measure (comma-separated).")
+    var streams = "1,4,16"
+
+    @Option(name: .customLong("max-tokens"), help: "Tokens generated per stream.")
+    var maxTokens = 64
+
+    @Option(name: .customLong("prompt-tokens"), help: "Prompt tokens per stream.")
+    var promptTokens = 32
+
+    @Option(help: "Rank of the random adapters.")
+    var rank = 16
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let counts = streams.split(separator: ",").compactMap { Int($0) }
+        let language = try LanguageModel(path: model)
+        let adapterRoot = FileManager.default.temporaryDirectory.appendingPathComponent("loft-engine-bench-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: adapterRoot) }
+        let dirs = try (0 ..< 8).map { try writeRandomAdapter(language.model, seed: UInt64($0), to: adapterRoot + "/a\($0)") }
+        let maxBatch = counts.max() ?? 16
+        let engine = try BatchEngine(model: language.model, tokenizer: language.tokenizer, name: "base", modelPath: language.path,
+                                     configuration: EngineConfiguration(maxBatch: maxBatch, contextLength: promptTokens + maxTokens + 16))
+        defer { engine.shutdown() }
+        for (i, d) in dirs.enumerated() { _ = try engine.loadAdapter(name: "a\(i)", directory: d) }
+        let vocab = language.model.config.vocabSize
+        func prompt(_ i: Int) -> [Int32] { (0 ..< promptTokens).map { Int32((1000 + 7919 * (i * promptTokens + $0)) % vocab) } }
+        func measure(_ n: Int, models: (Int) -> String?) throws -> (tokensPerSecond: Double, adapters: Int) {
+            let requests = (0 ..< n).map { GenerationRequest(model: models($0), prompt: prompt($0), maxTokens: maxTokens, ignoreEOS: true) }
+            let before = engine.metrics().maxAdaptersInOneStep
+            let t0 = Date()
+            let results = try engine.generate(requests)
+            let seconds = Date().timeIntervalSince(t0)
+            let tokens = results.reduce(0) { $0 + $1.usage.completionTokens }
+            return (Double(tokens) / seconds, max(before, engine.metrics().maxAdaptersInOneStep))
+        }
+        _ = try measure(1, models: { _ in nil })   // warm-up
+        var rows: [[String: Any]] = []
+        for n in counts {
+            for (label, pick) in [("base", { (_: Int) -> String? in nil }), ("1 adapter", { _ in "a0" }),
+                                  ("8 adapters", { i in "a\(i % 8)" })] {
+                let r = try measure(n, models: pick)
+                rows.append(["streams": n, "adapters": label, "tokens_per_second": r.tokensPerSecond])
+                if !json {
+                    print(String(format: "%2d streams  %-10@  %8.1f tok/s", n, label as NSString, r.tokensPerSecond))
+                }
+            }
+        }
+        if json {
+            let out: [String: Any] = ["model": (model as NSString).lastPathComponent, "rank": rank, "max_tokens": maxTokens,
+                                      "prompt_tokens": promptTokens, "rows": rows,
+                                      "max_adapters_in_one_step": engine.metrics().maxAdaptersInOneStep]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
+
+    private func writeRandomAdapter(_ model: LlamaModel, seed: UInt64, to dir: String) throws -> String {
+        var random = SamplerRandom(seed: seed)
+        let config = LoRAConfig(rank: rank, alpha: Double(2 * rank))
+        for layer in model.layers {
+            for (_, linear) in layer.projections {
+                let a = (0 ..< rank * linear.inFeatures).map { _ in Float.random(in: -0.02 ... 0.02, using: &random) }
+                let b = (0 ..< linear.outFeatures * rank).map { _ in Float.random(in: -0.02 ... 0.02, using: &random) }
+                linear.lora = LoRA(a: Tensor.cpu(a, shape: [rank, linear.inFeatures]),
+                                   b: Tensor.cpu(b, shape: [linear.outFeatures, rank]), scale: config.scale)
+            }
+        }
+        defer { model.detachLoRA() }
+        try PEFTAdapter.save(model, config: config, baseModel: self.model, to: dir)
+        return dir
+    }
+}
