@@ -31,6 +31,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         // zlib for gzip-compressed datasets (Debian's zlib1g-dev).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // zstd for ZSTD-compressed Parquet pages (Debian's libzstd-dev).
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
         // File formats: safetensors, GGUF (with dequantization), HF config.json.
         .target(name: "LoftFormats", swiftSettings: settings),
         // Hugging Face Hub ids: downloads into the shared Hugging Face cache.
@@ -60,7 +62,7 @@ let package = Package(
         // KV-cache generation and sampling.
         .target(name: "LoftInference", dependencies: ["LoftHub", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
         // Datasets: reading, format detection, rendering with templates, loss masks, packing.
-        .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates", "CZlib"], swiftSettings: settings),
+        .target(name: "LoftData", dependencies: ["LoftFormats", "LoftTokenizers", "LoftTemplates", "LoftHub", "CZlib", "CZstd"], swiftSettings: settings),
         // LoRA layers, the backward pass, optimiser, trainer, checkpoints and PEFT adapters.
         .target(name: "LoftTraining", dependencies: ["LoftHub", "LoftModels", "LoftTensors", "LoftCUDA", "LoftFormats", "LoftData", "LoftTokenizers", "LoftTemplates", "Yams"], swiftSettings: settings),
         // The batched generation engine that serving, evaluation and the UI's
@@ -77,7 +79,7 @@ let package = Package(
         .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTestSupport", "LoftTensors"], swiftSettings: settings),
         .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTestSupport", "LoftTokenizers", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTestSupport", "LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
-        .testTarget(name: "LoftDataTests", dependencies: ["LoftTestSupport", "LoftData", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftDataTests", dependencies: ["LoftTestSupport", "LoftData", "LoftHub", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTestSupport", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftHubTests", dependencies: ["LoftTestSupport", "LoftHub"], exclude: ["Fixtures"], swiftSettings: settings),

@@ -9,13 +9,17 @@ public struct DataError: Error, CustomStringConvertible, Equatable, Sendable {
     public var field: String?
     public var message: String
     public var fix: String?
+    /// For a bad row: what kind of problem it is (`loft data check` counts rows by reason).
+    public var reason: BadRowReason?
 
-    public init(file: String? = nil, row: Int? = nil, field: String? = nil, _ message: String, fix: String? = nil) {
+    public init(file: String? = nil, row: Int? = nil, field: String? = nil, _ message: String, fix: String? = nil,
+                reason: BadRowReason? = nil) {
         self.file = file
         self.row = row
         self.field = field
         self.message = message
         self.fix = fix
+        self.reason = reason
     }
 
     public var description: String {

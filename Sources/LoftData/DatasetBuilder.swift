@@ -89,6 +89,8 @@ public struct DatasetStats: Sendable, Codable, Equatable {
     public var unfilledPlaceholders: [String] = []
     /// Up to five of the bad rows' errors.
     public var badRowErrors: [String] = []
+    /// The bad rows by reason, in the order the reasons first occur.
+    public var badRowReasons: [BadRowTally] = []
 
     public var truncatedShare: Double { rows - badRows > 0 ? Double(truncated + dropped) / Double(rows - badRows) : 0 }
     public var trainedTokenShare: Double { totalTokens > 0 ? Double(trainedTokens) / Double(totalTokens) : 0 }
@@ -117,6 +119,10 @@ public final class DatasetBuilder {
     public let tokenizer: Tokenizer
     public let options: DataOptions
     private var template: ChatTemplate?
+    /// The chat template's source (part of the token cache's key).
+    public var templateSource: String? { template?.source }
+    /// Called every 4096 rows of the entry being built: (file, bytes of the entry's files read, rows).
+    public var rowProgress: ((String, Int64, Int) -> Void)?
     private let templateError: DataError?
     private let addsBOS: Bool
 
@@ -164,7 +170,7 @@ public final class DatasetBuilder {
                 guard w.isFinite, w >= 0 else {
                     throw DataError(file: spec.path, field: "weight", "weight \(w) is not a non-negative number", fix: "use e.g. 0.5 or 2")
                 }
-                let picked = weightedIndices(count: ex.count, weight: w, seed: options.seed &+ UInt64(k))
+                let picked = Self.weightedIndices(count: ex.count, weight: w, seed: options.seed &+ UInt64(k))
                 ex = picked.map { ex[$0] }
                 or = picked.map { or[$0] }
             }
@@ -175,7 +181,12 @@ public final class DatasetBuilder {
             out.problems += problems
         }
         if options.refuseOnProblems, let p = out.problems.first { throw p }
-        // Validation split.
+        try Self.split(examples, origins: origins, options: options, into: &out)
+        return out
+    }
+
+    /// The seeded validation split (`val_set_size`) of the examples, and the content hash.
+    static func split(_ examples: [TokenizedExample], origins: [ExampleOrigin], options: DataOptions, into out: inout PreparedDataset) throws {
         let n = examples.count
         let v = options.valSetSize
         guard v >= 0, v.isFinite else { throw DataError(field: "val_set_size", "must be ≥ 0, got \(v)", fix: "use a fraction below 1 or a row count") }
@@ -196,20 +207,22 @@ public final class DatasetBuilder {
             else { out.train.append(examples[i]); out.trainOrigins.append(origins[i]) }
         }
         out.hash = PreparedDataset.contentHash(train: out.train, validation: out.validation)
-        return out
     }
 
     /// One dataset entry: its examples (in row order), origins, stats, warnings and refusal reasons.
-    func buildOne(_ spec: DatasetSpec) throws
+    /// With a `sink`, each example goes there as it is made instead (the returned lists stay
+    /// empty): the streaming pass of `TokenCache` holds no example in memory.
+    func buildOne(_ spec: DatasetSpec, sink: ((TokenizedExample, ExampleOrigin) throws -> Void)? = nil) throws
         -> ([TokenizedExample], [ExampleOrigin], DatasetStats, [String], [DataError]) {
         var stats = DatasetStats(path: spec.path)
+        var exampleCount = 0
         var examples: [TokenizedExample] = []
         var origins: [ExampleOrigin] = []
         var lengths: [Int] = []
         var placeholders = Set<String>()
         var placeholderRows = 0
         var warnings: [String] = []
-        stats.files = try expandDatasetPath(spec.path)
+        stats.files = try datasetFiles(spec)
         var explicit: DataFormat? = nil
         if let t = spec.type {
             guard let f = DataFormat(typeName: t) else {
@@ -219,8 +232,10 @@ public final class DatasetBuilder {
             explicit = f
         }
         var formats: [DataFormat] = []
+        var bytesDone: Int64 = 0
         fileLoop: for file in stats.files {
             let reader = try RowReader(path: file)
+            defer { bytesDone += TokenCache.fileSize(file) }
             // Look at the first rows to detect the format.
             var pending: [Result<RawRow, DataError>] = []
             while pending.count < 8, let r = try reader.next() { pending.append(r) }
@@ -254,12 +269,14 @@ public final class DatasetBuilder {
                 else { break }
                 if let m = options.maxRows, stats.rows >= m { break fileLoop }
                 stats.rows += 1
+                if stats.rows % 4096 == 0, let rowProgress { rowProgress(file, bytesDone + reader.bytesRead, stats.rows) }
                 do {
                     let raw = try next.get()
                     var found = Set<String>()
                     unfilledPlaceholders(spec.variables.isEmpty ? raw.value : converter.substitute(raw.value), into: &found)
                     if !found.isEmpty { placeholderRows += 1; placeholders.formUnion(found) }
                     let sample = try converter.convert(raw)
+                    try RowChecks.requireTrainableTurn(sample, raw: raw, options: options)
                     let r = try tokenize(sample, raw: raw)
                     lengths.append(r.fullLength)
                     guard var ex = r.example else { stats.dropped += 1; continue }
@@ -271,16 +288,17 @@ public final class DatasetBuilder {
                     if trained == 0 { stats.fullyMasked += 1 }
                     stats.trainedTokens += trained
                     stats.totalTokens += ex.ids.count
+                    exampleCount += 1
+                    if let sink { try sink(ex, ExampleOrigin(file: raw.file, row: raw.row)); continue }
                     examples.append(ex)
                     origins.append(ExampleOrigin(file: raw.file, row: raw.row))
                 } catch let e as DataError {
                     if !options.skipBadRows { throw e }
-                    stats.badRows += 1
-                    if stats.badRowErrors.count < 5 { stats.badRowErrors.append(e.description) }
+                    stats.recordBadRow(e)
                 }
             }
         }
-        stats.examples = examples.count
+        stats.examples = exampleCount
         stats.lengths = LengthSummary(lengths)
         stats.format = Set(formats).map(\.typeName).sorted().joined(separator: ", ")
         stats.unfilledPlaceholders = placeholders.sorted()
@@ -296,14 +314,14 @@ public final class DatasetBuilder {
         }
         var problems: [DataError] = []
         let f = stats.files.count == 1 ? stats.files[0] : spec.path
-        if examples.isEmpty {
+        if exampleCount == 0 {
             problems.append(DataError(file: f, "produced no training examples (\(stats.rows) rows, \(stats.badRows) bad, \(stats.dropped) too long)",
                                       fix: stats.badRows > 0 ? "fix the rows: \(stats.badRowErrors.first ?? "")" : "check the file and sequence_len"))
         } else if stats.trainedTokens == 0 {
             problems.append(DataError(file: f, "no token is trained: every label is masked",
                                       fix: "check `roles_to_train` (now \(options.rolesToTrain)), per-message `loss_weight`/`train` flags, or set `train_on_inputs: true`"))
-        } else if Double(stats.fullyMasked) > options.maxMaskedRowShare * Double(examples.count) {
-            problems.append(DataError(file: f, "\(stats.fullyMasked) of \(examples.count) rows have no trained token",
+        } else if Double(stats.fullyMasked) > options.maxMaskedRowShare * Double(exampleCount) {
+            problems.append(DataError(file: f, "\(stats.fullyMasked) of \(exampleCount) rows have no trained token",
                                       fix: "check `roles_to_train` (now \(options.rolesToTrain)) and the per-message flags, or drop those rows"))
         }
         if stats.rows - stats.badRows > 0 && stats.truncatedShare > options.maxTruncatedShare {
@@ -383,7 +401,8 @@ public final class DatasetBuilder {
             rendered = try template.renderWithAssistantSpans(messages: messages, tools: tools)
         } catch {
             throw DataError(file: raw.file, row: raw.row, "the chat template failed on this row: \(error)",
-                            fix: "check the roles and their order (many templates need user/assistant to alternate), or remove the row")
+                            fix: "check the roles and their order (many templates need user/assistant to alternate), or remove the row",
+                            reason: .templateFailed)
         }
         let text = rendered.text
         // Which messages are trained.
@@ -492,7 +511,7 @@ public final class DatasetBuilder {
     }
 
     /// The indices kept when mixing with a weight: whole repeats plus a seeded sample for the fraction.
-    func weightedIndices(count n: Int, weight w: Double, seed: UInt64) -> [Int] {
+    static func weightedIndices(count n: Int, weight w: Double, seed: UInt64) -> [Int] {
         let whole = Int(w.rounded(.down))
         var out: [Int] = []
         for _ in 0..<whole { out += Array(0..<n) }
@@ -530,9 +549,10 @@ extension PreparedDataset {
 extension DatasetBuilder {
     /// Reads and converts a dataset without a tokenizer: format, rows, bad rows and
     /// placeholders (token statistics stay zero). For `loft data check` without a model.
-    public static func scan(_ spec: DatasetSpec, maxRows: Int? = nil) throws -> DatasetStats {
+    /// `options` decide which turns are trained (a conversation with none is a bad row).
+    public static func scan(_ spec: DatasetSpec, maxRows: Int? = nil, options: DataOptions = DataOptions()) throws -> DatasetStats {
         var stats = DatasetStats(path: spec.path)
-        stats.files = try expandDatasetPath(spec.path)
+        stats.files = try datasetFiles(spec)
         var formats = Set<String>()
         var placeholders = Set<String>()
         for file in stats.files {
@@ -551,8 +571,7 @@ extension DatasetBuilder {
                 format = try FormatDetector.detect(good, fields: Fields(map: spec.fieldMap), file: file)
             }
             formats.insert(format.typeName)
-            if format.isPreference { stats.rows += pending.count; while let _ = try reader.next() { stats.rows += 1 }; continue }
-            let converter = RowConverter(format: format, spec: spec, templateHandlesToolCalls: false, trainOnInputs: false)
+            let converter = RowConverter(format: format, spec: spec, templateHandlesToolCalls: false, trainOnInputs: options.trainOnInputs)
             var i = 0
             while true {
                 let next: Result<RawRow, DataError>
@@ -561,12 +580,18 @@ extension DatasetBuilder {
                 stats.rows += 1
                 do {
                     let raw = try next.get()
+                    if format.isPreference {
+                        // Preference rows are checked, not converted (SFT does not train them).
+                        try RowChecks.checkPreferenceRow(raw, format: format, fields: Fields(map: spec.fieldMap))
+                        stats.examples += 1
+                        continue
+                    }
                     unfilledPlaceholders(spec.variables.isEmpty ? raw.value : converter.substitute(raw.value), into: &placeholders)
-                    _ = try converter.convert(raw)
+                    let sample = try converter.convert(raw)
+                    try RowChecks.requireTrainableTurn(sample, raw: raw, options: options)
                     stats.examples += 1
                 } catch let e as DataError {
-                    stats.badRows += 1
-                    if stats.badRowErrors.count < 5 { stats.badRowErrors.append(e.description) }
+                    stats.recordBadRow(e)
                 }
             }
         }

@@ -133,8 +133,8 @@ struct RowConverter {
         self.trainOnInputs = trainOnInputs
     }
 
-    func err(_ row: RawRow, _ field: String?, _ message: String, _ fix: String) -> DataError {
-        DataError(file: row.file, row: row.row, field: field, message, fix: fix)
+    func err(_ row: RawRow, _ field: String?, _ message: String, _ fix: String, reason: BadRowReason? = nil) -> DataError {
+        DataError(file: row.file, row: row.row, field: field, message, fix: fix, reason: reason)
     }
 
     func convert(_ raw: RawRow) throws -> Sample {
@@ -171,10 +171,10 @@ struct RowConverter {
             case .kto: key = "label"
             }
             return err(raw, field, "row \(raw.row) has `\(fields.name(key))` but the config says `type: \(format.typeName)`",
-                       "set `type: \(other.typeName)` or remove `type`")
+                       "set `type: \(other.typeName)` or remove `type`", reason: .wrongFormat)
         }
         return err(raw, field, "missing `\(fields.name(field))` (needed by `type: \(format.typeName)`); the row has \(row.keys.map { "`\($0)`" }.joined(separator: ", "))",
-                   "add the field, map your column to it with `field_map: {\(field): YOUR_COLUMN}`, or set the right `type:`")
+                   "add the field, map your column to it with `field_map: {\(field): YOUR_COLUMN}`, or set the right `type:`", reason: .missingField)
     }
 
     func string(_ raw: RawRow, _ row: JinjaObject, _ field: String, required: Bool) throws -> String? {
@@ -224,7 +224,7 @@ struct RowConverter {
             throw err(raw, fields.name(field), "expected a list of messages, found a \(typeName(list))", "make `\(fields.name(field))` a list of {role, content}")
         }
         guard !items.isEmpty else {
-            throw err(raw, fields.name(field), "the conversation is empty", "remove the row or add messages")
+            throw err(raw, fields.name(field), "the conversation is empty", "remove the row or add messages", reason: .emptyConversation)
         }
         var messages: [JinjaValue] = []
         var train: [Bool?] = []
@@ -239,16 +239,24 @@ struct RowConverter {
                 throw err(raw, where_, "expected a message object, found a \(typeName(item))", "each message must be {\"role\": …, \"content\": …}")
             }
             guard let rawRole = (m[roleKey] ?? m["role"] ?? m["from"])?.stringValue else {
-                throw err(raw, where_, "the message has no `\(roleKey)` (or `from`) string", "give every message a role: user, assistant, system or tool")
+                throw err(raw, where_, "the message has no `\(roleKey)` (or `from`) string", "give every message a role: user, assistant, system or tool",
+                          reason: .unknownRole)
             }
             guard let role = roleMap[rawRole] ?? roleMap[rawRole.lowercased()] else {
-                throw err(raw, where_, "unknown role `\(rawRole)`", "use user/assistant/system/tool, or map it with `role_map: {\(rawRole): assistant}`")
+                throw err(raw, where_, "unknown role `\(rawRole)`", "use user/assistant/system/tool, or map it with `role_map: {\(rawRole): assistant}`",
+                          reason: .unknownRole)
             }
             let contentValue = m[contentKey] ?? m["content"] ?? m["value"] ?? .null
             let content: String
             switch contentValue {
             case .string(let s): content = s
-            case .null: content = ""
+            case .null:
+                // An assistant turn that only calls tools has no text (OpenAI's format); any other turn needs it.
+                if let calls = m["tool_calls"], calls != .null { content = ""; break }
+                let present = m[contentKey] != nil || m["content"] != nil || m["value"] != nil
+                throw err(raw, "\(where_).\(contentKey)", present ? "the message's content is null" : "the message has no `\(contentKey)`",
+                          "give the \(rawRole) message its text as a string (\"\(contentKey)\": \"…\"), map your key with `field_map: {content: YOUR_KEY}`, or remove the row (skip_bad_rows: true / --skip-bad-rows)",
+                          reason: .missingContent)
             case .array(let parts):
                 var text = ""
                 for (j, p) in parts.enumerated() {
@@ -267,9 +275,11 @@ struct RowConverter {
                 }
                 content = text
             case .int, .double, .bool:
-                content = contentValue.jsonText()
+                throw err(raw, "\(where_).\(contentKey)", "expected the message text as a string, found a \(typeName(contentValue)) (\(contentValue.jsonText()))",
+                          "quote it (\"\(contentKey)\": \"\(contentValue.jsonText())\"), or remove the row", reason: .nonStringContent)
             case .object:
-                throw err(raw, "\(where_).\(contentKey)", "expected a string or a list of parts, found an object", "make the content a string")
+                throw err(raw, "\(where_).\(contentKey)", "expected a string or a list of parts, found an object", "make the content a string",
+                          reason: .nonStringContent)
             }
             // Per-message training flag.
             var flag: Bool? = nil

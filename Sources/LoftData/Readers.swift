@@ -14,7 +14,7 @@ public struct RawRow: Sendable {
 
 /// The on-disk layouts Loft reads.
 public enum FileLayout: String, Sendable {
-    case jsonl, json, csv, tsv, text
+    case jsonl, json, csv, tsv, text, parquet
 
     /// From the name (a trailing .gz is ignored); nil when the extension says nothing.
     static func from(path: String) throws -> FileLayout? {
@@ -27,14 +27,15 @@ public enum FileLayout: String, Sendable {
         case "csv": return .csv
         case "tsv": return .tsv
         case "txt", "text", "md": return .text
-        case "parquet", "arrow":
-            throw DataError(file: path, "\(ext) files are not supported: there is no Parquet/Arrow reader for Swift on Linux that Loft can depend on",
-                            fix: "convert it to JSONL first, e.g. `python -c \"import pandas as pd; pd.read_\(ext == "arrow" ? "feather" : "parquet")('\(name)').to_json('\((name as NSString).deletingPathExtension).jsonl', orient='records', lines=True, force_ascii=False)\"`")
+        case "parquet": return .parquet
+        case "arrow":
+            throw DataError(file: path, "Arrow IPC files (the `datasets` library's cache) are not supported; Loft reads Parquet",
+                            fix: "point `path:` at the dataset's Parquet files, or the Hub id (org/name), or convert it: `python -c \"import pyarrow.feather as f, pyarrow.parquet as pq; pq.write_table(f.read_table('\(name)'), '\((name as NSString).deletingPathExtension).parquet')\"`")
         default: return nil
         }
     }
 
-    static let supportedExtensions = ["jsonl", "ndjson", "json", "csv", "tsv", "txt", "text", "md"]
+    static let supportedExtensions = ["jsonl", "ndjson", "json", "csv", "tsv", "txt", "text", "md", "parquet"]
 }
 
 /// Expands a dataset path: a file, a directory (its supported files, sorted,
@@ -74,7 +75,7 @@ public func expandDatasetPath(_ path: String) throws -> [String] {
     }
     files.sort()
     guard !files.isEmpty else {
-        throw DataError(file: path, "the directory holds no dataset file (.jsonl, .json, .csv, .tsv, .txt, optionally .gz)",
+        throw DataError(file: path, "the directory holds no dataset file (.jsonl, .json, .csv, .tsv, .txt, optionally .gz; .parquet)",
                         fix: "point `path:` at the data files or put them in this directory")
     }
     return files
@@ -96,6 +97,9 @@ final class ByteSource {
     }
 
     deinit { if let file { gzclose(file) } }
+
+    /// Bytes of the file read so far (compressed bytes for gzip).
+    var offset: Int64 { file.map { Int64(gzoffset($0)) } ?? 0 }
 
     /// The next chunk; empty at the end.
     func read() throws -> ArraySlice<UInt8> {
@@ -127,6 +131,8 @@ final class LineReader {
     private(set) var lineNumber = 0
 
     init(path: String) throws { source = try ByteSource(path: path) }
+
+    var bytesRead: Int64 { source.offset }
 
     /// The next line without its terminator (\n or \r\n); nil at the end.
     func next() throws -> ArraySlice<UInt8>? {
@@ -162,6 +168,7 @@ public final class RowReader {
     public let path: String
     public let layout: FileLayout
     private var lines: LineReader?
+    private var parquet: ParquetRowSource?
     private var buffered: [Result<RawRow, DataError>] = []
     private var bufferedIndex = 0
     private var csvHeader: [String]?
@@ -175,7 +182,8 @@ public final class RowReader {
             let src = try ByteSource(path: path)
             let head = try src.read()
             let first = head.first { ![32, 9, 10, 13].contains($0) }
-            if first == UInt8(ascii: "[") { layout = .json }
+            if head.starts(with: Array("PAR1".utf8)) { layout = .parquet }
+            else if first == UInt8(ascii: "[") { layout = .json }
             else if first == UInt8(ascii: "{") { layout = .jsonl }
             else {
                 throw DataError(file: path, "unknown file type",
@@ -185,6 +193,7 @@ public final class RowReader {
         switch layout {
         case .jsonl, .text, .csv, .tsv: lines = try LineReader(path: path)
         case .json: try loadJSON()
+        case .parquet: parquet = try ParquetRowSource(path: path)
         }
     }
 
@@ -226,7 +235,15 @@ public final class RowReader {
 
     /// The next row, a failure for a row that cannot be read, or nil at the end.
     /// Throws only for problems with the whole file.
+    /// Bytes of the file read so far (for progress).
+    public var bytesRead: Int64 {
+        if let lines { return lines.bytesRead }
+        if let parquet { return parquet.bytesRead }
+        return TokenCache.fileSize(path)
+    }
+
     public func next() throws -> Result<RawRow, DataError>? {
+        if let parquet { return try parquet.next().map { .success($0) } }
         if let lines {
             switch layout {
             case .csv, .tsv: return try nextCSV(lines, separator: layout == .tsv ? 9 : UInt8(ascii: ","))
@@ -236,16 +253,16 @@ public final class RowReader {
                 let n = lines.lineNumber
                 if line.allSatisfy({ [32, 9, 13].contains($0) }) { continue }
                 guard let s = String(bytes: line, encoding: .utf8) else {
-                    return .failure(DataError(file: path, row: n, "the line is not valid UTF-8", fix: "re-encode the file as UTF-8 or remove the row"))
+                    return .failure(DataError(file: path, row: n, "the line is not valid UTF-8", fix: "re-encode the file as UTF-8 or remove the row", reason: .unreadable))
                 }
                 if layout == .text { return .success(RawRow(file: path, row: n, value: .object(JinjaObject([("text", .string(s))])))) }
                 do {
                     return .success(RawRow(file: path, row: n, value: try JSONReader.parse(s)))
                 } catch let e as JSONReader.ParseError {
                     return .failure(DataError(file: path, row: n, "invalid JSON at column \(e.column): \(e.message)",
-                                              fix: "each line of a JSONL file must be one complete JSON object; fix or remove this line"))
+                                              fix: "each line of a JSONL file must be one complete JSON object; fix or remove this line", reason: .unreadable))
                 } catch {
-                    return .failure(DataError(file: path, row: n, "invalid JSON: \(error)", fix: "fix or remove this line"))
+                    return .failure(DataError(file: path, row: n, "invalid JSON: \(error)", fix: "fix or remove this line", reason: .unreadable))
                 }
             }
             return nil
@@ -293,7 +310,7 @@ public final class RowReader {
             var strings: [String] = []
             for f in fields {
                 guard let s = String(bytes: f, encoding: .utf8) else {
-                    return .failure(DataError(file: path, row: firstLine, "the record is not valid UTF-8", fix: "re-encode the file as UTF-8"))
+                    return .failure(DataError(file: path, row: firstLine, "the record is not valid UTF-8", fix: "re-encode the file as UTF-8", reason: .unreadable))
                 }
                 strings.append(s)
             }
@@ -303,7 +320,7 @@ public final class RowReader {
             }
             if strings.count != header.count {
                 return .failure(DataError(file: path, row: firstLine, "has \(strings.count) columns, the header has \(header.count)",
-                                          fix: "quote fields that contain the separator or line breaks (\"…\"), or fix the row"))
+                                          fix: "quote fields that contain the separator or line breaks (\"…\"), or fix the row", reason: .unreadable))
             }
             var o = JinjaObject()
             for (k, v) in zip(header, strings) { o[k] = .string(v) }

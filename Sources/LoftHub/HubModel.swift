@@ -159,11 +159,11 @@ public struct HubModel {
         switch status {
         case 200 ..< 300: return
         case 401, 403:
-            throw HubError("\(id): access denied (HTTP \(status)). The model may be gated or private: accept its license at https://huggingface.co/\(id) and set HF_TOKEN to a token that can read it")
+            throw HubError("\(id): access denied (HTTP \(status)). The model may be gated or private: accept its license at https://huggingface.co/\(id) and set HF_TOKEN to a token that can read it", status: status)
         case 404:
-            throw HubError("\(id): not found (HTTP 404 for \(url)); check the model id and the revision '\(revision)'")
+            throw HubError("\(id): not found (HTTP 404 for \(url)); check the model id and the revision '\(revision)'", status: status)
         default:
-            throw HubError("\(id): the Hub answered HTTP \(status) for \(url); try again later, or pass a local directory or .gguf")
+            throw HubError("\(id): the Hub answered HTTP \(status) for \(url); try again later, or pass a local directory or .gguf", status: status)
         }
     }
 
@@ -237,9 +237,12 @@ final class StreamReceiver: NSObject, URLSessionDataDelegate, @unchecked Sendabl
 public struct HubError: Error, CustomStringConvertible {
     public let description: String
     let isNetwork: Bool
-    public init(_ message: String, isNetwork: Bool = false) {
+    /// The HTTP status that caused it, if one did.
+    public let status: Int?
+    public init(_ message: String, isNetwork: Bool = false, status: Int? = nil) {
         description = message
         self.isNetwork = isNetwork
+        self.status = status
     }
 
     static func network(_ url: String, _ error: Error) -> HubError {

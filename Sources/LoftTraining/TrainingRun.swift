@@ -31,8 +31,10 @@ public final class TrainingRun {
     /// Everything that can be checked before training: the output directory,
     /// the data (with its template), the model and its shapes.
     /// - downloadProgress: reports a Hub download when base_model is a Hub id.
+    /// - dataProgress: reports the tokenizing pass when the data is not cached yet.
     public init(config: TrainConfig, resume: Bool, overwrite: Bool,
-                downloadProgress: ((String, Int64, Int64?) -> Void)? = nil) throws {
+                downloadProgress: ((String, Int64, Int64?) -> Void)? = nil,
+                dataProgress: ((TokenCache.Progress) -> Void)? = nil) throws {
         var config = config
         let fm = FileManager.default
         let existing = (try? fm.contentsOfDirectory(atPath: config.outputDir))?.filter { !$0.hasPrefix(".") } ?? []
@@ -68,7 +70,10 @@ public final class TrainingRun {
         options.trainOnEOS = config.trainOnEOS
         options.rolesToTrain = config.rolesToTrain
         options.skipBadRows = config.skipBadRows
-        data = try DatasetBuilder(tokenizer: tokenizer, options: options).build(config.datasets)
+        // Tokenized once, in one streaming pass, into the token cache ($LOFT_CACHE/data):
+        // a rerun with the same data, tokenizer, template and options opens it at once.
+        let builder = try DatasetBuilder(tokenizer: tokenizer, options: options)
+        data = try TokenCache().shards(config.datasets, builder: builder, progress: dataProgress).prepared(options: options)
         let (model, _) = try ModelLoader.load(modelPath, backend: device.backend, baseWeights: config.baseWeights)
         if model.config.vocabSize < tokenizer.vocabularySize {
             throw TrainingError("the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(model.config.vocabSize); they do not belong together")

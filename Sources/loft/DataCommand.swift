@@ -53,6 +53,7 @@ struct DataInputOptions: ParsableArguments {
             options.trainOnInputs = config.trainOnInputs
             options.valSetSize = config.valSetSize
             options.seed = config.seed
+            options.skipBadRows = config.skipBadRows
         } else {
             specs = [DatasetSpec(path: input)]
         }
@@ -83,24 +84,35 @@ struct DataCheckCommand: ParsableCommand {
 
     @OptionGroup var input: DataInputOptions
     @Flag(help: "Print JSON.") var json = false
+    @Flag(name: .customLong("skip-bad-rows"), help: "Pass when training would skip the bad rows (as `skip_bad_rows: true` or `loft train --skip-bad-rows`); without it, any bad row fails the check.")
+    var skipBadRows = false
 
     func run() throws {
-        let r = try input.resolve()
+        var r = try input.resolve()
+        if skipBadRows { r.options.skipBadRows = true }
+        /// Bad rows fail the check exactly when training would refuse them.
+        func badRowProblem(_ s: DatasetStats) -> String? {
+            guard s.badRows > 0, !r.options.skipBadRows else { return nil }
+            return "\(s.path): \(s.badRows) bad row\(s.badRows == 1 ? "" : "s") (\(s.badRowSummary)); first: \(s.badRowErrors.first ?? ""); training refuses them: fix them, or skip them with --skip-bad-rows (skip_bad_rows: true in the config)"
+        }
         var report: [[String: Any]] = []
         var warnings: [String] = []
         var problems: [String] = []
         var packing: [String: Any] = [:]
         // Preference data is detected and reported, not tokenized.
         var trainable: [DatasetSpec] = []
+        var scanned: [DatasetStats] = []
         for spec in r.specs {
-            let s = try DatasetBuilder.scan(spec)
+            let s = try DatasetBuilder.scan(spec, options: r.options)
             if s.format == "dpo" || s.format == "kto" {
+                if let p = badRowProblem(s) { problems.append(p) }
                 var d = describe(s, sequenceLen: nil)
                 d["format"] = s.format + " (preference data)"
                 report.append(d)
                 problems.append("\(spec.path): \(s.format == "dpo" ? "preference pairs (chosen/rejected)" : "KTO rows (label)"): DPO/KTO training is not supported yet; remove it from datasets to train SFT")
             } else {
                 trainable.append(spec)
+                scanned.append(s)
             }
         }
         if let model = r.model, !trainable.isEmpty {
@@ -111,16 +123,17 @@ struct DataCheckCommand: ParsableCommand {
             o.valSetSize = 0
             let built = try DatasetBuilder(tokenizer: tok, options: o).build(trainable)
             for s in built.stats { report.append(describe(s, sequenceLen: o.sequenceLen)) }
-            warnings = built.warnings
-            problems = built.problems.map(\.description)
+            warnings += built.warnings
+            problems += built.stats.compactMap(badRowProblem)
+            problems += built.problems.map(\.description)
             let lengths = built.train.map(\.ids.count)
             let bins = Packing.bestFitDecreasing(lengths: lengths, capacity: o.sequenceLen)
             packing = ["bins": bins.count, "examples": lengths.count,
                        "efficiency": Packing.efficiency(lengths: lengths, bins: bins, capacity: o.sequenceLen)]
         } else if r.model == nil {
-            for spec in trainable {
-                let s = try DatasetBuilder.scan(spec)
+            for (spec, s) in zip(trainable, scanned) {
                 report.append(describe(s, sequenceLen: nil))
+                if let p = badRowProblem(s) { problems.append(p) }
                 if !s.unfilledPlaceholders.isEmpty {
                     warnings.append("\(spec.path): unfilled placeholders \(s.unfilledPlaceholders.map { "{{\($0)}}" }.joined(separator: ", ")); set them with `variables:` in the dataset entry (or --var name=value)")
                 }
@@ -135,7 +148,10 @@ struct DataCheckCommand: ParsableCommand {
         for d in report {
             print(d["path"] as? String ?? "")
             print("  format: \(d["format"] ?? "")   rows: \(d["rows"] ?? 0)   bad rows: \(d["bad_rows"] ?? 0)")
-            for e in (d["bad_row_errors"] as? [String]) ?? [] { print("    bad: \(e)") }
+            for t in (d["bad_rows_by_reason"] as? [[String: Any]]) ?? [] {
+                let rows = ((t["rows"] as? [[String: Any]]) ?? []).map { "\($0["row"] ?? "")" }.joined(separator: ", ")
+                print("    \(t["count"] ?? 0) × \(t["reason"] ?? "") (rows \(rows)\((t["count"] as? Int ?? 0) > 5 ? ", …" : "")): \(t["first"] ?? "")")
+            }
             if let l = d["tokens"] as? [String: Any] {
                 print("  tokens per row: p50 \(l["p50"] ?? 0)  p95 \(l["p95"] ?? 0)  p99 \(l["p99"] ?? 0)  max \(l["max"] ?? 0)")
                 print(String(format: "  at sequence_len %d: %.1f%% truncated or dropped; recommended sequence_len: %d",
@@ -157,7 +173,11 @@ struct DataCheckCommand: ParsableCommand {
 
     func describe(_ s: DatasetStats, sequenceLen: Int?) -> [String: Any] {
         var d: [String: Any] = ["path": s.path, "files": s.files, "format": s.format, "rows": s.rows, "bad_rows": s.badRows,
-                                "bad_row_errors": s.badRowErrors, "unfilled_placeholders": s.unfilledPlaceholders]
+                                "bad_row_errors": s.badRowErrors, "unfilled_placeholders": s.unfilledPlaceholders,
+                                "bad_rows_by_reason": s.badRowReasons.map { t -> [String: Any] in
+                                    ["reason": t.reason.rawValue, "count": t.count, "first": t.first,
+                                     "rows": t.rows.map { ["file": $0.file, "row": $0.row] as [String: Any] }]
+                                }]
         if sequenceLen != nil {
             d["examples"] = s.examples
             d["tokens"] = ["p50": s.lengths.p50, "p95": s.lengths.p95, "p99": s.lengths.p99, "max": s.lengths.max, "mean": s.lengths.mean]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoftData
 import LoftHub
 import LoftTraining
 
@@ -23,8 +24,11 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Print one JSON object per event instead of a progress bar.")
     var json = false
 
+    @Flag(name: .customLong("skip-bad-rows"), help: "Count and skip malformed data rows instead of stopping at the first (skip_bad_rows: true).")
+    var skipBadRows = false
+
     func run() throws {
-        let cfg = try TrainConfig.load(path: config, overrides: overrides)
+        let cfg = try TrainConfig.load(path: config, overrides: overrides + (skipBadRows ? ["skip_bad_rows=true"] : []))
         if !cfg.ignoredKeys.isEmpty {
             writeErr("note: ignoring Axolotl keys Loft does not use: \(cfg.ignoredKeys.joined(separator: ", "))")
         }
@@ -36,7 +40,8 @@ struct TrainCommand: ParsableCommand {
             }
         }
         let run = try TrainingRun(config: cfg, resume: resume, overwrite: overwrite,
-                                  downloadProgress: json ? nil : DownloadProgressLine().update)
+                                  downloadProgress: json ? nil : DownloadProgressLine().update,
+                                  dataProgress: json || isatty(2) == 0 ? nil : TokenCacheProgressLine().update)
         writeErr(run.device.note)
         if cfg.autoMicroBatch { writeErr("auto_micro_batch: micro_batch_size \(run.config.microBatchSize) fits the available memory") }
         for w in run.data.warnings { writeErr("warning: \(w)") }

@@ -57,7 +57,7 @@ final class ReaderTests: XCTestCase {
         XCTAssertEqual(built.train[0].labels, expected, "raw text: every token trained, EOS appended")
     }
 
-    func testParquetSaysConvert() throws {
+    func testABrokenParquetFileSaysWhatIsWrong() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loftdata-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -65,7 +65,7 @@ final class ReaderTests: XCTestCase {
         FileManager.default.createFile(atPath: p, contents: Data("PAR1".utf8))
         XCTAssertThrowsError(try builder().build([DatasetSpec(path: p)])) { e in
             let s = "\(e)"
-            XCTAssertTrue(s.contains("not supported") && s.contains("JSONL") && s.contains("to_json"), s)
+            XCTAssertTrue(s.contains("train.parquet") && s.contains("not a readable Parquet file") && s.contains("4 bytes long"), s)
         }
     }
 
@@ -220,7 +220,13 @@ final class BadInputTests: XCTestCase {
         o.maxRows = 20
         let b = try DatasetBuilder(tokenizer: Shared.tokenizer, options: o)
         XCTAssertThrowsError(try b.build([DatasetSpec(path: Shared.dataset("alpaca_en_demo.json"))])) { e in
-            XCTAssertTrue("\(e)".contains("no token is trained") && "\(e)".contains("roles_to_train"), "\(e)")
+            // Each row is a conversation with no turn to train on (a bad row naming roles_to_train).
+            XCTAssertTrue("\(e)".contains("no turn to train on") && "\(e)".contains("roles_to_train is [nobody]"), "\(e)")
+        }
+        // Skipped, every row is bad: nothing to train.
+        o.skipBadRows = true
+        XCTAssertThrowsError(try DatasetBuilder(tokenizer: Shared.tokenizer, options: o).build([DatasetSpec(path: Shared.dataset("alpaca_en_demo.json"))])) { e in
+            XCTAssertTrue("\(e)".contains("produced no training examples") && "\(e)".contains("roles_to_train"), "\(e)")
         }
     }
 

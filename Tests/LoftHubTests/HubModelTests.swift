@@ -8,8 +8,8 @@ import LoftTestSupport
 /// token, resuming a partial download, and the 401/404/no-network messages.
 final class HubModelTests: XCTestCase {
     static let commit = "0123456789abcdef0123456789abcdef01234567"
-    var server: Process?
     var work = ""
+    var fake: FakeHub!
     var logPath: String { work + "/requests.log" }
 
     /// Starts the fake Hub serving a small sharded model; returns its endpoint.
@@ -28,30 +28,14 @@ final class HubModelTests: XCTestCase {
             let bytes = (0 ..< 300_000).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
             try Data(bytes).write(to: URL(fileURLWithPath: repo + "/" + shard))
         }
-        let script = TestPaths.repoRoot.appendingPathComponent("Tests/LoftHubTests/Fixtures/fake_hub.py").path
-        let portFile = work + "/port"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, work + "/served", portFile, logPath] + (token.map { [$0] } ?? [])
-        try process.run()
-        server = process
-        addTeardownBlock { [work] in
-            process.terminate()
-            process.waitUntilExit()
-            try? FileManager.default.removeItem(atPath: work)
-        }
-        for _ in 0 ..< 200 {
-            if let port = try? String(contentsOfFile: portFile, encoding: .utf8), !port.isEmpty { return "http://127.0.0.1:\(port)" }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        XCTFail("the fake Hub did not start (is python3 installed?)")
-        throw HubError("no server")
+        fake = try FakeHub(served: work + "/served", work: work, token: token)
+        addTeardownBlock { [fake] in fake?.stop() }
+        return fake.endpoint
     }
 
     func hub(_ endpoint: String, token: String? = nil, offline: Bool = false) -> HubModel {
-        var env = ["HF_ENDPOINT": endpoint, "HF_HUB_CACHE": work + "/cache"]
-        if let token { env["HF_TOKEN"] = token }
-        if offline { env["HF_HUB_OFFLINE"] = "1" }
+        var env = fake.environment(token: token, offline: offline)
+        env["HF_ENDPOINT"] = endpoint
         return HubModel(environment: env)
     }
 

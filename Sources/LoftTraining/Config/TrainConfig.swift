@@ -161,6 +161,11 @@ public struct TrainConfig: Sendable, Equatable, Codable {
                     if let x = (w as? Double) ?? (w as? Int).map(Double.init), x > 0 { spec.weight = x }
                     else { problems.append("datasets[\(i)].weight: expected a positive number, got \(w)") }
                 }
+                // Hub datasets: config, split, revision, files.
+                spec.name = d["name"].map { "\($0)" }
+                spec.split = d["split"].map { "\($0)" }
+                spec.revision = d["revision"].map { "\($0)" }
+                if let f = d["data_files"] { spec.dataFiles = (f as? [Any])?.map { "\($0)" } ?? ["\(f)"] }
                 // Axolotl's chat_template field and role mappings, old and new spellings.
                 if let v = d["message_field_role"] as? String { spec.fieldMap["role"] = v }
                 if let v = d["message_field_content"] as? String { spec.fieldMap["content"] = v }
@@ -174,7 +179,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
                     if let v = d[k] as? String { spec.fieldMap[String(k.dropFirst(6))] = v }
                 }
                 let knownDatasetKeys: Set<String> = ["path", "type", "variables", "field_map", "role_map", "weight", "field_instruction", "field_input",
-                                                     "field_output", "field_system", "field_messages", "field_text", "split", "name", "ds_type",
+                                                     "field_output", "field_system", "field_messages", "field_text", "split", "name", "ds_type", "revision", "data_files",
                                                      "message_field_role", "message_field_content", "message_property_mappings", "roles"]
                 for k in d.keys.sorted() where !knownDatasetKeys.contains(k) {
                     problems.append("datasets[\(i)].\(k): unknown key" + (nearest(k, in: Array(knownDatasetKeys)).map { "; did you mean '\($0)'?" } ?? ""))

@@ -1,0 +1,2 @@
+// Debian's libzstd-dev: ZSTD-compressed Parquet pages.
+#include <zstd.h>
