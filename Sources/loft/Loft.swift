@@ -28,5 +28,6 @@ struct Loft: ParsableCommand {
             ExportCommand.self,
             ChatCommand.self,
             CUDACommand.self,
+            EvalCommand.self,
         ])
 }
