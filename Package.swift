@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "LoftCUDA", targets: ["LoftCUDA"]),
         .library(name: "LoftHub", targets: ["LoftHub"]),
         .library(name: "LoftEngine", targets: ["LoftEngine"]),
+        .library(name: "LoftEval", targets: ["LoftEval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -68,9 +69,13 @@ let package = Package(
         // The batched generation engine that serving, evaluation and the UI's
         // chat share: continuous batching, per-row adapters, sampling.
         .target(name: "LoftEngine", dependencies: ["LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats", "LoftData"], swiftSettings: settings),
+        // `loft eval`: metrics exact to their reference packages, lm-eval tasks,
+        // the judge, safety sets, paired bootstrap verdicts and the reports.
+        .target(name: "LoftEval", dependencies: ["LoftEngine", "LoftInference", "LoftModels", "LoftTokenizers", "LoftTemplates", "LoftData", "LoftFormats", "Yams"], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine",
+            "LoftEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
@@ -84,6 +89,7 @@ let package = Package(
         .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftHubTests", dependencies: ["LoftTestSupport", "LoftHub"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftEngineTests", dependencies: ["LoftTestSupport", "LoftEngine", "LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftFormats"], swiftSettings: settings),
+        .testTarget(name: "LoftEvalTests", dependencies: ["LoftTestSupport", "LoftEval", "LoftEngine", "LoftInference", "LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

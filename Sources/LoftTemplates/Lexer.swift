@@ -31,7 +31,7 @@ struct Lexer {
     private let trimBlocks: Bool
     private let lstripBlocks: Bool
 
-    init(_ source: String, trimBlocks: Bool = true, lstripBlocks: Bool = true) {
+    init(_ source: String, trimBlocks: Bool = true, lstripBlocks: Bool = true, keepTrailingNewline: Bool = false) {
         // jinja2 normalises "\r\n" and "\r" to "\n" and, without keep_trailing_newline,
         // drops one newline at the very end of the template.
         var scalars: [Unicode.Scalar] = []
@@ -46,7 +46,7 @@ struct Lexer {
             }
             k += 1
         }
-        if scalars.last == "\n" { scalars.removeLast() }
+        if scalars.last == "\n" && !keepTrailingNewline { scalars.removeLast() }
         src = scalars
         for (i, c) in src.enumerated() where c == "\n" { lineStarts.append(i + 1) }
         self.trimBlocks = trimBlocks

@@ -15,8 +15,9 @@ struct Parser {
 
     init(tokens: [Token]) { self.tokens = tokens }
 
-    static func parse(_ source: String) throws -> [Statement] {
-        var lexer = Lexer(source)
+    static func parse(_ source: String, trimBlocks: Bool = true, lstripBlocks: Bool = true,
+                      keepTrailingNewline: Bool = false) throws -> [Statement] {
+        var lexer = Lexer(source, trimBlocks: trimBlocks, lstripBlocks: lstripBlocks, keepTrailingNewline: keepTrailingNewline)
         var parser = Parser(tokens: try lexer.tokenize())
         let (body, end) = try parser.parseStatements(until: [])
         if let end { throw parser.error("unexpected '\(end)'", at: parser.previous) }

@@ -14,6 +14,8 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var evalLosses: [String: Double] = [:]
     public var bestEvalLoss: Double?
     public var bestStep: Int?
+    /// The value of metric_for_best_model at bestStep (eval loss by default).
+    public var bestMetric: Double?
     public var evalsWithoutImprovement = 0
     /// fp16's loss scaler (scale, clean-step counter, skips); nil for bf16/fp32 runs.
     public var lossScaler: LossScaler?

@@ -21,6 +21,8 @@ public final class Trainer {
         public var lossScale: Double?
         /// fp16: the optimizer step was skipped (a gradient was inf or NaN).
         public var skipped = false
+        /// Eval events: the generation metrics of `generationMetrics`, by name.
+        public var metrics: [String: Double] = [:]
     }
 
     public let config: TrainConfig
@@ -32,6 +34,9 @@ public final class Trainer {
     public internal(set) var state = TrainerState()
     /// Called for every step, evaluation and checkpoint (progress display, logs).
     public var onEvent: ((Event) -> Void)?
+    /// Generation metrics on the validation split at each eval step
+    /// (config `eval_metrics`; `loft train` sets this from LoftEval).
+    public var generationMetrics: ((LlamaModel) -> [String: Double])?
     /// Set to stop after the current optimizer step (Ctrl-C); a checkpoint is written first.
     public var stopRequested = false
 
@@ -129,8 +134,17 @@ public final class Trainer {
             if let every = config.evalSteps, every > 0, !validation.isEmpty, state.step % every == 0 || state.step == total {
                 let evalLoss = evaluate()
                 state.evalLosses[String(state.step)] = evalLoss
-                onEvent?(Event(kind: .eval, step: state.step, totalSteps: total, loss: evalLoss))
-                if state.bestEvalLoss.map({ evalLoss < $0 }) ?? true {
+                let generated = generationMetrics?(model) ?? [:]
+                var event = Event(kind: .eval, step: state.step, totalSteps: total, loss: evalLoss)
+                event.metrics = generated
+                onEvent?(event)
+                // The best checkpoint by metric_for_best_model (eval_loss unless named).
+                let key = config.metricForBestModel.map { $0.hasPrefix("eval_") ? String($0.dropFirst(5)) : $0 } ?? "loss"
+                let value = key == "loss" ? evalLoss : generated[key] ?? .nan
+                let higher = config.greaterIsBetter ?? !(key == "loss" || key == "perplexity")
+                let best = state.bestMetric ?? (key == "loss" ? state.bestEvalLoss : nil)   // a checkpoint from before bestMetric
+                if value.isFinite && (best.map { higher ? value > $0 : value < $0 } ?? true) {
+                    state.bestMetric = value
                     state.bestEvalLoss = evalLoss
                     state.bestStep = state.step
                     state.evalsWithoutImprovement = 0

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoftData
+import LoftEval
 import LoftHub
 import LoftTraining
 
@@ -53,6 +54,13 @@ struct TrainCommand: ParsableCommand {
         let metrics = MetricsLog(path: run.config.outputDir + "/metrics.jsonl")
         let bar = ProgressBar(enabled: !json && isatty(STDERR_FILENO) != 0)
         let trainer = run.trainer
+        if !cfg.evalMetrics.isEmpty {
+            if run.data.validation.isEmpty || (cfg.evalSteps ?? 0) <= 0 {
+                writeErr("warning: eval_metrics needs a validation split (val_set_size) and eval_steps; they will not run")
+            }
+            trainer.generationMetrics = try TrainingEvaluation.generationMetrics(
+                names: cfg.evalMetrics, validation: run.data.validation, tokenizer: run.tokenizer, maxNewTokens: cfg.evalMaxNewTokens)
+        }
         trainer.onEvent = { e in
             switch e.kind {
             case .step:
@@ -76,9 +84,14 @@ struct TrainCommand: ParsableCommand {
                             + (e.lossScale.map { String(format: "  loss-scale %g", $0) } ?? "") + (e.skipped ? "  (skipped: inf/NaN gradient)" : ""))
                 }
             case .eval:
-                metrics.append(["step": e.step, "eval_loss": e.loss ?? 0])
-                if json { printJSON(["event": "eval", "step": e.step, "eval_loss": e.loss ?? 0]) }
-                else { bar.log(String(format: "step %d  eval loss %.4f", e.step, e.loss ?? 0)) }
+                // Generation metrics as eval_<name>, as transformers' Trainer names them.
+                let generated = Dictionary(uniqueKeysWithValues: e.metrics.map { ("eval_" + $0.key, $0.value as Any) })
+                metrics.append(["step": e.step, "eval_loss": e.loss ?? 0].merging(generated) { a, _ in a })
+                if json { printJSON(["event": "eval", "step": e.step, "eval_loss": e.loss ?? 0].merging(generated) { a, _ in a }) }
+                else {
+                    bar.log(String(format: "step %d  eval loss %.4f", e.step, e.loss ?? 0)
+                            + e.metrics.sorted { $0.key < $1.key }.map { "  \($0.key) " + String(format: "%.4f", $0.value) }.joined())
+                }
             case .checkpoint:
                 if json { printJSON(["event": "checkpoint", "step": e.step, "path": e.path ?? ""]) }
                 else { bar.log("saved \(e.path ?? "")") }

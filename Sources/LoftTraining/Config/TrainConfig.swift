@@ -40,6 +40,15 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var saveSteps: Int?
     public var saveTotalLimit: Int?
     public var earlyStoppingPatience: Int?
+    /// Generation metrics run on the validation split at each eval step
+    /// (`loft eval`'s names, e.g. [rougeL, contains]); the CLI supplies them
+    /// to the trainer as `Trainer.generationMetrics`.
+    public var evalMetrics: [String] = []
+    /// What picks the best checkpoint: `eval_loss` (default) or one of `eval_metrics`.
+    public var metricForBestModel: String?
+    /// Default: false for losses and perplexity, true for everything else.
+    public var greaterIsBetter: Bool?
+    public var evalMaxNewTokens = 128
     public var gradientCheckpointing = false
     /// Pick micro_batch_size from the memory plan (the largest that fits).
     public var autoMicroBatch = false
@@ -66,6 +75,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "warmup_ratio", "optimizer", "weight_decay", "loraplus_lr_ratio", "max_grad_norm", "seed", "logging_steps", "eval_steps",
         "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "auto_micro_batch", "train_on_inputs",
         "chat_template", "train_on_eos", "roles_to_train", "skip_bad_rows", "output_dir", "device",
+        "eval_metrics", "metric_for_best_model", "greater_is_better",
     ] + quantizationKeys
 
     /// Axolotl keys that are accepted and listed as ignored (they matter to
@@ -252,6 +262,18 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         c.saveSteps = int("save_steps")
         c.saveTotalLimit = int("save_total_limit")
         c.earlyStoppingPatience = int("early_stopping_patience")
+        if let v = dict["eval_metrics"] {
+            if let list = v as? [String] { c.evalMetrics = list }
+            else if let one = v as? String { c.evalMetrics = one.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+            else { problems.append("eval_metrics: expected a list of metric names, e.g. [rougeL, contains]") }
+        }
+        c.metricForBestModel = string("metric_for_best_model")
+        c.greaterIsBetter = bool("greater_is_better")
+        if let v = int("eval_max_new_tokens") { c.evalMaxNewTokens = max(1, v) }
+        if let m = c.metricForBestModel, !["loss", "eval_loss"].contains(m),
+           !c.evalMetrics.contains(m), !c.evalMetrics.contains(m.hasPrefix("eval_") ? String(m.dropFirst(5)) : m) {
+            problems.append("metric_for_best_model: '\(m)' is neither eval_loss nor one of eval_metrics; add it to eval_metrics")
+        }
         if let v = bool("gradient_checkpointing") { c.gradientCheckpointing = v }
         if let v = bool("auto_micro_batch") { c.autoMicroBatch = v }
         if let v = bool("train_on_inputs") { c.trainOnInputs = v }
