@@ -149,8 +149,10 @@ struct DataCheckCommand: ParsableCommand {
             print(d["path"] as? String ?? "")
             print("  format: \(d["format"] ?? "")   rows: \(d["rows"] ?? 0)   bad rows: \(d["bad_rows"] ?? 0)")
             for t in (d["bad_rows_by_reason"] as? [[String: Any]]) ?? [] {
-                let rows = ((t["rows"] as? [[String: Any]]) ?? []).map { "\($0["row"] ?? "")" }.joined(separator: ", ")
-                print("    \(t["count"] ?? 0) × \(t["reason"] ?? "") (rows \(rows)\((t["count"] as? Int ?? 0) > 5 ? ", …" : "")): \(t["first"] ?? "")")
+                let places = (t["rows"] as? [[String: Any]]) ?? []
+                let rows = places.map { "\($0["row"] ?? "")" }.joined(separator: ", ")
+                let count = t["count"] as? Int ?? 0
+                print("    \(count) × \(t["reason"] ?? "") (\(places.count == 1 ? "row" : "rows") \(rows)\(count > places.count ? ", …" : "")): \(t["first"] ?? "")")
             }
             if let l = d["tokens"] as? [String: Any] {
                 print("  tokens per row: p50 \(l["p50"] ?? 0)  p95 \(l["p95"] ?? 0)  p99 \(l["p99"] ?? 0)  max \(l["max"] ?? 0)")
