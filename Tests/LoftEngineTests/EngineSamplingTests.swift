@@ -173,6 +173,30 @@ final class EngineSamplingTests: XCTestCase {
         }
     }
 
+    /// Scoring: max_tokens 0 with prompt log-probs (log-likelihood of a
+    /// continuation), batched with generating requests, equals log_softmax
+    /// of the model's own forward over the prompt (float64 reference).
+    func testScoringWithoutGeneratingEqualsTheForward() throws {
+        let (engine, model) = try EngineFixtures.tinyEngine()
+        defer { engine.shutdown() }
+        var rng = SeededRandom(seed: UInt64.random(in: 0 ... 1 << 40))
+        let prompt = EngineFixtures.randomPrompt(&rng, length: 40, vocab: 256)
+        let others = (0 ..< 3).map { _ in GenerationRequest(prompt: EngineFixtures.randomPrompt(&rng, length: 7, vocab: 256), maxTokens: 6, ignoreEOS: true) }
+        let scored = try engine.generate(others + [GenerationRequest(prompt: prompt, maxTokens: 0, promptLogprobs: true)])[3]
+        XCTAssertEqual(scored.usage.completionTokens, 0)
+        XCTAssertEqual(scored.choices[0].tokens, [])
+        let logits = model.forward(ids: prompt).toArray()
+        let lp = try XCTUnwrap(scored.promptLogprobs)
+        XCTAssertEqual(lp.count, prompt.count)
+        for j in 1 ..< prompt.count {
+            let d = logits[(j - 1) * 256 ..< j * 256].map(Double.init)
+            let mx = d.max()!
+            let want = d[Int(prompt[j])] - (mx + log(d.reduce(0) { $0 + exp($1 - mx) }))
+            XCTAssertEqual(Double(try XCTUnwrap(lp[j]).logprob), want, accuracy: 1e-5, "prompt token \(j)")
+        }
+        XCTAssertThrowsError(try engine.generate([GenerationRequest(prompt: prompt, maxTokens: 0)]))
+    }
+
     // MARK: stop strings
 
     func testStopStringFilterNeverReleasesAStopPrefix() {
