@@ -54,31 +54,41 @@ def eager_attention_in_input_dtype(module, query, key, value, attention_mask, sc
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
-llama.LlamaRMSNorm.forward = rms_norm_in_input_dtype
-llama.LlamaRotaryEmbedding.forward = rotary_in_input_dtype
-llama.eager_attention_forward = eager_attention_in_input_dtype
+def patch_float64():
+    """Run transformers' float32 islands (RMSNorm, rotary, eager softmax) in the input's dtype.
+    Also used by tools/make_dpo_fixtures.py for its float64 reference gradients."""
+    llama.LlamaRMSNorm.forward = rms_norm_in_input_dtype
+    llama.LlamaRotaryEmbedding.forward = rotary_in_input_dtype
+    llama.eager_attention_forward = eager_attention_in_input_dtype
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--gguf", default=os.path.expanduser("~/.cache/loft/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-args = ap.parse_args()
-torch.manual_seed(0)
-torch.set_num_threads(2)
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-fx = os.path.join(root, "Tests/LoftTrainingTests/Fixtures/smollm2")
-e = json.load(open(os.path.join(fx, "expected.json")))
-model = AutoModelForCausalLM.from_pretrained(os.path.dirname(args.gguf), gguf_file=os.path.basename(args.gguf),
-                                             torch_dtype=torch.float64, attn_implementation="eager")
-model = PeftModel.from_pretrained(model, os.path.join(fx, "initial_adapter"), is_trainable=True).double()
-logits = model(input_ids=torch.tensor(e["input_ids"])).logits
-# The loss in float64: next-token targets, mean over trained tokens.
-labels = torch.tensor(e["labels"])
-targets = F.pad(labels, (0, 1), value=-100)[..., 1:]
-loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
-loss.backward()
-grads = {n.replace(".default", ""): p.grad.float().contiguous() for n, p in model.named_parameters() if p.grad is not None}
-save_file(grads, os.path.join(fx, "grads_fp64.safetensors"), metadata={"format": "pt", "loss": repr(loss.item())})
-print("wrote", len(grads), "gradients; float64 loss", repr(loss.item()), "; float32 loss", e["loss"])
 
-fp32 = load_file(os.path.join(fx, "grads.safetensors"))
-worst = max(((fp32[k] - g).abs().max() / g.abs().max()).item() for k, g in grads.items())
-print(f"PyTorch float32 gradients vs float64: max relative error {worst:.2e}")
+def main():
+    patch_float64()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gguf", default=os.path.expanduser("~/.cache/loft/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    fx = os.path.join(root, "Tests/LoftTrainingTests/Fixtures/smollm2")
+    e = json.load(open(os.path.join(fx, "expected.json")))
+    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(args.gguf), gguf_file=os.path.basename(args.gguf),
+                                                 torch_dtype=torch.float64, attn_implementation="eager")
+    model = PeftModel.from_pretrained(model, os.path.join(fx, "initial_adapter"), is_trainable=True).double()
+    logits = model(input_ids=torch.tensor(e["input_ids"])).logits
+    # The loss in float64: next-token targets, mean over trained tokens.
+    labels = torch.tensor(e["labels"])
+    targets = F.pad(labels, (0, 1), value=-100)[..., 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    loss.backward()
+    grads = {n.replace(".default", ""): p.grad.float().contiguous() for n, p in model.named_parameters() if p.grad is not None}
+    save_file(grads, os.path.join(fx, "grads_fp64.safetensors"), metadata={"format": "pt", "loss": repr(loss.item())})
+    print("wrote", len(grads), "gradients; float64 loss", repr(loss.item()), "; float32 loss", e["loss"])
+
+    fp32 = load_file(os.path.join(fx, "grads.safetensors"))
+    worst = max(((fp32[k] - g).abs().max() / g.abs().max()).item() for k, g in grads.items())
+    print(f"PyTorch float32 gradients vs float64: max relative error {worst:.2e}")
+
+
+if __name__ == "__main__":
+    main()

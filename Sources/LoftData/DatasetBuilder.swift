@@ -125,6 +125,9 @@ public final class DatasetBuilder {
     public var rowProgress: ((String, Int64, Int) -> Void)?
     private let templateError: DataError?
     private let addsBOS: Bool
+    /// The resolved chat template and, without one, why (preference data reuses them).
+    var chatTemplate: ChatTemplate? { template }
+    var chatTemplateError: DataError? { templateError }
 
     /// - template: the chat template; nil = `options.chatTemplate` (a built-in name or Jinja source),
     ///   else the tokenizer's.
@@ -248,8 +251,9 @@ public final class DatasetBuilder {
             } else { format = try FormatDetector.detect(goodRows, fields: Fields(map: spec.fieldMap), file: file) }
             if format.isPreference {
                 let what = format == .kto ? "KTO data (a boolean `label` per row)" : "preference pairs (`chosen`/`rejected`)"
-                throw DataError(file: file, "holds \(what); DPO/KTO training is not supported yet, only SFT",
-                                fix: "remove this dataset from `datasets:`, or convert it to SFT rows (e.g. messages ending with the chosen answer)")
+                throw DataError(file: file, "holds \(what), which SFT cannot train",
+                                fix: format == .kto ? "set `rl: kto` in the config to train it with KTO, or remove this dataset"
+                                    : "set `rl: dpo` (or ipo, orpo, simpo) in the config to train it with a preference objective, or remove this dataset")
             }
             formats.append(format)
             // Chat formats need a template: refuse up front rather than fail (or skip) every row.

@@ -295,8 +295,13 @@ public struct MemoryPlanner: Sendable {
         }
     }
 
+    /// Sequences one example trains: a preference pair trains prompt + chosen and prompt + rejected
+    /// in one forward (the reference pass reuses the same model, and keeps no activations).
+    public var sequencesPerExample: Int { config.preference.map { $0.method == "kto" ? 1 : 2 } ?? 1 }
+
+    /// `microBatchSize` counts examples (pairs in preference mode); the plan's own counts sequences.
     public func plan(target: MemoryTarget = .cpu, microBatchSize: Int? = nil, sequenceLen: Int? = nil) -> MemoryPlan {
-        MemoryPlan(model: model, lora: config.lora, microBatchSize: microBatchSize ?? config.microBatchSize,
+        MemoryPlan(model: model, lora: config.lora, microBatchSize: (microBatchSize ?? config.microBatchSize) * sequencesPerExample,
                    sequenceLen: sequenceLen ?? config.sequenceLen, gradientCheckpointing: config.gradientCheckpointing,
                    momentStorage: config.optimizer == "adamw_8bit" ? .blockwise8bit : .float32, base: base, source: source,
                    datasetBytes: datasetBytes, target: target)

@@ -74,34 +74,10 @@ public final class TrainingStep {
     /// the summed token loss. `dropoutSeed` makes LoRA dropout replayable.
     public func accumulate(_ mb: MicroBatch, gradScale: Float, dropoutSeed: UInt64 = 0) -> Double {
         let m = model, b = m.backend, c = m.config
-        let batch = m.batch(ids: mb.ids, positions: mb.positions, segments: mb.segments)
-        let n = batch.count
-        let x = m.embed(batch)
-        let adapted = adaptedModules()
-
-        func activations(_ i: Int) -> LayerActivations {
-            let s = LayerActivations(config: c, tokens: n, backend: b, training: true, adapted: adapted[i])
-            for (name, saved) in s.lora { saved.dropoutSeed = Self.seed(dropoutSeed, layer: i, module: name) }
-            return s
-        }
-        var saved: [LayerActivations] = []
-        var inputs: [Tensor] = []
-        for i in m.layers.indices {
-            if gradientCheckpointing {
-                let copy = b.zeros([n, c.hiddenSize], dtype: .f32)
-                b.copy(x, into: copy)
-                inputs.append(copy)
-                m.forwardLayer(i, x: x, batch: batch, saved: activations(i))
-            } else {
-                let s = activations(i)
-                m.forwardLayer(i, x: x, batch: batch, saved: s)
-                saved.append(s)
-            }
-        }
-
-        // Final norm, then the LM head and cross-entropy a chunk of rows at a time.
-        let rstd = b.zeros([n], dtype: .f32)
-        let hidden = m.finalHidden(x, rstd: rstd)
+        let pass = forwardForTraining(ids: mb.ids, positions: mb.positions, segments: mb.segments, dropoutSeed: dropoutSeed)
+        let n = pass.batch.count
+        let hidden = pass.hidden
+        // The LM head and cross-entropy a chunk of rows at a time.
         let dHidden = b.zeros([n, c.hiddenSize], dtype: .f32)
         let targets = mb.targets
         var lossSum = 0.0
@@ -120,20 +96,74 @@ public final class TrainingStep {
             b.linearBackwardInput(logits, m.lmHead, into: dHidden.rows(r0 ..< r1), accumulate: false)
             r0 = r1
         }
-        let dx = b.zeros([n, c.hiddenSize], dtype: .f32)
-        b.rmsNormBackward(dHidden, x: x, weight: m.finalNorm, weightOffset: 0, rstd: rstd, dx: dx, accumulate: false, dweight: nil)
+        backward(pass, dHidden: dHidden)
+        return lossSum
+    }
 
+    /// What a training forward keeps for its backward: the layers' saved
+    /// activations (or, with checkpointing, their inputs), the residual
+    /// stream, and the final-norm output the loss head reads.
+    public final class ForwardPass {
+        public let batch: LlamaModel.Batch
+        /// The residual stream after the last layer (the final norm's input).
+        let x: Tensor
+        /// The final RMSNorm of x: what the LM head multiplies.
+        public let hidden: Tensor
+        let rstd: Tensor
+        var saved: [LayerActivations]
+        let inputs: [Tensor]
+        let dropoutSeed: UInt64
+        init(batch: LlamaModel.Batch, x: Tensor, hidden: Tensor, rstd: Tensor, saved: [LayerActivations], inputs: [Tensor], dropoutSeed: UInt64) {
+            self.batch = batch; self.x = x; self.hidden = hidden; self.rstd = rstd
+            self.saved = saved; self.inputs = inputs; self.dropoutSeed = dropoutSeed
+        }
+    }
+
+    /// The forward half of a training step: every layer with what its
+    /// backward needs, then the final norm. A loss head turns `hidden` into
+    /// ∂L/∂hidden and hands it to `backward`.
+    public func forwardForTraining(ids: [Int32], positions: [Int32], segments: [Int], dropoutSeed: UInt64 = 0) -> ForwardPass {
+        let m = model, b = m.backend, c = m.config
+        let batch = m.batch(ids: ids, positions: positions, segments: segments)
+        let n = batch.count
+        let x = m.embed(batch)
+        var saved: [LayerActivations] = []
+        var inputs: [Tensor] = []
+        for i in m.layers.indices {
+            if gradientCheckpointing {
+                let copy = b.zeros([n, c.hiddenSize], dtype: .f32)
+                b.copy(x, into: copy)
+                inputs.append(copy)
+                m.forwardLayer(i, x: x, batch: batch, saved: activations(i, tokens: n, dropoutSeed: dropoutSeed))
+            } else {
+                let s = activations(i, tokens: n, dropoutSeed: dropoutSeed)
+                m.forwardLayer(i, x: x, batch: batch, saved: s)
+                saved.append(s)
+            }
+        }
+        let rstd = b.zeros([n], dtype: .f32)
+        let hidden = m.finalHidden(x, rstd: rstd)
+        return ForwardPass(batch: batch, x: x, hidden: hidden, rstd: rstd, saved: saved, inputs: inputs, dropoutSeed: dropoutSeed)
+    }
+
+    /// The backward half: from ∂L/∂hidden through the final norm and every
+    /// layer, last first; the adapters' gradients accumulate.
+    public func backward(_ pass: ForwardPass, dHidden: Tensor) {
+        let m = model, b = m.backend, c = m.config
+        let batch = pass.batch, n = batch.count
+        let dx = b.zeros([n, c.hiddenSize], dtype: .f32)
+        b.rmsNormBackward(dHidden, x: pass.x, weight: m.finalNorm, weightOffset: 0, rstd: pass.rstd, dx: dx, accumulate: false, dweight: nil)
         let scratch = LayerGradients(config: c, tokens: n, backend: b)
         for i in m.layers.indices.reversed() {
             let s: LayerActivations
             if gradientCheckpointing {
-                s = activations(i)
-                m.forwardLayer(i, x: inputs[i], batch: batch, saved: s)
+                s = activations(i, tokens: n, dropoutSeed: pass.dropoutSeed)
+                m.forwardLayer(i, x: pass.inputs[i], batch: batch, saved: s)
             } else {
-                s = saved[i]
+                s = pass.saved[i]
             }
             m.backwardLayer(i, dx: dx, batch: batch, saved: s, scratch: scratch)
-            if !gradientCheckpointing { saved.removeLast() }
+            if !gradientCheckpointing { pass.saved.removeLast() }
         }
         if let embedding = m.trainedEmbedding {
             // embed_tokens in modules_to_save: dx is now ∂L/∂(embedding rows).
@@ -141,16 +171,19 @@ public final class TrainingStep {
             embedding.gradient = g
             b.embeddingBackward(ids: batch.ids, dOut: dx, dTable: g)
         }
-        return lossSum
+    }
+
+    func activations(_ i: Int, tokens n: Int, dropoutSeed: UInt64) -> LayerActivations {
+        let s = LayerActivations(config: model.config, tokens: n, backend: model.backend, training: true, adapted: adaptedModules(layer: i))
+        for (name, saved) in s.lora { saved.dropoutSeed = Self.seed(dropoutSeed, layer: i, module: name) }
+        return s
     }
 
     /// The short module names with adapters, per layer.
-    func adaptedModules() -> [Set<String>] {
-        model.layers.map { layer in
-            Set(layer.projections.compactMap { path, linear in
-                linear.lora == nil ? nil : LoRAConfig.shortNames[String(path.split(separator: ".").last!)]
-            })
-        }
+    func adaptedModules(layer i: Int) -> Set<String> {
+        Set(model.layers[i].projections.compactMap { path, linear in
+            linear.lora == nil ? nil : LoRAConfig.shortNames[String(path.split(separator: ".").last!)]
+        })
     }
 
     static func seed(_ base: UInt64, layer: Int, module: String) -> UInt64 {

@@ -106,10 +106,10 @@ struct DataCheckCommand: ParsableCommand {
             let s = try DatasetBuilder.scan(spec, options: r.options)
             if s.format == "dpo" || s.format == "kto" {
                 if let p = badRowProblem(s) { problems.append(p) }
-                var d = describe(s, sequenceLen: nil)
-                d["format"] = s.format + " (preference data)"
+                // Trained with `rl:` (DataPreference.swift): prompt, chosen and rejected token statistics.
+                let (d, w) = try PreferenceDataReport.check(spec, model: r.model, options: r.options)
                 report.append(d)
-                problems.append("\(spec.path): \(s.format == "dpo" ? "preference pairs (chosen/rejected)" : "KTO rows (label)"): DPO/KTO training is not supported yet; remove it from datasets to train SFT")
+                warnings += w
             } else {
                 trainable.append(spec)
                 scanned.append(s)
@@ -216,6 +216,10 @@ struct DataPreviewCommand: ParsableCommand {
         let colour = !plain && isatty(1) != 0
         let (open, close) = colour ? ("\u{1B}[32m", "\u{1B}[0m") : ("⟦", "⟧")
         for spec in r.specs {
+            if PreferenceDataReport.isPreference(spec) {
+                try PreferenceDataReport.preview(spec, tokenizer: tok, options: r.options, rows: max(1, rows), open: open, close: close, table: !noTable)
+                continue
+            }
             for (origin, ex) in try builder.preview(spec, rows: max(1, rows)) {
                 print("── \(origin.file) row \(origin.row): \(ex.ids.count) tokens, \(ex.trainedTokenCount) trained")
                 // Runs of trained / untrained tokens, each decoded as a whole.

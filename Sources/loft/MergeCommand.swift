@@ -10,8 +10,8 @@ struct MergeCommand: ParsableCommand {
     @Argument(help: "The base model: a Hugging Face directory or a .gguf file.")
     var model: String
 
-    @Option(help: "The LoRA adapter directory (PEFT or mlx-lm format) to merge; without one the base is written as float weights (e.g. a bitsandbytes-quantized checkpoint dequantized).")
-    var adapter: String?
+    @Option(help: "The LoRA adapter directory (PEFT or mlx-lm format) to merge; repeat it to apply several in sequence (an SFT adapter, then a DPO adapter trained over it with base_adapter); without one the base is written as float weights (e.g. a bitsandbytes-quantized checkpoint dequantized).")
+    var adapter: [String] = []
 
     @Option(help: "Output directory (must be empty or absent unless --overwrite).")
     var out: String
@@ -38,7 +38,7 @@ struct MergeCommand: ParsableCommand {
     func run() throws {
         let options = ModelMerger.Options(dtype: dtype.flatMap(MergeDType.init(rawValue:)), overwrite: overwrite,
                                           maxShardBytes: maxShardSize)
-        let report = try ModelMerger.merge(modelPath: try localModel(model), adapter: adapter, to: out, options: options)
+        let report = try ModelMerger.merge(modelPath: try localModel(model), adapters: adapter, to: out, options: options)
         if json {
             printJSON(["directory": report.directory, "dtype": report.dtype.rawValue, "shards": report.shards,
                        "merged_projections": report.mergedProjections, "tensors": report.tensors,

@@ -76,6 +76,12 @@ struct PlanCommand: ParsableCommand {
         print("\(URL(fileURLWithPath: cfg.baseModel).lastPathComponent) on \(target == "gpu" ? "a GPU (bf16 activations)" : "the CPU (f32)"): "
               + "micro_batch_size \(plan.microBatchSize) × sequence_len \(plan.sequenceLen), "
               + "gradient checkpointing \(plan.gradientCheckpointing ? "on" : "off"), optimizer \(cfg.optimizer)")
+        if let p = cfg.preference {  // rl: the plan counts sequences, two per pair
+            let objective = p.objective()
+            print("preference (\(objective.name)): \(planner.sequencesPerExample) sequence\(planner.sequencesPerExample == 1 ? "" : "s") per example, "
+                  + "so \(cfg.microBatchSize) example\(cfg.microBatchSize == 1 ? "" : "s") per micro-batch are \(plan.microBatchSize) sequences; reference: "
+                  + (objective.usesReference ? (p.precomputeReference ? "precomputed once and cached on disk" : "the same model with its adapter switched off, forward only (no second copy)") : "none"))
+        }
         for p in plan.parts {
             print("  " + p.name.padding(toLength: 22, withPad: " ", startingAt: 0)
                   + MemoryPlan.format(p.bytes).leftPadded(12) + "  " + p.detail)

@@ -33,6 +33,7 @@ struct TrainCommand: ParsableCommand {
         if !cfg.ignoredKeys.isEmpty {
             writeErr("note: ignoring Axolotl keys Loft does not use: \(cfg.ignoredKeys.joined(separator: ", "))")
         }
+        if cfg.preference != nil { return try trainPreference(cfg) }  // rl: dpo, ipo, orpo, kto, simpo (TrainPreference.swift)
         // Before anything large is loaded: does the plan fit what this machine has free?
         if !cfg.autoMicroBatch, let plan = try? MemoryPlanner(config: cfg).plan(), let available = ProcessMemory.availableBytes() {
             let budget = available + (ProcessMemory.residentBytes() ?? 0)

@@ -119,7 +119,7 @@ final class FormatTests: XCTestCase {
         for name in ["dpo_en_demo.json", "v1_dpo_demo.jsonl", "kto_en_demo.json"] {
             XCTAssertThrowsError(try b.build([DatasetSpec(path: Shared.dataset(name))])) { e in
                 let s = "\(e)"
-                XCTAssertTrue(s.contains("not supported yet") && s.contains(name), s)
+                XCTAssertTrue(s.contains("SFT cannot train") && s.contains("rl: ") && s.contains(name), s)
             }
         }
     }

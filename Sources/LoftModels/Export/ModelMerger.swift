@@ -121,6 +121,11 @@ public enum ModelMerger {
             try add(p + "input_layernorm.weight", layer.attentionNorm)
             for (path, linear) in layer.projections {
                 var w = bk.download(linear.weight)
+                // Frozen adapters first (an SFT adapter under a DPO one), in the order they were stacked.
+                for f in linear.frozenAdapters {
+                    w = merge(weight: w, out: linear.outFeatures, in: linear.inFeatures, a: bk.download(f.a),
+                              b: bk.download(f.b), rank: f.rank, scale: f.scale)
+                }
                 if let lora = linear.lora {
                     w = merge(weight: w, out: linear.outFeatures, in: linear.inFeatures, a: bk.download(lora.a),
                               b: bk.download(lora.b), rank: lora.rank, scale: lora.scale)
@@ -180,8 +185,21 @@ public enum ModelMerger {
     @discardableResult
     public static func merge(modelPath: String, adapter: String?, to outDir: String,
                              options: Options = Options()) throws -> Report {
+        try merge(modelPath: modelPath, adapters: adapter.map { [$0] } ?? [], to: outDir, options: options)
+    }
+
+    /// Several adapters applied in sequence (SFT, then a DPO adapter trained
+    /// over it): each but the last is frozen under the next, as training saw them.
+    @discardableResult
+    public static func merge(modelPath: String, adapters: [String], to outDir: String,
+                             options: Options = Options()) throws -> Report {
         try checkOutput(outDir, overwrite: options.overwrite)
-        let (model, opened, baseNote) = try ModelLoader.load(modelPath, adapter: adapter)
+        let adapter = adapters.last
+        let (model, opened, baseNote) = try ModelLoader.load(modelPath, adapter: adapters.first)
+        for next in adapters.dropFirst() {
+            try model.freezeAdapters()
+            try PEFTAdapter.load(next, into: model)
+        }
         var report = try write(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: outDir, options: options)
         if let baseNote { report.notes.append(baseNote) }
         return report

@@ -10,6 +10,9 @@ public final class Linear: @unchecked Sendable {
     public internal(set) var frozen: FrozenWeight
     public let bias: Tensor?
     public var lora: LoRA?
+    /// Adapters folded under the trained one and never trained (an SFT
+    /// adapter under a DPO one): y += Σ scale·B·A·x, in order, before `lora`.
+    public var frozenAdapters: [LoRA] = []
 
     public init(weight: Tensor, bias: Tensor? = nil) {
         self.frozen = FrozenWeight(dense: weight)
@@ -39,6 +42,7 @@ public final class Linear: @unchecked Sendable {
         } else {
             b.linear(x, frozen: frozen, bias: bias, into: y, accumulate: accumulate)
         }
+        for f in frozenAdapters { f.forward(x, into: y, backend: b, saved: nil) }
         lora?.forward(x, into: y, backend: b, saved: saved)
     }
 
@@ -49,6 +53,7 @@ public final class Linear: @unchecked Sendable {
             return
         }
         frozenProductBackward(dy, into: dx, accumulate: accumulate, backend: b)
+        for f in frozenAdapters { f.backwardInput(dy, dx: dx, backend: b) }
         if let lora, let saved { lora.backward(dy, saved: saved, dx: dx, backend: b) }
     }
 
@@ -156,6 +161,14 @@ public final class LoRA: @unchecked Sendable {
             saved.input = input
             saved.scaledProjection = projection
         }
+    }
+
+    /// dx += scale·dy·B·A: a frozen adapter's share of the input gradient (no weight gradients).
+    func backwardInput(_ dy: Tensor, dx: Tensor, backend bk: Backend) {
+        let dProjection = bk.zeros([dy.count / b.rows, rank], dtype: .f32)
+        bk.linearBackwardInput(dy, b, into: dProjection, accumulate: false)
+        bk.scale(dProjection, by: scale)
+        bk.linearBackwardInput(dProjection, a, into: dx, accumulate: true)
     }
 
     func backward(_ dy: Tensor, saved: Saved, dx: Tensor, backend bk: Backend) {

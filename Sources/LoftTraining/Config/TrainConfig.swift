@@ -63,6 +63,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     public var device = ComputeDevice.auto
     /// Keys the file had that Loft accepts from Axolotl but does not act on.
     public var ignoredKeys: [String] = []
+    /// Preference training (`rl:`); nil = SFT.
+    public var preference: PreferenceConfig?
 
     public init() {}
 
@@ -76,7 +78,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "save_steps", "save_total_limit", "early_stopping_patience", "gradient_checkpointing", "auto_micro_batch", "train_on_inputs",
         "chat_template", "train_on_eos", "roles_to_train", "skip_bad_rows", "output_dir", "device",
         "eval_metrics", "metric_for_best_model", "greater_is_better",
-    ] + quantizationKeys
+    ] + quantizationKeys + preferenceKeys
 
     /// Axolotl keys that are accepted and listed as ignored (they matter to
     /// the Python stack, not to Loft, or belong to features not built yet).
@@ -86,7 +88,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         "wandb_name", "wandb_log_model", "hub_model_id", "dataset_prepared_path", "deepspeed", "fsdp", "fsdp_config",
         "special_tokens", "tokens", "pad_to_sequence_len", "eval_sample_packing", "group_by_length", "local_rank",
         "logging_dir", "resume_from_checkpoint", "auto_resume_from_checkpoints", "debug", "evals_per_epoch",
-        "saves_per_epoch", "load_in_8bit", "load_in_4bit", "lora_fan_in_fan_out", "lora_model_dir",
+        "saves_per_epoch", "load_in_8bit", "load_in_4bit", "lora_fan_in_fan_out",
         "is_llama_derived_model", "is_mistral_derived_model", "is_qwen_derived_model", "torch_compile",
         "gradient_checkpointing_kwargs", "early_stopping", "bnb_config_kwargs",
         "loss_watchdog_threshold", "loss_watchdog_patience", "s2_attention", "eval_table_size", "eval_max_new_tokens",
@@ -289,6 +291,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         if let v = bool("skip_bad_rows") { c.skipBadRows = v }
         if let v = string("output_dir") { c.outputDir = v }
         parseQuantization(dict, into: &c, problems: &problems)
+        parsePreference(dict, into: &c, problems: &problems)
         return c
     }
 
@@ -301,6 +304,8 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         baseModel = resolve(baseModel)
         if !outputDir.hasPrefix("/") { outputDir = base.appendingPathComponent(outputDir).standardizedFileURL.path }
         for i in datasets.indices { datasets[i].path = resolve(datasets[i].path) }
+        if let dir = preference?.startingAdapter { preference?.startingAdapter = resolve(dir) }
+        if let dir = preference?.baseAdapter { preference?.baseAdapter = resolve(dir) }
     }
 
     /// The known key closest to a misspelt one, if any is close.
