@@ -47,7 +47,8 @@ learning_rate: 5.0e-5
 lr_scheduler: linear
 output_dir: $work/loft-out
 YAML
-swift build -c release --product loft >/dev/null
+# An existing release build is used as it is (a build with other flags would recompile everything).
+[ -x .build/release/loft ] || swift build -c release --product loft >/dev/null
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$(date +%s.%N)
 .build/release/loft train "$work/dpo.yaml" --json > "$work/loft.jsonl"

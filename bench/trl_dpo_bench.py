@@ -44,6 +44,11 @@ ds = Dataset.from_list([{"prompt": [{"role": ROLE[m["from"]], "content": m["valu
 d, n = os.path.split(os.path.abspath(a.gguf))
 tok = AutoTokenizer.from_pretrained(d, gguf_file=n)
 model = AutoModelForCausalLM.from_pretrained(d, gguf_file=n, dtype=torch.float32)
+# transformers dequantizes the GGUF to dense float32 but keeps it flagged as quantized, which its Trainer refuses to train.
+model.hf_quantizer = None
+model.is_quantized = False
+if hasattr(model.config, "quantization_config"):
+    del model.config.quantization_config
 args = DPOConfig(output_dir=tempfile.mkdtemp(), report_to="none", bf16=False, fp16=False, use_cpu=True,
                  per_device_train_batch_size=1, gradient_accumulation_steps=1, num_train_epochs=1, learning_rate=5e-5,
                  max_length=a.seq, beta=0.1, loss_type=["sigmoid"], gradient_checkpointing=False, logging_steps=1000,

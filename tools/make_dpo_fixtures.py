@@ -231,6 +231,21 @@ def make_tiny():
     make_kto()
 
 
+def tiny_lora():
+    return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=ALL_TARGETS, bias="none", task_type="CAUSAL_LM")
+
+
+def start_step(trainer):
+    """The trainer's PEFT model with random lora_B, in train mode with no gradients, and its adapter saved."""
+    pm = trainer.model
+    randomize_b(pm)
+    pm.train()
+    pm.zero_grad(set_to_none=True)
+    ad_tmp = tempfile.mkdtemp()
+    save_adapter(pm, ad_tmp)
+    return pm, ad_tmp
+
+
 def pair_batch_tensors(batch, pad=0):
     """The old-style (ORPO/CPO) batch: chosen/rejected input ids with prompt-masked labels, right-padded."""
     out = {}
@@ -255,14 +270,8 @@ def make_orpo_simpo():
     ]:
         torch.manual_seed(0)
         args = common_args(cfg_cls, **kw)
-        lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=ALL_TARGETS, bias="none", task_type="CAUSAL_LM")
-        trainer = cls(model=load_tiny(), args=args, train_dataset=dummy_pairs(), processing_class=tiny_tokenizer(), peft_config=lora)
-        pm = trainer.model
-        randomize_b(pm)
-        pm.train()
-        pm.zero_grad(set_to_none=True)
-        ad_tmp = tempfile.mkdtemp()
-        save_adapter(pm, ad_tmp)
+        trainer = cls(model=load_tiny(), args=args, train_dataset=dummy_pairs(), processing_class=tiny_tokenizer(), peft_config=tiny_lora())
+        pm, ad_tmp = start_step(trainer)
         loss, metrics = trainer.get_batch_loss_metrics(pm, pair_batch_tensors(batch, pad=254))
         loss.backward()
         m = {k: v for k, v in metrics.items() if k.startswith(("rewards/", "logps/")) or k in ("nll_loss", "log_odds_ratio", "log_odds_chosen")}
@@ -286,14 +295,8 @@ def make_kto():
     args = common_args(KTOConfig, beta=0.1, desirable_weight=1.0, undesirable_weight=1.5, per_device_train_batch_size=4,
                        max_length=None)
     ds = Dataset.from_list([{"prompt": "t1 t2", "completion": " t3", "label": True}, {"prompt": "t1", "completion": " t4", "label": False}] * 2)
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=ALL_TARGETS, bias="none", task_type="CAUSAL_LM")
-    trainer = KTOTrainer(model=load_tiny(), args=args, train_dataset=ds, processing_class=tiny_tokenizer(), peft_config=lora)
-    pm = trainer.model
-    randomize_b(pm)
-    pm.train()
-    pm.zero_grad(set_to_none=True)
-    ad_tmp = tempfile.mkdtemp()
-    save_adapter(pm, ad_tmp)
+    trainer = KTOTrainer(model=load_tiny(), args=args, train_dataset=ds, processing_class=tiny_tokenizer(), peft_config=tiny_lora())
+    pm, ad_tmp = start_step(trainer)
     inputs = DataCollatorForUnpairedPreference(pad_token_id=0)(rows)
     loss = trainer.compute_loss(pm, inputs)
     loss.backward()
