@@ -41,11 +41,13 @@ let package = Package(
         // Loft's own bf16 GEMM kernel (AVX512-BF16, chosen at run time).
         .target(name: "CLoftGEMM", path: "Sources/CLoftGEMM",
                 linkerSettings: [.linkedLibrary("pthread", .when(platforms: [.linux]))]),
+        // Decoding on GGUF blocks: integer and float dot products (AVX2, scalar fallback).
+        .target(name: "CLoftQuant", path: "Sources/CLoftQuant"),
         // Tensors, dtypes and the Backend interface with its CPU implementation.
         // LoftFormats (itself dependency-free) supplies the blockwise 8-bit
         // quantizer that 8-bit AdamW shares with NF4/FP4 double quantization.
         .target(name: "LoftTensors", dependencies: [
-            "LoftFormats", "CLoftGEMM",
+            "LoftFormats", "CLoftGEMM", "CLoftQuant",
             .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])),
         ], swiftSettings: settings),
         // CUDA driver, NVRTC and cuBLASLt declared by Loft itself and opened

@@ -29,11 +29,13 @@ public final class LanguageModel {
         self.path = path
         // An adapter trained on a quantized base runs on that same base.
         let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
-        let (model, _) = try ModelLoader.load(path, backend: backend, baseWeights: base)
-        // Generation on the CPU runs on f32 copies of a compact base (the same
-        // values, dequantized once) when they take at most a quarter of the
-        // machine's memory; larger models keep the compact base and its
-        // per-tile dequantization.
+        let (model, _) = try ModelLoader.load(path, backend: backend,
+                                              baseWeights: ModelLoader.decodingBase(path, requested: base, backend: backend))
+        // Generation on the CPU decodes on GGUF blocks in place where the
+        // kernels multiply them (docs/decoding.md), and on f32 copies of any
+        // other compact base (the same values, dequantized once) when they
+        // take at most a quarter of the machine's memory; larger models keep
+        // the compact base and its per-tile dequantization.
         if backend is CPUBackend { model.dequantizeFrozenWeights() }
         self.model = model
         let tokenizer = try Tokenizer.load(source: path)

@@ -36,6 +36,17 @@ public enum ModelLoader {
         return (try LlamaModel(config: opened.config, weights: opened.weights, backend: backend, baseWeights: baseWeights), opened)
     }
 
+    /// The base storage generation loads `path` with: a .gguf model asked
+    /// for as f32 keeps its own blocks on the CPU, for `QuantizedDecoding`'s
+    /// kernels multiply them in place (the f32 load is only their
+    /// dequantization, so an adapter trained on it runs on them unchanged).
+    /// Anything else, or `LOFT_QDOT=off`, loads as requested.
+    public static func decodingBase(_ path: String, requested: BaseWeightFormat, backend: Backend) -> BaseWeightFormat {
+        guard requested.kind == .f32, backend is CPUBackend, QuantizedDecoding.mode != nil,
+              path.lowercased().hasSuffix(".gguf") else { return requested }
+        return BaseWeightFormat(kind: .gguf)
+    }
+
     /// `path` with `adapter` (a PEFT or mlx-lm directory) attached, on the
     /// base the adapter was trained on: an adapter trained on a compact base
     /// (QLoRA's NF4, int8, bf16; recorded in its loft_base_weights.json) runs

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoftFormats
 import LoftInference
 import LoftModels
 import LoftTensors
@@ -15,7 +16,7 @@ struct BenchCommand: ParsableCommand {
     @Argument(help: "A Hugging Face model directory or a .gguf file.")
     var model: String
 
-    @Option(help: "Which parts to run: gemm, prefill, generate, train (comma-separated).")
+    @Option(help: "Which parts to run: gemm, prefill, generate, train, decode (comma-separated; decode: GGUF-block GEMV GB/s per format against memory bandwidth, and generation on the compact base against its f32 copy).")
     var only = "gemm,prefill,generate,train"
 
     @Option(help: "Timed repetitions of each measurement (the median is reported).")
@@ -59,6 +60,11 @@ struct BenchCommand: ParsableCommand {
             result["sgemm_1024_gflops"] = 2 * Double(n * n * n) / s / 1e9
             result["gemm_bf16"] = bf16GEMMs()
             if parts == ["gemm"] { return try emit(result) }  // no model needed
+        }
+        if parts.contains("decode") {
+            result["decode_kernels"] = decodeKernels()
+            result["decode_generate"] = try decodeGeneration()
+            if parts == ["decode"] { return try emit(result) }
         }
         let loadStart = Date()
         let (m, _) = try ModelLoader.load(model)
@@ -112,6 +118,74 @@ struct BenchCommand: ParsableCommand {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         result["peak_rss_mib"] = Double(usage.ru_maxrss) / 1024
         try emit(result)
+    }
+
+    /// GB/s of the GGUF-block kernels (`QuantizedDecoding`) on a weight larger
+    /// than the caches, for 1, 4 and 16 rows of x, int8 and f32 modes, beside
+    /// the machine's read bandwidth (all threads summing a 256 MiB buffer) and
+    /// sgemv on the same weight in f32. Best of the repeats.
+    func decodeKernels() -> [String: Any] {
+        let (rows, cols) = (16384, 4096)
+        var rng = SplitMix64(seed: 7)
+        func best(_ body: () -> Void) -> Double { body(); return (0 ..< max(repeats, 5)).map { _ in time(body) }.min()! }
+        // read bandwidth
+        let floats = 64 << 20
+        let big = UnsafeMutablePointer<Float>.allocate(capacity: floats)
+        defer { big.deallocate() }
+        big.initialize(repeating: 1, count: floats)
+        let threads = ProcessInfo.processInfo.activeProcessorCount
+        var sums = [Float](repeating: 0, count: threads)
+        let readS = best {
+            sums.withUnsafeMutableBufferPointer { out in
+                DispatchQueue.concurrentPerform(iterations: threads) { t in
+                    let lo = floats * t / threads, hi = floats * (t + 1) / threads
+                    var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+                    var i = lo
+                    while i + 4 <= hi { s0 += big[i]; s1 += big[i + 1]; s2 += big[i + 2]; s3 += big[i + 3]; i += 4 }
+                    out[t] = s0 + s1 + s2 + s3
+                }
+            }
+        }
+        var out: [String: Any] = ["read_bandwidth_gbs": Double(floats * 4) / readS / 1e9, "shape": [rows, cols],
+                                  "isa": QuantizedDecoding.isa]
+        let x = Tensor.cpu((0 ..< 16 * cols).map { _ in Float.random(in: -1 ... 1, using: &rng) }, shape: [16, cols])
+        let y = Tensor.zeros([16, rows])
+        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K] {
+            let bytes = QuantizedDecoding.sampleBlocks(type, rows: rows, cols: cols, using: &rng)
+            guard let w = try? FrozenWeight.ggml(type: type, bytes: bytes, rows: rows, cols: cols), let blocks = w.ggmlBlocks else { continue }
+            var entry: [String: Any] = ["bytes": bytes.count]
+            for mode in QuantizedDecoding.Mode.allCases {
+                for n in [1, 4, 16] {
+                    let s = best {
+                        QuantizedDecoding.multiply(x.floats, rows: n, cols: cols, blocks: blocks, outputs: rows, into: y.floats,
+                                                   accumulate: false, mode: mode)
+                    }
+                    entry["\(mode.rawValue)_rows\(n)_gbs"] = Double(bytes.count) / s / 1e9
+                }
+            }
+            out[type.description] = entry
+        }
+        let dense = Tensor.cpu((0 ..< rows * cols).map { _ in Float.random(in: -1 ... 1, using: &rng) }, shape: [rows, cols])
+        let s = best { CPUBackend.shared.linear(x.rows(0 ..< 1), dense, bias: nil, into: y.rows(0 ..< 1), accumulate: false) }
+        out["f32_sgemv_gbs"] = Double(rows * cols * 4) / s / 1e9
+        return out
+    }
+
+    /// Greedy generation (16 prompt tokens + 64) on the model's GGUF blocks in
+    /// place and on their f32 dequantization.
+    func decodeGeneration() throws -> [String: Any] {
+        var out: [String: Any] = [:]
+        let prompt: [Int32] = (0 ..< 16).map { Int32(100 + 37 * $0) }
+        for (name, format) in [("compact", ModelLoader.decodingBase(model, requested: .f32, backend: CPUBackend.shared)),
+                               ("f32", BaseWeightFormat.f32)] {
+            let (m, _) = try ModelLoader.load(model, baseWeights: format)
+            m.dequantizeFrozenWeights()
+            let gen = Generator(model: m)
+            _ = gen.generate(prompt: prompt, maxNewTokens: 4)
+            let s = median((0 ..< repeats).map { _ in time { _ = gen.generate(prompt: prompt, maxNewTokens: 64) } })
+            out[name] = ["tokens_per_s": 64 / s, "base": format.summary]
+        }
+        return out
     }
 
     func emit(_ result: [String: Any]) throws {

@@ -60,6 +60,10 @@ final class FrozenWeightTests: XCTestCase {
         let saved = CPUBackend.frozenTileRows
         CPUBackend.frozenTileRows = tileRows
         defer { CPUBackend.frozenTileRows = saved }
+        // The tiled GEMM under test, not the decoding kernels (QuantizedDecodingTests).
+        let savedMode = QuantizedDecoding.mode
+        QuantizedDecoding.mode = nil
+        defer { QuantizedDecoding.mode = savedMode }
         for (name, frozen) in try storages(rows: rows, cols: cols, &rng) {
             let wd = frozen.dequantized().toArray().map(Double.init)
             XCTAssertEqual(wd.count, rows * cols)

@@ -35,9 +35,14 @@ public final class LlamaModel: @unchecked Sendable {
     /// keeps the compact base, which is the point of QLoRA. Returns the f32
     /// bytes added (0 when nothing was compact or the limit was reached).
     /// The default limit, a quarter of the machine's memory, is decoding's.
+    ///
+    /// GGUF blocks that `QuantizedDecoding`'s kernels multiply in place
+    /// (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K) stay compact: decoding reads
+    /// their 4–8 bits a weight instead of 32, which is what makes it fast
+    /// (docs/decoding.md). `LOFT_QDOT=off` dequantizes them too.
     @discardableResult
     public func dequantizeFrozenWeights(limitBytes: Int = Int(ProcessInfo.processInfo.physicalMemory / 4)) -> Int {
-        let compact = layers.flatMap { $0.projections.map(\.1) }.filter { $0.frozen.dense == nil }
+        let compact = layers.flatMap { $0.projections.map(\.1) }.filter { $0.frozen.dense == nil && !$0.frozen.decodesInPlace }
         let bytes = compact.reduce(0) { $0 + $1.frozen.rows * $1.frozen.cols * MemoryLayout<Float>.size }
         guard !compact.isEmpty, bytes <= limitBytes else { return 0 }
         for linear in compact { linear.frozen = FrozenWeight(dense: linear.frozen.dequantized()) }
@@ -55,6 +60,11 @@ public final class LlamaModel: @unchecked Sendable {
     public var lmHead: Tensor { trainedLMHead?.value ?? baseLMHead }
     public let baseLMHead: Tensor
     public var trainedLMHead: TrainedWeight?
+    /// The base output head in its GGUF blocks (the embedding's when tied),
+    /// kept when the projections are (`baseWeights` `.gguf`) and the decoding
+    /// kernels multiply its type: `logits` of a few rows read it instead of
+    /// the f32 copy, the largest single matrix of a small model.
+    public let compactLMHead: FrozenWeight?
 
     /// How the projection weights are stored (embeddings, norms and the output
     /// head stay f32, as bitsandbytes leaves them).
@@ -98,11 +108,16 @@ public final class LlamaModel: @unchecked Sendable {
         }
         self.layers = layers
         finalNorm = try load("model.norm.weight", [h])
-        if c.tieWordEmbeddings || !weights.contains("lm_head.weight") {
+        let tied = c.tieWordEmbeddings || !weights.contains("lm_head.weight")
+        if tied {
             baseLMHead = baseEmbedding
         } else {
             baseLMHead = try load("lm_head.weight", [c.vocabSize, h])
         }
+        compactLMHead = baseWeights.kind == .gguf
+            ? (weights as? GGUFWeights)?.decodableBlocks(tied ? "model.embed_tokens.weight" : "lm_head.weight",
+                                                        shape: [c.vocabSize, h])
+            : nil
     }
 
     /// What is fixed for one forward call: token positions, packing and RoPE.
@@ -165,6 +180,10 @@ public final class LlamaModel: @unchecked Sendable {
 
     public func logits(_ hidden: Tensor) -> Tensor {
         let out = backend.zeros([hidden.rows, config.vocabSize], dtype: .f32)
+        if trainedLMHead == nil, let head = compactLMHead, hidden.rows <= QuantizedDecoding.maxRows {
+            backend.linear(hidden, frozen: head, bias: nil, into: out, accumulate: false)
+            return out
+        }
         backend.linear(hidden, lmHead, bias: nil, into: out, accumulate: false)
         return out
     }

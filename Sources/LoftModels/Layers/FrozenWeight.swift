@@ -158,6 +158,19 @@ public final class FrozenWeight: FrozenMatrix, @unchecked Sendable {
                             rows: rows, cols: cols)
     }
 
+    /// The blocks of a GGUF-stored weight, for the decoding kernels.
+    public var ggmlBlocks: GGMLBlocks? {
+        guard case .ggml(let type, let data, let rowBytes, let rowMap, _) = storage else { return nil }
+        return GGMLBlocks(type: type, data: data, rowBytes: rowBytes, rowMap: rowMap)
+    }
+
+    /// GGUF blocks of a type the decoding kernels multiply in place (unless
+    /// `LOFT_QDOT=off`).
+    public var decodesInPlace: Bool {
+        guard let b = ggmlBlocks, QuantizedDecoding.mode != nil else { return false }
+        return QuantizedDecoding.supports(b.type)
+    }
+
     /// The f32 tensor when stored dense (the backend multiplies it directly).
     public var dense: Tensor? {
         if case .dense(let t) = storage { return t }

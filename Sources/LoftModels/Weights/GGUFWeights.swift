@@ -76,6 +76,12 @@ public final class GGUFWeights: WeightSource {
         return try FrozenWeight.ggml(info, in: file, permuteHeads: heads)
     }
 
+    /// The weight's blocks when the decoding kernels multiply its type, else nil.
+    func decodableBlocks(_ name: String, shape: [Int]) -> FrozenWeight? {
+        guard let w = try? blocks(name, shape: shape), w.decodesInPlace else { return nil }
+        return w
+    }
+
     public var storageSummary: [String: Int] {
         Dictionary(grouping: file.tensors, by: { $0.type.description }).mapValues(\.count)
     }

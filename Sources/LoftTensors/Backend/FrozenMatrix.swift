@@ -8,6 +8,9 @@ public protocol FrozenMatrix: AnyObject, Sendable {
     /// Writes rows `range` as f32 into `dst`, row-major, `cols` apart. Called
     /// from several threads at once for disjoint ranges.
     func dequantizeRows(_ range: Range<Int>, into dst: UnsafeMutablePointer<Float>)
+    /// The GGUF blocks behind the weight, when it is stored as such: decoding
+    /// multiplies them in place (`QuantizedDecoding`). Nil by default.
+    var ggmlBlocks: GGMLBlocks? { get }
 }
 
 extension Backend {

@@ -1,0 +1,126 @@
+import CLoftQuant
+import Foundation
+import LoftFormats
+
+/// A frozen weight's GGUF blocks as the decoding kernels read them: row m of
+/// the file starts at `data + m · rowBytes`; output row r reads file row
+/// `rowMap[r]` (llama.cpp's q/k permutation undone) or r.
+public struct GGMLBlocks {
+    public let type: GGMLType
+    public let data: UnsafeRawPointer
+    public let rowBytes: Int
+    public let rowMap: [Int32]?
+
+    public init(type: GGMLType, data: UnsafeRawPointer, rowBytes: Int, rowMap: [Int32]?) {
+        self.type = type
+        self.data = data
+        self.rowBytes = rowBytes
+        self.rowMap = rowMap
+    }
+}
+
+extension FrozenMatrix {
+    /// Weights that are not GGUF blocks have none.
+    public var ggmlBlocks: GGMLBlocks? { nil }
+}
+
+/// y = x · Wᵀ on GGUF blocks for a few rows of x (decoding), without an f32
+/// copy of W: `CLoftQuant`'s kernels, spread over the cores by output rows.
+public enum QuantizedDecoding {
+    /// How the kernels treat x: `int8` rounds each row of x to 8 bits per
+    /// block (absmax / 127) and multiplies integers, as llama.cpp does;
+    /// `f32` expands each weight row to f32 and multiplies x as it is.
+    public enum Mode: String, Sendable, CaseIterable {
+        case int8, f32
+    }
+
+    /// The mode `linear` uses: `LOFT_QDOT=f32` or `int8` (default), or
+    /// `LOFT_QDOT=off` to send every product through the tiled f32 GEMM.
+    nonisolated(unsafe) public static var mode: Mode? = {
+        switch ProcessInfo.processInfo.environment["LOFT_QDOT"]?.lowercased() {
+        case "off", "0", "none": return nil
+        case "f32": return .f32
+        default: return .int8
+        }
+    }()
+
+    /// Up to this many rows of x go through the kernels; more (prefill) go
+    /// through the tiled dequantize-then-GEMM path, where BLAS wins.
+    nonisolated(unsafe) public static var maxRows = 16
+
+    /// How many products went through the kernels (tests check the routing).
+    nonisolated(unsafe) public static var multiplications = 0
+
+    /// "avx2" or "scalar".
+    public static var isa: String { String(cString: loft_qdot_isa()) }
+
+    /// Makes the kernels use their scalar loops (tests compare both).
+    public static func forceScalar(_ on: Bool) { loft_qdot_force_scalar(on ? 1 : 0) }
+
+    /// Whether the kernels multiply this type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K).
+    public static func supports(_ type: GGMLType) -> Bool { loft_qdot_supported(Int32(type.rawValue)) != 0 }
+
+    /// y[n, rows] (+)= x[n, k] · Wᵀ for rows 0..<rows of `w` (k = x's row length).
+    public static func multiply(_ x: UnsafePointer<Float>, rows n: Int, cols k: Int, blocks w: GGMLBlocks, outputs m: Int,
+                                into y: UnsafeMutablePointer<Float>, accumulate: Bool, mode: Mode) {
+        let type = Int32(w.type.rawValue)
+        multiplications &+= 1
+        // One chunk of output rows per core; a chunk should hold enough work
+        // to pay for waking a thread (~64 KiB of weights).
+        let minRows = max(1, (64 << 10) / max(w.rowBytes, 1))
+        let acc: Int32 = accumulate ? 1 : 0
+        withRowMap(w.rowMap) { map in
+            switch mode {
+            case .int8:
+                let xb = loft_qdot_row_bytes(type, k)
+                let xq = UnsafeMutableRawPointer.allocate(byteCount: max(1, xb * n), alignment: 64)
+                defer { xq.deallocate() }
+                loft_qdot_quantize(type, x, n, k, k, xq)
+                parallelChunks(m, minimumPerChunk: minRows) { r in
+                    loft_qdot_rows(type, w.data, w.rowBytes, map, r.lowerBound, r.upperBound, k, xq, n, y, m, acc)
+                }
+            case .f32:
+                parallelChunks(m, minimumPerChunk: minRows) { r in
+                    loft_qdot_rows_f32(type, w.data, w.rowBytes, map, r.lowerBound, r.upperBound, k, x, n, k, y, m, acc)
+                }
+            }
+        }
+    }
+
+    /// Offsets of the f16 scales (d, and dmin or m where the format has one) in a block.
+    static func scaleOffsets(_ t: GGMLType) -> [Int] {
+        switch t {
+        case .q4_1, .q5_1, .q4_K, .q5_K: return [0, 2]
+        case .q6_K: return [208]
+        default: return [0]
+        }
+    }
+
+    /// `rows` rows of `cols` elements of random blocks of `type` (every code
+    /// byte random, scales drawn as halves of about `scale`): inputs for the
+    /// kernels' tests and `loft bench --only decode`.
+    public static func sampleBlocks<G: RandomNumberGenerator>(_ type: GGMLType, rows: Int, cols: Int, scale: Float = 0.01,
+                                                              using rng: inout G) -> [UInt8] {
+        let (elements, bytes) = type.blockLayout
+        let blocks = rows * cols / elements
+        var out = [UInt8](repeating: 0, count: blocks * bytes)
+        out.withUnsafeMutableBytes { raw in
+            var i = 0
+            while i + 8 <= raw.count { raw.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self); i += 8 }
+            while i < raw.count { raw[i] = UInt8.random(in: 0 ... 255, using: &rng); i += 1 }
+        }
+        for b in 0 ..< blocks {
+            for off in scaleOffsets(type) {
+                let h = Float16(Float.random(in: -2 * scale ... 2 * scale, using: &rng)).bitPattern
+                out[b * bytes + off] = UInt8(h & 0xFF)
+                out[b * bytes + off + 1] = UInt8(h >> 8)
+            }
+        }
+        return out
+    }
+
+    private static func withRowMap(_ map: [Int32]?, _ body: (UnsafePointer<Int32>?) -> Void) {
+        guard let map else { body(nil); return }
+        map.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
+}
