@@ -19,10 +19,12 @@ let package = Package(
         .library(name: "LoftCUDA", targets: ["LoftCUDA"]),
         .library(name: "LoftHub", targets: ["LoftHub"]),
         .library(name: "LoftEngine", targets: ["LoftEngine"]),
+        .library(name: "LoftRuns", targets: ["LoftRuns"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // BLAS binding: OpenBLAS on Linux (Debian's libopenblas-dev). On macOS
@@ -66,6 +68,8 @@ let package = Package(
         // The batched generation engine that serving, evaluation and the UI's
         // chat share: continuous batching, per-row adapters, sampling.
         .target(name: "LoftEngine", dependencies: ["LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
+        // The run registry (SQLite at $LOFT_HOME/loft.db) and the SVG charts of runs.
+        .target(name: "LoftRuns", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine",
@@ -81,6 +85,7 @@ let package = Package(
         .testTarget(name: "LoftTrainingTests", dependencies: ["LoftTestSupport", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats", "LoftData"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftHubTests", dependencies: ["LoftTestSupport", "LoftHub"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftRunsTests", dependencies: ["LoftTestSupport", "LoftRuns"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )
