@@ -20,10 +20,12 @@ let package = Package(
         .library(name: "LoftHub", targets: ["LoftHub"]),
         .library(name: "LoftEngine", targets: ["LoftEngine"]),
         .library(name: "LoftEval", targets: ["LoftEval"]),
+        .library(name: "LoftRuns", targets: ["LoftRuns"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // BLAS binding: OpenBLAS on Linux (Debian's libopenblas-dev). On macOS
@@ -74,6 +76,8 @@ let package = Package(
         // `loft eval`: metrics exact to their reference packages, lm-eval tasks,
         // the judge, safety sets, paired bootstrap verdicts and the reports.
         .target(name: "LoftEval", dependencies: ["LoftEngine", "LoftInference", "LoftModels", "LoftTokenizers", "LoftTemplates", "LoftData", "LoftFormats", "Yams"], swiftSettings: settings),
+        // The run registry (SQLite at $LOFT_HOME/loft.db) and the SVG charts of runs.
+        .target(name: "LoftRuns", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine",
@@ -92,6 +96,7 @@ let package = Package(
         .testTarget(name: "LoftHubTests", dependencies: ["LoftTestSupport", "LoftHub"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftEngineTests", dependencies: ["LoftTestSupport", "LoftEngine", "LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftEvalTests", dependencies: ["LoftTestSupport", "LoftEval", "LoftEngine", "LoftInference", "LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
+        .testTarget(name: "LoftRunsTests", dependencies: ["LoftTestSupport", "LoftRuns"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

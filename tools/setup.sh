@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure this machine can build Loft: Swift 6.x and Debian's OpenBLAS
-# (libopenblas-dev), zlib (zlib1g-dev) and zstd (libzstd-dev, for Parquet), plus python3 with pip for fetching the model from PyPI.
+# (libopenblas-dev), zlib (zlib1g-dev), zstd (libzstd-dev, for Parquet) and SQLite (libsqlite3-dev, the run registry), plus python3 with pip for fetching the model from PyPI.
 # Installs the Debian packages when run as root; otherwise names them.
 set -euo pipefail
 
@@ -19,6 +19,7 @@ need=()
 [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/aarch64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ] || need+=(libopenblas-dev)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 [ -f /usr/include/zstd.h ] || need+=(libzstd-dev)
+[ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)   # the run registry (GRDB)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
