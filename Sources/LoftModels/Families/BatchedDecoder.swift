@@ -117,14 +117,7 @@ extension LlamaModel {
             project(layer.q, "q", i, s.normed1, s.q, accumulate: false)
             project(layer.k, "k", i, s.normed1, s.k, accumulate: false)
             project(layer.v, "v", i, s.normed1, s.v, accumulate: false)
-            if let qn = layer.qNorm, let kn = layer.kNorm, let qRaw = s.qRaw, let kRaw = s.kRaw {
-                b.copy(s.q, into: qRaw)
-                b.copy(s.k, into: kRaw)
-                b.rmsNorm(qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, eps: eps, weightOffset: 0,
-                          into: s.q.reshaped([n * c.heads, c.headDim]), rstd: s.qRstd)
-                b.rmsNorm(kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, eps: eps, weightOffset: 0,
-                          into: s.k.reshaped([n * c.kvHeads, c.headDim]), rstd: s.kRstd)
-            }
+            normalizeQK(layer, s, tokens: n)
             for (j, r) in ropes.enumerated() {
                 let rows = ropes.count == 1 ? 0 ..< n : offsets[j] ..< offsets[j + 1]
                 let pos = Array(positions[rows])

@@ -200,14 +200,7 @@ public final class LlamaModel: @unchecked Sendable {
         layer.q.forward(s.normed1, into: s.q, backend: b, saved: s.lora["q"])
         layer.k.forward(s.normed1, into: s.k, backend: b, saved: s.lora["k"])
         layer.v.forward(s.normed1, into: s.v, backend: b, saved: s.lora["v"])
-        if let qn = layer.qNorm, let kn = layer.kNorm, let qRaw = s.qRaw, let kRaw = s.kRaw {
-            b.copy(s.q, into: qRaw)
-            b.copy(s.k, into: kRaw)
-            b.rmsNorm(qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, eps: eps, weightOffset: 0,
-                      into: s.q.reshaped([n * c.heads, c.headDim]), rstd: s.qRstd)
-            b.rmsNorm(kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, eps: eps, weightOffset: 0,
-                      into: s.k.reshaped([n * c.kvHeads, c.headDim]), rstd: s.kRstd)
-        }
+        normalizeQK(layer, s, tokens: n)
         b.rope(s.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
                attentionScale: batch.attentionScale, inverse: false)
         b.rope(s.k, heads: c.kvHeads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
@@ -228,6 +221,19 @@ public final class LlamaModel: @unchecked Sendable {
         layer.up.forward(s.normed2, into: s.up, backend: b, saved: s.lora["up"])
         b.swiglu(gate: s.gate, up: s.up, into: s.activated)
         layer.down.forward(s.activated, into: x, backend: b, accumulate: true, saved: s.lora["down"])
+    }
+
+    /// Qwen3's per-head RMSNorm of q and k (keeping their raw values and
+    /// 1/rms for the backward); nothing for models without it.
+    func normalizeQK(_ layer: Layer, _ s: LayerActivations, tokens n: Int) {
+        let c = config, b = backend, eps = Float(c.rmsNormEps)
+        guard let qn = layer.qNorm, let kn = layer.kNorm, let qRaw = s.qRaw, let kRaw = s.kRaw else { return }
+        b.copy(s.q, into: qRaw)
+        b.copy(s.k, into: kRaw)
+        b.rmsNorm(qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, eps: eps, weightOffset: 0,
+                  into: s.q.reshaped([n * c.heads, c.headDim]), rstd: s.qRstd)
+        b.rmsNorm(kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, eps: eps, weightOffset: 0,
+                  into: s.k.reshaped([n * c.kvHeads, c.headDim]), rstd: s.kRstd)
     }
 
     func attentionSpec(_ batch: Batch) -> AttentionSpec {
