@@ -169,7 +169,7 @@ def run_level(args, concurrency, models, loras):
         "ttft_s_median": statistics.median(ttfts) if ttfts else None,
         "ttft_s_all": ttfts,
         "decode_tokens_per_s_median": statistics.median(decode) if decode else None,
-        "texts": [r[7][:200] for r in results[:4]],
+        "texts": [r[6][:200] for r in results[:4]],
     }
 
 
