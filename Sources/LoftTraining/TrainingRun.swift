@@ -36,6 +36,10 @@ public final class TrainingRun {
                 downloadProgress: ((String, Int64, Int64?) -> Void)? = nil,
                 dataProgress: ((TokenCache.Progress) -> Void)? = nil) throws {
         var config = config
+        // Training multiplies a GGUF-kept base exactly (dequantized tiles);
+        // the decoding kernels round activations to 8 bits, which is for
+        // generation only, so a short micro-batch must not reach them.
+        QuantizedDecoding.mode = nil
         let fm = FileManager.default
         let existing = (try? fm.contentsOfDirectory(atPath: config.outputDir))?.filter { !$0.hasPrefix(".") } ?? []
         if !existing.isEmpty && !resume && !overwrite {
