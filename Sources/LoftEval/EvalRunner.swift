@@ -192,7 +192,8 @@ public enum EvalRunner {
             let vsBase = comparisons.first { $0.model == r.name && $0.against == "base" && $0.metric == primary }!
             let poc: String
             if vsBase.gainPoints >= options.minGain { poc = vsBase.gainLowPoints > 0 ? "pass" : "inconclusive" } else { poc = "fail" }
-            let notApplied = r.answers == results[0].answers && metrics.allSatisfy { m in
+            // Same answers, same log-likelihoods and same scores on every item.
+            let notApplied = r.answers == results[0].answers && r.likelihoods == results[0].likelihoods && metrics.allSatisfy { m in
                 zip(r.statistics[m.name]!, results[0].statistics[m.name]!).allSatisfy { pair in
                     zip(pair.0, pair.1).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
                 }
