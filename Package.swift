@@ -19,10 +19,13 @@ let package = Package(
         .library(name: "LoftCUDA", targets: ["LoftCUDA"]),
         .library(name: "LoftHub", targets: ["LoftHub"]),
         .library(name: "LoftEngine", targets: ["LoftEngine"]),
+        .library(name: "LoftServer", targets: ["LoftServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // BLAS binding: OpenBLAS on Linux (Debian's libopenblas-dev). On macOS
@@ -66,9 +69,14 @@ let package = Package(
         // The batched generation engine that serving, evaluation and the UI's
         // chat share: continuous batching, per-row adapters, sampling.
         .target(name: "LoftEngine", dependencies: ["LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats", "LoftData"], swiftSettings: settings),
+        // The OpenAI-compatible HTTP server over any GenerationEngine (`loft serve`).
+        .target(name: "LoftServer", dependencies: [
+            "LoftEngine", "LoftTemplates", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
-            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine",
+            "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine", "LoftServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
@@ -82,6 +90,9 @@ let package = Package(
         .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftHubTests", dependencies: ["LoftTestSupport", "LoftHub"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftEngineTests", dependencies: ["LoftTestSupport", "LoftEngine", "LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftFormats"], swiftSettings: settings),
+        .testTarget(name: "LoftServerTests", dependencies: [
+            "LoftServer", "LoftEngine", "LoftTemplates", .product(name: "Hummingbird", package: "hummingbird"),
+        ], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

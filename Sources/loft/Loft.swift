@@ -29,5 +29,6 @@ struct Loft: ParsableCommand {
             ExportCommand.self,
             ChatCommand.self,
             CUDACommand.self,
+            ServeCommand.self,
         ])
 }
