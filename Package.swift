@@ -21,11 +21,14 @@ let package = Package(
         .library(name: "LoftEngine", targets: ["LoftEngine"]),
         .library(name: "LoftEval", targets: ["LoftEval"]),
         .library(name: "LoftRuns", targets: ["LoftRuns"]),
+        .library(name: "LoftServer", targets: ["LoftServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // BLAS binding: OpenBLAS on Linux (Debian's libopenblas-dev). On macOS
@@ -78,10 +81,15 @@ let package = Package(
         .target(name: "LoftEval", dependencies: ["LoftEngine", "LoftInference", "LoftModels", "LoftTokenizers", "LoftTemplates", "LoftData", "LoftFormats", "Yams"], swiftSettings: settings),
         // The run registry (SQLite at $LOFT_HOME/loft.db) and the SVG charts of runs.
         .target(name: "LoftRuns", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: settings),
+        // The OpenAI-compatible HTTP server over any GenerationEngine (`loft serve`).
+        .target(name: "LoftServer", dependencies: [
+            "LoftEngine", "LoftTemplates", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine",
-            "LoftEval",
+            "LoftEval", "LoftServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
@@ -97,6 +105,9 @@ let package = Package(
         .testTarget(name: "LoftEngineTests", dependencies: ["LoftTestSupport", "LoftEngine", "LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftEvalTests", dependencies: ["LoftTestSupport", "LoftEval", "LoftEngine", "LoftInference", "LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftRunsTests", dependencies: ["LoftTestSupport", "LoftRuns"], swiftSettings: settings),
+        .testTarget(name: "LoftServerTests", dependencies: [
+            "LoftServer", "LoftEngine", "LoftTemplates", .product(name: "Hummingbird", package: "hummingbird"),
+        ], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

@@ -22,3 +22,8 @@ swift test -c release -Xswiftc -enable-testing "$@"
 if [ $# -eq 0 ]; then
     tools/check-kernels.sh
 fi
+# loft serve on the real model with two adapters it trains, driven by the
+# official openai client (docs/serving.md); prints a pass/fail summary.
+if [ $# -eq 0 ]; then
+    python3 tools/serve_conformance.py
+fi

@@ -30,5 +30,6 @@ struct Loft: ParsableCommand {
             ChatCommand.self,
             CUDACommand.self,
             EvalCommand.self,
+            ServeCommand.self,
         ])
 }
