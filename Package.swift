@@ -20,11 +20,13 @@ let package = Package(
         .library(name: "LoftHub", targets: ["LoftHub"]),
         .library(name: "LoftEngine", targets: ["LoftEngine"]),
         .library(name: "LoftRuns", targets: ["LoftRuns"]),
+        .library(name: "LoftUI", targets: ["LoftUI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // BLAS binding: OpenBLAS on Linux (Debian's libopenblas-dev). On macOS
@@ -70,9 +72,15 @@ let package = Package(
         .target(name: "LoftEngine", dependencies: ["LoftInference", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
         // The run registry (SQLite at $LOFT_HOME/loft.db) and the SVG charts of runs.
         .target(name: "LoftRuns", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: settings),
+        // `loft ui`: the web app over the registry (pages rendered here, charts as SVG, live points by SSE).
+        .target(name: "LoftUI", dependencies: [
+            "LoftRuns", "LoftTraining", "LoftData", "LoftTokenizers", "LoftTemplates", "LoftEngine", "LoftInference", "LoftModels",
+            "LoftTensors", "Yams", .product(name: "Hummingbird", package: "hummingbird"),
+        ], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine",
+            "LoftRuns", "LoftUI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
@@ -86,6 +94,7 @@ let package = Package(
         .testTarget(name: "LoftCUDATests", dependencies: ["LoftTestSupport", "LoftCUDA", "LoftTraining", "LoftModels", "LoftTensors", "LoftFormats"], swiftSettings: settings),
         .testTarget(name: "LoftHubTests", dependencies: ["LoftTestSupport", "LoftHub"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftRunsTests", dependencies: ["LoftTestSupport", "LoftRuns"], swiftSettings: settings),
+        .testTarget(name: "LoftUITests", dependencies: ["LoftTestSupport", "LoftUI", "LoftRuns", "LoftEngine"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

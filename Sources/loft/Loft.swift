@@ -28,5 +28,7 @@ struct Loft: ParsableCommand {
             ExportCommand.self,
             ChatCommand.self,
             CUDACommand.self,
+            RunsCommand.self,
+            UICommand.self,
         ])
 }
