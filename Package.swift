@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "LoftEval", targets: ["LoftEval"]),
         .library(name: "LoftRuns", targets: ["LoftRuns"]),
         .library(name: "LoftServer", targets: ["LoftServer"]),
+        .library(name: "LoftUI", targets: ["LoftUI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -86,10 +87,15 @@ let package = Package(
             "LoftEngine", "LoftTemplates", .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: settings),
+        // `loft ui`: the web app over the registry (pages rendered here, charts as SVG, live points by SSE).
+        .target(name: "LoftUI", dependencies: [
+            "LoftRuns", "LoftTraining", "LoftData", "LoftTokenizers", "LoftTemplates", "LoftEngine", "LoftInference", "LoftModels",
+            "LoftTensors", "Yams", .product(name: "Hummingbird", package: "hummingbird"),
+        ], swiftSettings: settings),
         .executableTarget(name: "loft", dependencies: [
             "LoftFormats", "LoftTensors", "LoftModels", "LoftInference",
             "LoftTokenizers", "LoftTemplates", "LoftData", "LoftTraining", "LoftCUDA", "LoftHub", "LoftEngine",
-            "LoftEval", "LoftServer",
+            "LoftEval", "LoftServer", "LoftRuns", "LoftUI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: settings),
         // Paths to fixtures and the real model, shared by every test target.
@@ -108,6 +114,7 @@ let package = Package(
         .testTarget(name: "LoftServerTests", dependencies: [
             "LoftServer", "LoftEngine", "LoftTemplates", .product(name: "Hummingbird", package: "hummingbird"),
         ], swiftSettings: settings),
+        .testTarget(name: "LoftUITests", dependencies: ["LoftTestSupport", "LoftUI", "LoftRuns", "LoftEngine"], swiftSettings: settings),
         .testTarget(name: "LoftModelsTests", dependencies: ["LoftTestSupport", "LoftModels", "LoftInference", "LoftFormats", "LoftTensors"], exclude: ["Fixtures"], swiftSettings: settings),
     ]
 )

@@ -50,6 +50,10 @@ struct ExportGGUFCommand: ParsableCommand {
     var json = false
 
     func run() throws {
+        try TrainRecording.job(kind: "export", name: "gguf \(source.quant)", adapter: source.adapter, output: out) { try write() }
+    }
+
+    func write() throws {
         let report = try GGUFExporter.export(modelPath: source.model, adapter: source.adapter, to: out,
                                              type: source.type, overwrite: overwrite)
         if json {
@@ -110,6 +114,10 @@ struct ExportOllamaCommand: ParsableCommand {
     var json = false
 
     func run() throws {
+        try TrainRecording.job(kind: "export", name: "ollama \(source.quant)", adapter: source.adapter, output: out) { try write() }
+    }
+
+    func write() throws {
         let r = try OllamaExporter.export(modelPath: source.model, adapter: source.adapter, to: out,
                                           type: source.type, overwrite: overwrite)
         if json {

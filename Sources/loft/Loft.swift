@@ -31,5 +31,7 @@ struct Loft: ParsableCommand {
             CUDACommand.self,
             EvalCommand.self,
             ServeCommand.self,
+            RunsCommand.self,
+            UICommand.self,
         ])
 }

@@ -36,6 +36,10 @@ struct MergeCommand: ParsableCommand {
     }
 
     func run() throws {
+        try TrainRecording.job(kind: "export", name: "merge", adapter: adapter, output: out) { try write() }
+    }
+
+    func write() throws {
         let options = ModelMerger.Options(dtype: dtype.flatMap(MergeDType.init(rawValue:)), overwrite: overwrite,
                                           maxShardBytes: maxShardSize)
         let report = try ModelMerger.merge(modelPath: try localModel(model), adapters: adapter, to: out, options: options)

@@ -3,6 +3,7 @@ import Foundation
 import LoftData
 import LoftEval
 import LoftHub
+import LoftRuns
 import LoftTraining
 
 struct TrainCommand: ParsableCommand {
@@ -28,7 +29,22 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .customLong("skip-bad-rows"), help: "Count and skip malformed data rows instead of stopping at the first (skip_bad_rows: true).")
     var skipBadRows = false
 
+    @Option(help: "Record into this run of the registry (how `loft ui` starts the runs it queued).")
+    var runID: String?
+
     func run() throws {
+        var recorder: RunRecorder?
+        do { try train(&recorder) } catch {
+            // The registry learns why the run ended (a queued run too, when its config did not load).
+            if recorder == nil, let runID, let registry = try? RunRegistry() {
+                try? registry.modify(runID) { $0.status = .failed; $0.endedAt = Date(); $0.error = "\(error)" }
+            }
+            recorder?.finish(.failed, error: "\(error)", peakRSSBytes: ProcessMemory.peakResidentBytes())
+            throw error
+        }
+    }
+
+    func train(_ recorder: inout RunRecorder?) throws {
         let cfg = try TrainConfig.load(path: config, overrides: overrides + (skipBadRows ? ["skip_bad_rows=true"] : []))
         if !cfg.ignoredKeys.isEmpty {
             writeErr("note: ignoring Axolotl keys Loft does not use: \(cfg.ignoredKeys.joined(separator: ", "))")
@@ -49,7 +65,13 @@ struct TrainCommand: ParsableCommand {
         for w in run.data.warnings { writeErr("warning: \(w)") }
         let trained = run.data.train.reduce(0) { $0 + $1.trainedTokenCount }
         writeErr("data: \(run.data.train.count) training and \(run.data.validation.count) validation examples, \(trained) trained tokens")
-        if resume, let from = try run.trainer.resume() { writeErr("resuming from \(from)") }
+        let record = TrainRecording.start(config: run.config, path: config, runID: runID, resume: resume,
+                                          totalSteps: run.trainer.totalSteps)
+        recorder = record
+        if resume, let from = try run.trainer.resume() {
+            writeErr("resuming from \(from)")
+            record.resumed(at: run.trainer.state.step)
+        }
 
         try FileManager.default.createDirectory(atPath: cfg.outputDir, withIntermediateDirectories: true)
         let metrics = MetricsLog(path: run.config.outputDir + "/metrics.jsonl")
@@ -69,6 +91,8 @@ struct TrainCommand: ParsableCommand {
                 let scaling: [String: Any] = e.lossScale.map { ["loss_scale": $0, "skipped": e.skipped] } ?? [:]
                 // JSON has no inf/NaN (an fp16 step can produce them): null instead of a dropped line.
                 func number(_ x: Double?) -> Any { (x ?? 0).isFinite ? x ?? 0 : NSNull() }
+                record.step(MetricPoint(step: e.step, loss: e.loss, learningRate: e.learningRate, gradNorm: e.gradNorm,
+                                        tokensPerSecond: e.tokensPerSecond))
                 metrics.append(["step": e.step, "loss": number(e.loss), "lr": e.learningRate ?? 0, "grad_norm": number(e.gradNorm),
                                 "tokens_per_s": e.tokensPerSecond ?? 0, "peak_rss_bytes": ProcessMemory.peakResidentBytes()]
                                .merging(scaling) { a, _ in a })
@@ -77,7 +101,8 @@ struct TrainCommand: ParsableCommand {
                                "lr": e.learningRate ?? 0, "tokens_per_s": e.tokensPerSecond ?? 0].merging(scaling) { a, _ in a })
                 } else if bar.enabled {
                     bar.show(step: e.step, total: e.totalSteps, loss: e.loss ?? 0, lr: e.learningRate ?? 0,
-                             rate: e.tokensPerSecond ?? 0, eta: e.secondsRemaining ?? 0)
+                             rate: e.tokensPerSecond ?? 0, eta: e.secondsRemaining ?? 0,
+                             sparkline: Sparkline.text(record.points.suffix(16).compactMap(\.loss)))
                 }
                 if !json && (e.step % cfg.loggingSteps == 0 || e.step == e.totalSteps) {
                     bar.log(String(format: "step %d/%d  loss %.4f  lr %.2e  grad-norm %.3f  %.0f tok/s", e.step, e.totalSteps,
@@ -85,6 +110,7 @@ struct TrainCommand: ParsableCommand {
                             + (e.lossScale.map { String(format: "  loss-scale %g", $0) } ?? "") + (e.skipped ? "  (skipped: inf/NaN gradient)" : ""))
                 }
             case .eval:
+                record.evalLoss(step: e.step, loss: e.loss ?? .nan)
                 // Generation metrics as eval_<name>, as transformers' Trainer names them.
                 let generated = Dictionary(uniqueKeysWithValues: e.metrics.map { ("eval_" + $0.key, $0.value as Any) })
                 metrics.append(["step": e.step, "eval_loss": e.loss ?? 0].merging(generated) { a, _ in a })
@@ -94,6 +120,8 @@ struct TrainCommand: ParsableCommand {
                             + e.metrics.sorted { $0.key < $1.key }.map { "  \($0.key) " + String(format: "%.4f", $0.value) }.joined())
                 }
             case .checkpoint:
+                record.artifact(kind: "checkpoint", path: e.path ?? "", step: e.step)
+                TrainRecording.writeChart(record, config: cfg)
                 if json { printJSON(["event": "checkpoint", "step": e.step, "path": e.path ?? ""]) }
                 else { bar.log("saved \(e.path ?? "")") }
             case .earlyStop:
@@ -114,6 +142,7 @@ struct TrainCommand: ParsableCommand {
 
         let state = try trainer.run()
         try run.saveOutputs(state: state)
+        TrainRecording.finish(record, run: run, state: state, stopped: trainer.stopRequested && state.step < trainer.totalSteps)
         if json {
             printJSON(["event": "done", "steps": state.step, "output_dir": cfg.outputDir, "final_loss": state.losses.last ?? 0])
         } else {
@@ -144,11 +173,11 @@ final class ProgressBar: @unchecked Sendable {
     private var drawn = false
     init(enabled: Bool) { self.enabled = enabled }
 
-    func show(step: Int, total: Int, loss: Double, lr: Double, rate: Double, eta: Double) {
+    func show(step: Int, total: Int, loss: Double, lr: Double, rate: Double, eta: Double, sparkline: String = "") {
         let width = 24
         let filled = total > 0 ? min(width, width * step / total) : 0
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        let line = String(format: "\r%@ %d/%d  loss %.4f  lr %.1e  %.0f tok/s  ETA %@ ", bar, step, total, loss, lr, rate,
+        let line = String(format: "\r%@ %d/%d  loss %.4f %@  lr %.1e  %.0f tok/s  ETA %@ ", bar, step, total, loss, sparkline, lr, rate,
                           Self.clock(eta))
         FileHandle.standardError.write(Data(line.utf8))
         drawn = true
