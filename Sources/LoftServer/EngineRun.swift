@@ -30,7 +30,9 @@ final class EngineRun: @unchecked Sendable {
             })
         }
         lock.withLock { pumps = tasks }
-        continuation.onTermination = { [weak self] _ in self?.cancel() }
+        continuation.onTermination = { [weak self] termination in
+            if case .cancelled = termination { self?.cancel() }   // not on a normal finish
+        }
     }
 
     func cancel() {

@@ -42,7 +42,7 @@ final class FakeEngine: GenerationEngine, @unchecked Sendable {
         guard let messages = try JSONSerialization.jsonObject(with: Data(chat.messagesJSON.utf8)) as? [[String: Any]] else {
             throw EngineError.invalidRequest(field: "messages", message: "not a list")
         }
-        var text = chat.toolsJSON.map { "<tools>\($0)</tools>\n" } ?? ""
+        var text = chat.toolsJSON.map { "<tools>\($0.prefix(40))</tools>\n" } ?? ""   // a prefix: the fake's context is small
         for m in messages { text += "<\(m["role"] as? String ?? "?")>\(m["content"] as? String ?? "")\n" }
         if chat.addGenerationPrompt { text += "<assistant>" }
         return RenderedPrompt(text: text, tokens: tokenize(text, addSpecialTokens: false))

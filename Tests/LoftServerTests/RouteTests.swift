@@ -43,10 +43,10 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(message["content"] as? String, "base says hello world.")
             XCTAssertEqual(choice["finish_reason"] as? String, "stop")
             let usage = r.json["usage"] as? [String: Int] ?? [:]
-            // "<user>Hi\n<assistant>" is 19 scalars; the answer 22.
-            XCTAssertEqual(usage["prompt_tokens"], 19)
+            // "<user>Hi\n<assistant>" is 20 scalars; the answer 22.
+            XCTAssertEqual(usage["prompt_tokens"], 20)
             XCTAssertEqual(usage["completion_tokens"], 22)
-            XCTAssertEqual(usage["total_tokens"], 41)
+            XCTAssertEqual(usage["total_tokens"], 42)
             let sent = try XCTUnwrap(engine.lastRequest)
             XCTAssertNil(sent.model)
             XCTAssertEqual(sent.sampling.seed, 7)
@@ -54,7 +54,7 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(sent.sampling.minP, 0.1, accuracy: 1e-6)
             XCTAssertEqual(sent.sampling.topP, 0.9, accuracy: 1e-6)
             XCTAssertEqual(sent.sampling.temperature, 0)
-            XCTAssertEqual(sent.maxTokens, 200 - 19, "no max_tokens: the rest of the context")
+            XCTAssertEqual(sent.maxTokens, 200 - 20, "no max_tokens: the rest of the context")
         }
     }
 
@@ -93,7 +93,7 @@ final class RouteTests: XCTestCase {
             let last = try XCTUnwrap(chunks.last)
             XCTAssertEqual((last["choices"] as? [Any])?.count, 0)
             XCTAssertEqual((last["usage"] as? [String: Int])?["completion_tokens"], 10)
-            XCTAssertEqual((last["usage"] as? [String: Int])?["prompt_tokens"], 19)
+            XCTAssertEqual((last["usage"] as? [String: Int])?["prompt_tokens"], 20)
             // Per choice: a role chunk first, then the text, then one finish chunk.
             for index in 0..<2 {
                 let mine = chunks.dropLast().compactMap { ($0["choices"] as? [[String: Any]])?.first }.filter { $0["index"] as? Int == index }
@@ -207,7 +207,7 @@ final class RouteTests: XCTestCase {
             _ = try await client.call(.get, "/v1/models/nope")
         }
         XCTAssertEqual(lines.all.count, 2)
-        XCTAssertTrue(lines.all[0].contains("POST /v1/chat/completions 200 model=fake-base prompt=19 completion=22 ttft="), lines.all[0])
+        XCTAssertTrue(lines.all[0].contains("POST /v1/chat/completions 200 model=fake-base prompt=20 completion=22 ttft="), lines.all[0])
         XCTAssertTrue(lines.all[1].contains("GET /v1/models/nope 404"), lines.all[1])
     }
 
