@@ -314,7 +314,9 @@ class Suite:
                       response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}})
         value = json.loads(r.choices[0].message.content)
         jsonschema.validate(value, schema)
-        o = self.chat("beta", "Describe a cat in JSON.", max_tokens=200, response_format={"type": "json_object"})
+        # (the base, not an over-trained marker adapter, which rambles inside a string until max_tokens)
+        o = self.chat(self.base, 'Reply with a JSON object whose key "animal" is "cat".', max_tokens=200,
+                      response_format={"type": "json_object"})
         assert o.choices[0].finish_reason == "stop", f"the object did not end: {o.choices[0].message.content!r}"
         assert isinstance(json.loads(o.choices[0].message.content), dict)
 
