@@ -36,7 +36,7 @@ struct MergeCommand: ParsableCommand {
     }
 
     func run() throws {
-        try TrainRecording.job(kind: "export", name: "merge", adapter: adapter, output: out) { try write() }
+        try TrainRecording.job(kind: "export", name: "merge", adapter: adapter.isEmpty ? nil : adapter.joined(separator: " + "), output: out) { try write() }
     }
 
     func write() throws {
