@@ -237,7 +237,6 @@ final class JSONGrammar: @unchecked Sendable {
     private func stringByte(_ s: inout JSONGrammarState, isKey: Bool, escape: UInt8, _ b: UInt8) -> Bool {
         if escape == 1 {
             guard b == UInt8(ascii: "u") || "\"\\/bfnrt".utf8.contains(b) else { return false }
-            if isKey && s.stack.last?.restrictsKeys(nodes) == true { return false }
             s.mode = .string(isKey: isKey, escape: b == UInt8(ascii: "u") ? 5 : 0)
             return true
         }
@@ -252,7 +251,13 @@ final class JSONGrammar: @unchecked Sendable {
             return true
         }
         if b < 0x20 { return false }
-        if b == UInt8(ascii: "\\") { s.mode = .string(isKey: isKey, escape: 1); return true }
+        if b == UInt8(ascii: "\\") {
+            // Names are generated as written (the compiler refuses any that
+            // need escaping): an escape in a restricted key would lead nowhere.
+            if isKey && s.stack.last?.restrictsKeys(nodes) == true { return false }
+            s.mode = .string(isKey: isKey, escape: 1)
+            return true
+        }
         if isKey {
             s.key.append(b)
             let top = s.stack[s.stack.count - 1]

@@ -150,6 +150,7 @@ extension BatchEngine {
         let sequence: SequenceState
         let ids: [Int32]
         let logits: StepSequence.Logits
+        var decoding = false
     }
 
     private func step(_ work: [RequestState]) {
@@ -157,7 +158,7 @@ extension BatchEngine {
         var budget = max(configuration.stepTokenBudget, configuration.maxBatch + 1)
         for r in work {
             for s in r.choices where s.phase == .decode {
-                rows.append(Row(request: r, sequence: s, ids: [s.generated.last!], logits: .last))
+                rows.append(Row(request: r, sequence: s, ids: [s.generated.last!], logits: .last, decoding: true))
                 budget -= 1
             }
         }
@@ -182,11 +183,14 @@ extension BatchEngine {
         modelLock.lock()
         var outputs: [(Row, [Float], Int)] = []   // row, its logits, how many rows
         for (_, group) in groups.sorted(by: { $0.key == ObjectIdentifier(model) && $1.key != ObjectIdentifier(model) }) {
-            let sorted = group.sorted { ($0.request.modelName ?? "") < ($1.request.modelName ?? "") }
+            // Decode rows first (they take the GGUF-block kernels, `forwardStep`), then by adapter.
+            let sorted = group.sorted {
+                $0.decoding != $1.decoding ? $0.decoding : ($0.request.modelName ?? "") < ($1.request.modelName ?? "")
+            }
             let base = sorted[0].request.base!
             let seqs = sorted.map {
                 StepSequence(ids: $0.ids, spanStart: $0.sequence.spanStart, cached: $0.sequence.cached,
-                             adapter: $0.request.weights, logits: $0.logits)
+                             adapter: $0.request.weights, logits: $0.logits, decoding: $0.decoding)
             }
             let logits = base.forwardStep(seqs, arena: arena)
             let values = logits.rows > 0 ? base.backend.download(logits) : []

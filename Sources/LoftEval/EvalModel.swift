@@ -69,9 +69,12 @@ extension EvalModel {
 public final class EngineEvalModel: EvalModel {
     public let engine: GenerationEngine
     public let adapterNames: [String]
+    /// What a continuation with no context is scored after (lm-eval's prefix
+    /// token: the EOS id).
+    public let emptyContextToken: Int32
 
-    public init(engine: GenerationEngine, adapters: [String]) {
-        self.engine = engine; adapterNames = adapters
+    public init(engine: GenerationEngine, adapters: [String], emptyContextToken: Int32 = 0) {
+        self.engine = engine; adapterNames = adapters; self.emptyContextToken = emptyContextToken
     }
 
     public func chatText(_ messages: [JinjaValue], model: String?, addGenerationPrompt: Bool) throws -> String {
@@ -91,8 +94,11 @@ public final class EngineEvalModel: EvalModel {
     }
 
     public func logLikelihoods(_ requests: [LikelihoodRequest], model: String?) throws -> [LikelihoodResult] {
+        let requests = requests.map { r in
+            r.context.isEmpty ? LikelihoodRequest(context: [emptyContextToken], continuation: r.continuation) : r
+        }
         let generation = requests.enumerated().map { i, r in
-            GenerationRequest(id: "ll-\(i)", model: model, prompt: r.context + r.continuation, maxTokens: 1,
+            GenerationRequest(id: "ll-\(i)", model: model, prompt: r.context + r.continuation, maxTokens: 0,
                               sampling: .greedy, ignoreEOS: true, topLogprobs: 1, promptLogprobs: true)
         }
         let results = try engine.generate(generation)

@@ -27,7 +27,9 @@ public final class Generator {
         var context = prompt
         var out: [Int32] = []
         let t0 = Date()
-        var logits = model.forward(ids: prompt, cache: cache, logitRows: [prompt.count - 1])
+        // Prompt rows through the GEMM and generated rows through the GGUF-block
+        // kernels, as the batched engine routes them: the same tokens either way.
+        var logits = QuantizedDecoding.withRoute(.gemm) { model.forward(ids: prompt, cache: cache, logitRows: [prompt.count - 1]) }
         let t1 = Date()
         var stopped = false
         while out.count < maxNewTokens {
@@ -38,7 +40,7 @@ public final class Generator {
             if let onToken, !onToken(next) { break }
             if stopTokens.contains(next) { stopped = true; break }
             if out.count == maxNewTokens { break }
-            logits = model.forward(ids: [next], cache: cache, logitRows: [0])
+            logits = QuantizedDecoding.withRoute(.kernels) { model.forward(ids: [next], cache: cache, logitRows: [0]) }
         }
         return Result(tokens: out, stoppedOnToken: stopped, promptSeconds: t1.timeIntervalSince(t0),
                       generationSeconds: Date().timeIntervalSince(t1))

@@ -91,9 +91,14 @@ public final class UIServer: @unchecked Sendable {
         guard let expected = auth.csrf(cookieHeader: request.header("Cookie")), form["csrf"] == expected else {
             throw HTTPError(.forbidden, message: "the form's CSRF token is missing or stale; reload the page and submit again")
         }
-        if let origin = request.header("Origin"), origin != "null", let host = request.header("Host"),
-           URL(string: origin)?.host.map({ $0 + (URL(string: origin)?.port.map { ":\($0)" } ?? "") }) != host {
-            throw HTTPError(.forbidden, message: "a form from another origin (\(origin)) was refused")
+        // HTTP/1.1's Host arrives as the request's authority (swift-http-types
+        // keeps it out of the header fields).
+        if let origin = request.header("Origin"), origin != "null" {
+            let host = request.head.authority ?? request.header("Host")
+            let originHost = URL(string: origin).flatMap { u in u.host.map { $0 + (u.port.map { ":\($0)" } ?? "") } }
+            guard let host, originHost == host else {
+                throw HTTPError(.forbidden, message: "a form from another origin (\(origin)) was refused")
+            }
         }
         return form
     }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import LoftEngine
 import LoftEval
 import LoftInference
+import LoftModels
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -172,16 +174,24 @@ struct EvalCommand: ParsableCommand {
             items = try EvalData.load(data!, limit: limit); source = data!
         }
 
-        writeErr("loading \(model)\n")
-        // The first adapter picks the base's stored form (an adapter trained on a quantized base runs on it).
-        let lm = try LanguageModel(path: try localModel(model), adapter: named.first?.directory)
-        let evalModel = try LocalEvalModel(languageModel: lm, adapters: named)
-        let report = try EvalRunner.run(model: evalModel, items: items, source: source, options: options)
+        // Recorded in the run registry (`loft runs`, `loft ui`) as an eval job,
+        // under the train run whose adapter it scores.
+        var result: EvalReport?
+        try TrainRecording.job(kind: "eval", name: "eval " + outURL.lastPathComponent, adapter: named.first?.directory, output: out) {
+            writeErr("loading \(model)\n")
+            // The first adapter picks the base's stored form (an adapter trained on a quantized base runs on it).
+            let lm = try LanguageModel(path: try localModel(model), adapter: named.first?.directory)
+            let (evalModel, engine) = try Self.evalModel(lm, adapters: named, batchSize: batchSize)
+            defer { engine?.shutdown() }
+            let report = try EvalRunner.run(model: evalModel, items: items, source: source, options: options)
 
-        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        try ReportJSON.write(report, to: outURL)
-        try ReportMarkdown.render(report).write(to: outURL.appendingPathComponent("report.md"), atomically: true, encoding: .utf8)
-        try ReportHTML.render(report).write(to: outURL.appendingPathComponent("report.html"), atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+            try ReportJSON.write(report, to: outURL)
+            try ReportMarkdown.render(report).write(to: outURL.appendingPathComponent("report.md"), atomically: true, encoding: .utf8)
+            try ReportHTML.render(report).write(to: outURL.appendingPathComponent("report.html"), atomically: true, encoding: .utf8)
+            result = report
+        }
+        guard let report = result else { return }
 
         if json {
             print(ReportJSON.text(ReportJSON.object(report)))
@@ -191,6 +201,29 @@ struct EvalCommand: ParsableCommand {
         writeErr("wrote \(out)/report.html, report.md, report.json, samples.jsonl\n")
         if let judgeClient { writeErr("judge: \(judgeClient.calls) calls, \(judgeClient.cacheHits) answered from the cache\n") }
         if !report.passed { throw ExitCode(2) }
+    }
+
+    /// The batched engine (every adapter beside one base, answers batched
+    /// as `loft serve` batches them) unless an adapter is DoRA, which the
+    /// engine cannot apply per row: then each adapter is attached in turn.
+    static func evalModel(_ lm: LanguageModel, adapters: [(name: String, directory: String)],
+                          batchSize: Int) throws -> (EvalModel, BatchEngine?) {
+        let dora = try adapters.filter { try PEFTAdapter.readConfig($0.directory).useDoRA }
+        if let first = dora.first {
+            writeErr("note: \(first.name) is a DoRA adapter; the batched engine applies plain LoRA per row, so each adapter is attached in turn\n")
+            return (try LocalEvalModel(languageModel: lm, adapters: adapters), nil)
+        }
+        try lm.setAdapter(nil)
+        let engine = try BatchEngine(model: lm.model, tokenizer: lm.tokenizer, name: URL(fileURLWithPath: lm.path).lastPathComponent,
+                                     modelPath: lm.path, configuration: EngineConfiguration(maxBatch: max(1, batchSize)))
+        do {
+            for a in adapters { _ = try engine.loadAdapter(name: a.name, directory: a.directory) }
+        } catch {
+            engine.shutdown()
+            throw error
+        }
+        return (EngineEvalModel(engine: engine, adapters: adapters.map(\.name),
+                                emptyContextToken: Int32(lm.tokenizer.eosTokenID ?? 0)), engine)
     }
 
     func summary(_ r: EvalReport) -> String {

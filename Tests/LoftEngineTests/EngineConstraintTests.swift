@@ -46,6 +46,10 @@ final class EngineConstraintTests: XCTestCase {
                     #"{"name": "A", "age": 1, "colour": 3, "tags": [1]}"#] {
             XCTAssertFalse(accepts(g, bad), bad)
         }
+        // A name the schema lists is written as it is: no escape may start
+        // in it (none could finish it, and sampling would reach a dead end).
+        XCTAssertNil(g.feed(g.start(), Array(#"{"name": "A", "s\"#.utf8)))
+        XCTAssertNotNil(g.feed(g.start(), Array(#"{"name": "A\n", "sp"#.utf8)))
     }
 
     func testUnsupportedKeywordsAreRefusedByName() {

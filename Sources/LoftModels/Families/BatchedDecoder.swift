@@ -51,8 +51,13 @@ public struct StepSequence {
     public var cached: Int
     public var adapter: DetachedAdapter?
     public var logits: Logits
-    public init(ids: [Int32], spanStart: Int, cached: Int, adapter: DetachedAdapter?, logits: Logits) {
+    /// A generated token fed back (not a prompt chunk): its rows multiply on
+    /// GGUF blocks with the decoding kernels, prompt rows through the GEMM,
+    /// whatever else shares the step. Decoding sequences come first in a step.
+    public var decoding: Bool
+    public init(ids: [Int32], spanStart: Int, cached: Int, adapter: DetachedAdapter?, logits: Logits, decoding: Bool = false) {
         self.ids = ids; self.spanStart = spanStart; self.cached = cached; self.adapter = adapter; self.logits = logits
+        self.decoding = decoding
     }
 }
 
@@ -105,8 +110,24 @@ extension LlamaModel {
         let s = LayerActivations(config: c, tokens: ids.count, backend: b)
         let eps = Float(c.rmsNormEps)
         let n = ids.count
+        // Rows of the leading decoding sequences take the kernels, the rest the
+        // GEMM (`QuantizedDecoding.Route`): a row's numbers never depend on
+        // what shares its step.
+        var decodeRows = 0
+        for (i, s) in sequences.enumerated() {
+            guard s.decoding else { break }
+            decodeRows = offsets[i + 1]
+        }
         func project(_ linear: Linear, _ name: String, _ layer: Int, _ input: Tensor, _ output: Tensor, accumulate: Bool) {
-            linear.forward(input, into: output, backend: b, accumulate: accumulate)
+            if decodeRows == 0 || decodeRows == n || !linear.frozen.decodesInPlace {
+                QuantizedDecoding.withRoute(decodeRows == n ? .kernels : .gemm) {
+                    linear.forward(input, into: output, backend: b, accumulate: accumulate)
+                }
+            } else {
+                let d = 0 ..< decodeRows, p = decodeRows ..< n
+                QuantizedDecoding.withRoute(.kernels) { linear.forward(input.rows(d), into: output.rows(d), backend: b, accumulate: accumulate) }
+                QuantizedDecoding.withRoute(.gemm) { linear.forward(input.rows(p), into: output.rows(p), backend: b, accumulate: accumulate) }
+            }
             for run in runs {
                 guard let lora = run.adapter.layers[layer][name] else { continue }
                 lora.forward(input.rows(run.rows), into: output.rows(run.rows), backend: b, saved: nil)
@@ -145,7 +166,16 @@ extension LlamaModel {
             project(layer.down, "down", i, s.activated, x, accumulate: true)
         }
         if logitRows.isEmpty { return b.zeros([1, c.vocabSize], dtype: .f32).rows(0 ..< 0) }
-        return logits(finalHidden(x, rows: logitRows))
+        let hidden = finalHidden(x, rows: logitRows)
+        let decodeLogits = logitRows.prefix { $0 < decodeRows }.count
+        if decodeLogits == 0 || decodeLogits == logitRows.count {
+            return QuantizedDecoding.withRoute(decodeLogits == 0 ? .gemm : .kernels) { logits(hidden) }
+        }
+        let out = b.zeros([logitRows.count, c.vocabSize], dtype: .f32)
+        let d = 0 ..< decodeLogits, p = decodeLogits ..< logitRows.count
+        QuantizedDecoding.withRoute(.kernels) { b.copy(logits(hidden.rows(d)), into: out.rows(d)) }
+        QuantizedDecoding.withRoute(.gemm) { b.copy(logits(hidden.rows(p)), into: out.rows(p)) }
+        return out
     }
 }
 

@@ -180,7 +180,7 @@ public final class LlamaModel: @unchecked Sendable {
 
     public func logits(_ hidden: Tensor) -> Tensor {
         let out = backend.zeros([hidden.rows, config.vocabSize], dtype: .f32)
-        if trainedLMHead == nil, let head = compactLMHead, hidden.rows <= QuantizedDecoding.maxRows {
+        if trainedLMHead == nil, let head = compactLMHead, QuantizedDecoding.usesKernels(rows: hidden.rows) {
             backend.linear(hidden, frozen: head, bias: nil, into: out, accumulate: false)
             return out
         }

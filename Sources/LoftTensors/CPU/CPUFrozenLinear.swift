@@ -31,7 +31,7 @@ extension CPUBackend {
         }
         if m == 0 || n == 0 { return }
         // Decoding: a few rows multiplied on the GGUF blocks themselves.
-        if n <= QuantizedDecoding.maxRows, computePrecision == .fp32, let mode = QuantizedDecoding.mode,
+        if QuantizedDecoding.usesKernels(rows: n), computePrecision == .fp32, let mode = QuantizedDecoding.mode,
            let blocks = w.ggmlBlocks, QuantizedDecoding.supports(blocks.type) {
             QuantizedDecoding.multiply(xp, rows: n, cols: k, blocks: blocks, outputs: m, into: yp, accumulate: beta != 0, mode: mode)
             return

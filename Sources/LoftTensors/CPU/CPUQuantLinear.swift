@@ -48,6 +48,49 @@ public enum QuantizedDecoding {
     /// through the tiled dequantize-then-GEMM path, where BLAS wins.
     nonisolated(unsafe) public static var maxRows = 16
 
+    /// Which path a product of GGUF blocks takes on the calling thread.
+    /// `automatic` (the default) sends up to `maxRows` rows of x through the
+    /// kernels and more through the dequantize-then-GEMM path. The batched
+    /// engine routes by row instead (`kernels` for decode rows, `gemm` for
+    /// prompt rows) so that a row's numbers never depend on which other
+    /// requests share its step: a request gives the same tokens alone or batched.
+    public enum Route: Sendable { case automatic, kernels, gemm }
+
+    private static let routeKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The calling thread's route.
+    public static var route: Route {
+        switch Int(bitPattern: pthread_getspecific(routeKey)) {
+        case 1: return .kernels
+        case 2: return .gemm
+        default: return .automatic
+        }
+    }
+
+    /// Runs `body` with `route` on the calling thread (restored after).
+    public static func withRoute<T>(_ route: Route, _ body: () throws -> T) rethrows -> T {
+        let saved = pthread_getspecific(routeKey)
+        let code = route == .kernels ? 1 : route == .gemm ? 2 : 0
+        pthread_setspecific(routeKey, UnsafeRawPointer(bitPattern: code))
+        defer { pthread_setspecific(routeKey, saved) }
+        return try body()
+    }
+
+    /// Whether a product with `n` rows of x goes through the kernels (when
+    /// the weight's blocks are of a type they multiply and a mode is set).
+    public static func usesKernels(rows n: Int) -> Bool {
+        guard mode != nil else { return false }
+        switch route {
+        case .automatic: return n <= maxRows
+        case .kernels: return true
+        case .gemm: return false
+        }
+    }
+
     /// How many products went through the kernels (tests check the routing).
     nonisolated(unsafe) public static var multiplications = 0
 
