@@ -43,11 +43,12 @@ work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-if [[ $only == *loft* ]] || [[ $only == *llama* ]]; then
+# LOFT_BIN names a loft binary already built (a test build's, say); else one is built.
+loft=${LOFT_BIN:-.build/release/loft}
+if [ -z "${LOFT_BIN:-}" ]; then
     say "building loft (release)"
     swift build -c release --product loft >&2
 fi
-loft=.build/release/loft
 say "8 random rank-16 adapters, their GGUF LoRA files, and a0 merged (q4_0)"
 "$python" bench/make_bench_adapters.py "$work/adapters" --count 8 >/dev/null
 for i in 0 1 2 3 4 5 6 7; do

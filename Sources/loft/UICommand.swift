@@ -72,6 +72,7 @@ struct UICommand: ParsableCommand {
 /// The chat's engine for a base model.
 enum UIEngines {
     @Sendable static func make(baseModel: String) throws -> any GenerationEngine {
-        try SequentialEngine(baseModel: baseModel)
+        // The serving engine: the two sides of a comparison run in one batch.
+        try BatchEngine(path: baseModel, configuration: EngineConfiguration(maxBatch: 8))
     }
 }

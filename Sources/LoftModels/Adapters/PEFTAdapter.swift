@@ -121,9 +121,15 @@ public enum PEFTAdapter {
     }
 
     /// Attaches the adapter in `directory` (PEFT or mlx-lm) to the model,
-    /// replacing any attached one.
+    /// replacing any attached one, with the base adapter it was trained over
+    /// (if its loft_run.json names one) under it (StackedAdapter.swift).
     @discardableResult
     public static func load(_ directory: String, into model: LlamaModel) throws -> LoRAConfig {
+        try load(directory, into: model, stack: true)
+    }
+
+    /// The adapter in `directory` alone.
+    static func loadAlone(_ directory: String, into model: LlamaModel) throws -> LoRAConfig {
         let format = try format(of: directory)
         let config = try readConfig(directory)
         let path = directory + (format == .peft ? "/adapter_model.safetensors" : "/adapters.safetensors")

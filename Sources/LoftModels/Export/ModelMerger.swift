@@ -196,9 +196,16 @@ public enum ModelMerger {
         try checkOutput(outDir, overwrite: options.overwrite)
         let adapter = adapters.last
         let (model, opened, baseNote) = try ModelLoader.load(modelPath, adapter: adapters.first)
-        for next in adapters.dropFirst() {
+        for (previous, next) in zip(adapters, adapters.dropFirst()) {
             try model.freezeAdapters()
-            try PEFTAdapter.load(next, into: model)
+            // An adapter trained over the one before it in the list gets it
+            // from the list, not a second time from its loft_run.json.
+            let recorded = try PEFTAdapter.baseAdapter(of: next)
+            let given = recorded.map { URL(fileURLWithPath: $0).standardizedFileURL == URL(fileURLWithPath: previous).standardizedFileURL } ?? false
+            if let recorded, !given {
+                throw FormatError(next, "was trained over base_adapter \(recorded), not over \(previous) before it in the list; give --adapter \(next) alone (its base adapter comes with it) or put \(recorded) right before it")
+            }
+            try PEFTAdapter.load(next, into: model, stack: false)
         }
         var report = try write(model: model, opened: opened, sourcePath: modelPath, adapter: adapter, to: outDir, options: options)
         if let baseNote { report.notes.append(baseNote) }
