@@ -71,8 +71,11 @@ def run_lm_eval(model_args, workdir):
     samples = [json.loads(l) for l in open(files[-1])]
     samples.sort(key=lambda s: s["doc_id"])
     import shutil; shutil.rmtree(out)
-    return [{"doc_id": s["doc_id"], "loglikelihoods": [r[0] for r in s["filtered_resps"]],
-             "is_greedy": [bool(r[1]) for r in s["filtered_resps"]], "acc": s["acc"], "acc_norm": s["acc_norm"],
+    # lm-eval 0.4.13 logs each response as strings ("-4.71", "True").
+    def flag(v):
+        return v if isinstance(v, bool) else str(v) == "True"
+    return [{"doc_id": s["doc_id"], "loglikelihoods": [float(r[0]) for r in s["filtered_resps"]],
+             "is_greedy": [flag(r[1]) for r in s["filtered_resps"]], "acc": s["acc"], "acc_norm": s["acc_norm"],
              "context": s["arguments"][0][0] if isinstance(s["arguments"], list) else s["arguments"]["gen_args_0"]["arg_0"]}
             for s in samples]
 

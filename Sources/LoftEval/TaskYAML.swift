@@ -177,7 +177,10 @@ public struct LMEvalTask {
             // Few-shot examples: the first n of the few-shot split, without this doc.
             var context = description
             if numFewshot > 0 {
-                let pool = fewshotSplit == testSplit ? fewshotDocs.filter { $0 != doc } : fewshotDocs
+                // lm-eval leaves the evaluated doc out of its own shots only
+                // when `fewshot_split` names the test split; when the split is
+                // implied (no training or validation split), a doc can be its own shot.
+                let pool = (config["fewshot_split"] as? String) == testSplit ? fewshotDocs.filter { $0 != doc } : fewshotDocs
                 guard pool.count >= numFewshot else {
                     throw fail("num_fewshot", "asks for \(numFewshot) examples but the split `\(fewshotSplit)` has \(pool.count)")
                 }

@@ -1,9 +1,7 @@
 import ArgumentParser
 import Foundation
-import LoftEngine
 import LoftEval
 import LoftInference
-import LoftModels
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -181,7 +179,7 @@ struct EvalCommand: ParsableCommand {
             writeErr("loading \(model)\n")
             // The first adapter picks the base's stored form (an adapter trained on a quantized base runs on it).
             let lm = try LanguageModel(path: try localModel(model), adapter: named.first?.directory)
-            let (evalModel, engine) = try Self.evalModel(lm, adapters: named, batchSize: batchSize)
+            let (evalModel, engine) = try lm.evalModel(adapters: named, batchSize: batchSize, log: { writeErr($0 + "\n") })
             defer { engine?.shutdown() }
             let report = try EvalRunner.run(model: evalModel, items: items, source: source, options: options)
 
@@ -201,29 +199,6 @@ struct EvalCommand: ParsableCommand {
         writeErr("wrote \(out)/report.html, report.md, report.json, samples.jsonl\n")
         if let judgeClient { writeErr("judge: \(judgeClient.calls) calls, \(judgeClient.cacheHits) answered from the cache\n") }
         if !report.passed { throw ExitCode(2) }
-    }
-
-    /// The batched engine (every adapter beside one base, answers batched
-    /// as `loft serve` batches them) unless an adapter is DoRA, which the
-    /// engine cannot apply per row: then each adapter is attached in turn.
-    static func evalModel(_ lm: LanguageModel, adapters: [(name: String, directory: String)],
-                          batchSize: Int) throws -> (EvalModel, BatchEngine?) {
-        let dora = try adapters.filter { try PEFTAdapter.readConfig($0.directory).useDoRA }
-        if let first = dora.first {
-            writeErr("note: \(first.name) is a DoRA adapter; the batched engine applies plain LoRA per row, so each adapter is attached in turn\n")
-            return (try LocalEvalModel(languageModel: lm, adapters: adapters), nil)
-        }
-        try lm.setAdapter(nil)
-        let engine = try BatchEngine(model: lm.model, tokenizer: lm.tokenizer, name: URL(fileURLWithPath: lm.path).lastPathComponent,
-                                     modelPath: lm.path, configuration: EngineConfiguration(maxBatch: max(1, batchSize)))
-        do {
-            for a in adapters { _ = try engine.loadAdapter(name: a.name, directory: a.directory) }
-        } catch {
-            engine.shutdown()
-            throw error
-        }
-        return (EngineEvalModel(engine: engine, adapters: adapters.map(\.name),
-                                emptyContextToken: Int32(lm.tokenizer.eosTokenID ?? 0)), engine)
     }
 
     func summary(_ r: EvalReport) -> String {

@@ -41,7 +41,10 @@ final class LMEvalParityTests: XCTestCase {
         XCTAssertEqual(task.items.count, fixture.base.count)
         let adapterDir = SharedTestPaths.fixtures(of: "LoftTrainingTests").appendingPathComponent("smollm2/initial_adapter").path
         let lm = try LanguageModel(path: SharedTestPaths.smolLM2)
-        let model = try LocalEvalModel(languageModel: lm, adapters: [("initial", adapterDir)])
+        // The engine `loft eval` uses (prompt rows through the GEMM: f32 exact).
+        let (model, engine) = try lm.evalModel(adapters: [("initial", adapterDir)], batchSize: 8)
+        defer { engine?.shutdown() }
+        XCTAssertNotNil(engine)
         var options = EvalOptions()
         options.metrics = ["acc", "acc_norm"]
         options.bootstrap = Bootstrap(resamples: 10)
@@ -53,7 +56,9 @@ final class LMEvalParityTests: XCTestCase {
                 let got = m.likelihoods[i].map(\.logLikelihood)
                 for (g, e) in zip(got, sample.loglikelihoods) {
                     worst = max(worst, abs(g - e))
-                    XCTAssertEqual(g, e, accuracy: 1e-4, "\(m.name) doc \(i)")
+                    // A sum of f32 log-probs over the continuation's tokens, against
+                    // torch's f32 on another BLAS: 8.8e-5 the largest seen (AMD EPYC).
+                    XCTAssertEqual(g, e, accuracy: 2e-4, "\(m.name) doc \(i)")
                 }
                 XCTAssertEqual(m.likelihoods[i].map(\.isGreedy), sample.is_greedy, "\(m.name) doc \(i) is_greedy")
                 XCTAssertEqual(m.statistics["acc"]![i][0], sample.acc, "\(m.name) doc \(i) acc")

@@ -41,10 +41,17 @@ final class TaskAndSafetyTests: XCTestCase {
         let task = try LMEvalTask.load(d.appendingPathComponent("task.yaml").path)
         XCTAssertEqual(task.items.count, 3)
         XCTAssertEqual(task.metrics, ["acc", "acc_norm"])
-        // The first doc's shot is the next doc (the doc itself is removed from the pool).
+        // No fewshot_split: lm-eval (0.4.13) takes the shots from the test
+        // split as they come, the evaluated doc included (it is its own shot).
         guard case .text(let c0) = task.items[0].prompt, case .text(let c1) = task.items[1].prompt else { return XCTFail() }
-        XCTAssertEqual(c0, "Answer the questions.\n\nQuestion: Capital of France?\nAnswer: Paris\n\nQuestion: 2+2?\nAnswer:")
+        XCTAssertEqual(c0, "Answer the questions.\n\nQuestion: 2+2?\nAnswer: 4\n\nQuestion: 2+2?\nAnswer:")
         XCTAssertEqual(c1, "Answer the questions.\n\nQuestion: 2+2?\nAnswer: 4\n\nQuestion: Capital of France?\nAnswer:")
+        // `fewshot_split: test` named: the evaluated doc leaves its own pool.
+        try String(contentsOf: d.appendingPathComponent("task.yaml")).replacingOccurrences(of: "test_split: test", with: "test_split: test\nfewshot_split: test")
+            .write(to: d.appendingPathComponent("named.yaml"), atomically: true, encoding: .utf8)
+        let named = try LMEvalTask.load(d.appendingPathComponent("named.yaml").path)
+        guard case .text(let n0) = named.items[0].prompt else { return XCTFail() }
+        XCTAssertEqual(n0, "Answer the questions.\n\nQuestion: Capital of France?\nAnswer: Paris\n\nQuestion: 2+2?\nAnswer:")
         XCTAssertEqual(task.items[0].choices, ["3", "4"])
         XCTAssertEqual(task.items[0].gold, 1)
 
