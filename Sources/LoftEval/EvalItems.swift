@@ -104,11 +104,16 @@ public enum EvalData {
 
         var item: EvalItem
         if o["chosen"] != nil || o["rejected"] != nil {
-            guard let prompt = o["prompt"], let chosen = o["chosen"], let rejected = o["rejected"] else {
-                throw fail(o["prompt"] == nil ? "prompt" : (o["chosen"] == nil ? "chosen" : "rejected"),
-                           "a preference row needs prompt, chosen and rejected")
+            // The prompt as TRL writes it (`prompt`), or as LLaMA-Factory's
+            // sharegpt pairs do (`conversations`, dpo_en_demo.json) or messages.
+            let promptKey = ["prompt", "conversations", "messages"].first { o[$0] != nil }
+            guard let promptKey, let chosen = o["chosen"], let rejected = o["rejected"] else {
+                throw fail(promptKey == nil ? "prompt" : (o["chosen"] == nil ? "chosen" : "rejected"),
+                           "a preference row needs prompt (or conversations), chosen and rejected")
             }
-            item = EvalItem(id: id, kind: .preference, prompt: .chat(try messages(prompt, file: file, row: row, field: "prompt", asUser: true)))
+            var prompt = try messages(o[promptKey]!, file: file, row: row, field: promptKey, asUser: promptKey == "prompt")
+            if let system = try string("system"), !system.isEmpty { prompt.insert(["role": "system", "content": .string(system)], at: 0) }
+            item = EvalItem(id: id, kind: .preference, prompt: .chat(prompt))
             item.chosen = try completionText(chosen, fail: { fail("chosen", $0) })
             item.rejected = try completionText(rejected, fail: { fail("rejected", $0) })
         } else if let choices = o["choices"] {
@@ -181,7 +186,9 @@ public enum EvalData {
     /// A completion given as a string or as messages (the last one's content).
     static func completionText(_ v: JinjaValue, fail: (String) -> EvalError) throws -> String {
         if let s = v.stringValue { return s }
-        if let list = v.arrayValue, let last = list.last, let s = last["content"]?.stringValue { return s }
-        throw fail("expected a string or a list of messages")
+        if let list = v.arrayValue, let last = list.last, let s = last["content"]?.stringValue ?? last["value"]?.stringValue { return s }
+        // One sharegpt turn: {"from": "gpt", "value": …}, or one message.
+        if let s = v["value"]?.stringValue ?? v["content"]?.stringValue { return s }
+        throw fail("expected a string, a message or a list of messages")
     }
 }

@@ -76,11 +76,16 @@ final class TaskAndSafetyTests: XCTestCase {
             #"{"prompt": "The sky is", "completion": " blue"}"#,
             #"{"question": "Q?", "choices": ["x", "y"], "answer": 1}"#,
             #"{"prompt": "Pick", "chosen": "good", "rejected": "bad"}"#,
+            // LLaMA-Factory's sharegpt pairs (dpo_en_demo.json)
+            #"{"conversations": [{"from": "human", "value": "Which?"}], "chosen": {"from": "gpt", "value": "this"}, "rejected": {"from": "gpt", "value": "that"}}"#,
         ]
         let file = d.appendingPathComponent("rows.jsonl")
         try rows.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
         let items = try EvalData.load(file.path)
-        XCTAssertEqual(items.map(\.kind), [.generation, .generation, .generation, .generation, .multipleChoice, .preference])
+        XCTAssertEqual(items.map(\.kind), [.generation, .generation, .generation, .generation, .multipleChoice, .preference, .preference])
+        XCTAssertEqual(items[6].chosen, "this")
+        XCTAssertEqual(items[6].rejected, "that")
+        XCTAssertEqual(items[6].promptText, "user: Which?")
         XCTAssertEqual(items[0].references, ["hello", "hey"])
         XCTAssertEqual(items[2].promptText, "user: Do\nthis")
         XCTAssertEqual(items[5].chosen, "good")
