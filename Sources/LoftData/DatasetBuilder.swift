@@ -238,6 +238,7 @@ public final class DatasetBuilder {
         var bytesDone: Int64 = 0
         fileLoop: for file in stats.files {
             let reader = try RowReader(path: file)
+            reader.rows = try spec.rowSlice()
             defer { bytesDone += TokenCache.fileSize(file) }
             // Look at the first rows to detect the format.
             var pending: [Result<RawRow, DataError>] = []
@@ -561,6 +562,7 @@ extension DatasetBuilder {
         var placeholders = Set<String>()
         for file in stats.files {
             let reader = try RowReader(path: file)
+            reader.rows = try spec.rowSlice()
             var pending: [Result<RawRow, DataError>] = []
             while pending.count < 8, let r = try reader.next() { pending.append(r) }
             let good = pending.compactMap { try? $0.get() }

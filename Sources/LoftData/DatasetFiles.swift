@@ -20,7 +20,7 @@ public func datasetFiles(_ spec: DatasetSpec) throws -> [String] {
     var hub = HubDataset()
     if isatty(2) != 0 { hub.hub.progress = { downloadProgress.update(file: $0, done: $1, total: $2) } }
     do {
-        return try hub.files(spec.path, config: spec.name, split: spec.split, revision: spec.revision, dataFiles: spec.dataFiles)
+        return try hub.files(spec.path, config: spec.name, split: spec.splitName, revision: spec.revision, dataFiles: spec.dataFiles)
     } catch let e as HubError {
         throw DataError(e.description)
     }

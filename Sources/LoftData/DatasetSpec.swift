@@ -38,3 +38,26 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
         self.weight = weight
     }
 }
+
+extension DatasetSpec {
+    /// The rows `split` selects with Hugging Face's slice syntax
+    /// (`train[:250]`, `train[250:]`, `train[10:20]`), for each file of the
+    /// entry; nil when it selects no slice. Percentages are refused (the row
+    /// count is not known before reading).
+    public func rowSlice() throws -> Range<Int>? {
+        guard let split, let open = split.firstIndex(of: "["), split.hasSuffix("]") else { return nil }
+        let inner = split[split.index(after: open) ..< split.index(before: split.endIndex)]
+        let parts = inner.split(separator: ":", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        func bound(_ s: String) -> Int?? { s.isEmpty ? .some(nil) : Int(s).map { .some($0) } ?? .none }
+        guard parts.count == 2, let lo = bound(parts[0]), let hi = bound(parts[1]), (lo ?? 0) >= 0, (hi ?? 0) >= 0 else {
+            throw DataError(file: path, field: "split", "`\(split)` is not a row slice Loft reads",
+                            fix: "use row counts such as `train[:250]`, `train[250:]` or `train[10:20]` (no percentages or negative indices)")
+        }
+        let range = (lo ?? 0) ..< (hi ?? Int.max)
+        guard !range.isEmpty else { throw DataError(file: path, field: "split", "`\(split)` selects no rows", fix: "give a start below the end") }
+        return range
+    }
+
+    /// The split's name without its slice (`train[:250]` → `train`).
+    public var splitName: String? { split.map { String($0.prefix { $0 != "[" }) }.flatMap { $0.isEmpty ? nil : $0 } }
+}

@@ -110,6 +110,7 @@ public final class PreferenceDatasetBuilder {
         let fields = Fields(map: spec.fieldMap)
         fileLoop: for file in stats.files {
             let reader = try RowReader(path: file)
+            reader.rows = try spec.rowSlice()
             var pending: [Result<RawRow, DataError>] = []
             while pending.count < 8, let r = try reader.next() { pending.append(r) }
             var layout = spec.type.flatMap(PreferenceLayout.init(axolotlType:))

@@ -242,7 +242,23 @@ public final class RowReader {
         return TokenCache.fileSize(path)
     }
 
+    /// Only these rows (0-based, counting every row the file holds): a
+    /// dataset's `split: train[:250]`. Nil reads them all.
+    public var rows: Range<Int>?
+    private var rowIndex = 0
+
     public func next() throws -> Result<RawRow, DataError>? {
+        guard let rows else { return try nextRow() }
+        while rowIndex < rows.lowerBound {
+            guard try nextRow() != nil else { return nil }
+            rowIndex += 1
+        }
+        guard rowIndex < rows.upperBound, let row = try nextRow() else { return nil }
+        rowIndex += 1
+        return row
+    }
+
+    private func nextRow() throws -> Result<RawRow, DataError>? {
         if let parquet { return try parquet.next().map { .success($0) } }
         if let lines {
             switch layout {

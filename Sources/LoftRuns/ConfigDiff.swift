@@ -22,9 +22,22 @@ public enum ConfigDiff {
         }
     }
 
+    /// Keys as a config file spells them ("learningRate" → "learning_rate"):
+    /// registries hold the resolved config as Swift encodes it.
+    static func snakeCase(_ key: String) -> String {
+        var out = ""
+        var previous: Character?
+        for c in key {
+            if c.isUppercase, let p = previous, p.isLowercase || p.isNumber { out += "_" }
+            out += c.lowercased()
+            previous = c
+        }
+        return out
+    }
+
     static func flatten(_ value: Any, prefix: String, into out: inout [String: String]) {
         if let d = value as? [String: Any] {
-            for (k, v) in d { flatten(v, prefix: prefix.isEmpty ? k : prefix + "." + k, into: &out) }
+            for (k, v) in d { flatten(v, prefix: prefix.isEmpty ? snakeCase(k) : prefix + "." + snakeCase(k), into: &out) }
         } else if JSONSerialization.isValidJSONObject([value]),
                   let data = try? JSONSerialization.data(withJSONObject: [value], options: [.sortedKeys]) {
             // Encoded inside an array (fragments are not allowed at the top), then unwrapped.

@@ -14,6 +14,8 @@ public final class RunLauncher: @unchecked Sendable {
     public let loftPath: String
     public let home: String
     private var children: Set<pid_t> = []
+    /// Runs already asked to stop: a second SIGINT would make them quit at once, without their checkpoint.
+    private var stopping: Set<pid_t> = []
     private let lock = NSLock()
 
     public init(registry: RunRegistry, loftPath: String, home: String) {
@@ -66,7 +68,8 @@ public final class RunLauncher: @unchecked Sendable {
                 try registry.reconcileDeadRuns()
                 return
             }
-            kill(pid_t(pid), SIGINT)
+            let first = lock.withLock { stopping.insert(pid_t(pid)).inserted }
+            if first { kill(pid_t(pid), SIGINT) }
         default: break
         }
     }

@@ -130,15 +130,7 @@ struct TrainCommand: ParsableCommand {
                 bar.finish()
             }
         }
-        // Ctrl-C finishes the current step, writes a checkpoint, and exits; a second Ctrl-C kills.
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler {
-            if trainer.stopRequested { Foundation.exit(130) }
-            trainer.stopRequested = true
-            writeErr("\nstopping after this step (Ctrl-C again to quit at once)…")
-        }
-        source.resume()
+        Interrupt.onFirst { trainer.stopRequested = true }
 
         let state = try trainer.run()
         try run.saveOutputs(state: state)

@@ -59,14 +59,7 @@ extension TrainCommand {
                 bar.finish()
             }
         }
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler {
-            if trainer.stopRequested { Foundation.exit(130) }
-            trainer.stopRequested = true
-            writeErr("\nstopping after this step (Ctrl-C again to quit at once)…")
-        }
-        source.resume()
+        Interrupt.onFirst { trainer.stopRequested = true }
         let state = try trainer.run()
         try run.saveOutputs(state: state)
         if json { printJSON(["event": "done", "steps": state.step, "output_dir": run.config.outputDir, "final_loss": state.losses.last ?? 0]) }

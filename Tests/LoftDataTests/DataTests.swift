@@ -85,6 +85,33 @@ final class ReaderTests: XCTestCase {
         XCTAssertEqual(rows[0].value["text"]?.stringValue?.count, long.count)
         XCTAssertEqual(rows[2].value["text"]?.stringValue, "c")
     }
+
+    /// `split: train[a:b]` on a local file reads only those rows (Hugging Face's slice syntax).
+    func testSplitSliceReadsOnlyThoseRows() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loftdata-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let n = Int.random(in: 8 ... 40)
+        for (name, text) in [("rows.jsonl", (0 ..< n).map { "{\"text\": \"\($0)\"}" }.joined(separator: "\n")),
+                             ("rows.json", "[" + (0 ..< n).map { "{\"text\": \"\($0)\"}" }.joined(separator: ", ") + "]")] {
+            let p = dir.appendingPathComponent(name).path
+            try text.write(toFile: p, atomically: true, encoding: .utf8)
+            let cut = Int.random(in: 1 ..< n)
+            for (split, want) in [("train[:\(cut)]", Array(0 ..< cut)), ("train[\(cut):]", Array(cut ..< n)),
+                                  ("[1:3]", [1, 2]), ("train", Array(0 ..< n))] {
+                let spec = DatasetSpec(path: p, split: split)
+                let r = try RowReader(path: p)
+                r.rows = try spec.rowSlice()
+                var got: [Int] = []
+                while let x = try r.next() { got.append(Int(try x.get().value["text"]!.stringValue!)!) }
+                XCTAssertEqual(got, want, "\(name) \(split)")
+            }
+        }
+        for bad in ["train[:90%]", "train[-5:]", "train[3:3]", "train[a:b]"] {
+            XCTAssertThrowsError(try DatasetSpec(path: "x.jsonl", split: bad).rowSlice(), bad)
+        }
+        XCTAssertEqual(DatasetSpec(path: "org/name", split: "train[:10]").splitName, "train")
+    }
 }
 
 final class FormatTests: XCTestCase {

@@ -202,5 +202,9 @@ final class ChartTests: XCTestCase {
         XCTAssertEqual(diff.map(\.key), ["extra", "lora.r", "lr"])
         XCTAssertEqual(diff[0].values, ["-", "true"])
         XCTAssertEqual(diff[1].values, ["16", "8"])
+        // Keys as a config file spells them, not as Swift encodes them.
+        let swiftKeys = ConfigDiff.differing([#"{"learningRate":0.001,"lora":{"useDoRA":false},"maxSteps":6}"#,
+                                              #"{"learningRate":0.002,"lora":{"useDoRA":true},"maxSteps":6}"#])
+        XCTAssertEqual(swiftKeys.map(\.key), ["learning_rate", "lora.use_do_ra"])
     }
 }
