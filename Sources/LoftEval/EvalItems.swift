@@ -60,13 +60,14 @@ public enum EvalData {
     static let roles = ["human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
                         "bot": "assistant", "system": "system", "tool": "tool", "developer": "system"]
 
-    public static func load(_ path: String, limit: Int? = nil) throws -> [EvalItem] {
+    public static func load(_ path: String, limit: Int? = nil, rows: Range<Int>? = nil) throws -> [EvalItem] {
         guard FileManager.default.fileExists(atPath: path) else {
             throw EvalError.badData(file: path, row: nil, field: nil, message: "does not exist; give a JSONL or JSON file of held-out rows (--data) or an lm-eval task YAML (--task)")
         }
         let reader = try RowReader(path: path)
+        reader.rows = rows
         var items: [EvalItem] = []
-        var row = 0
+        var row = rows?.lowerBound ?? 0
         while let next = try reader.next() {
             defer { row += 1 }
             let raw: RawRow

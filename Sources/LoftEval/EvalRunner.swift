@@ -103,7 +103,7 @@ public enum EvalRunner {
         if kinds.contains(.generation) { names += ["contains", "rougeL", "rouge1", "squad_f1", "exact_match", "bleu", "chrf", "loss", "perplexity"] }
         if kinds.contains(.multipleChoice) { names += ["acc", "acc_norm"] }
         if kinds.contains(.loglikelihood) { names += ["loss", "perplexity"].filter { !names.contains($0) } }
-        if kinds.contains(.preference) { names += ["reward_accuracy", "reward_margin"] }
+        if kinds.contains(.preference) { names += ["logp_accuracy", "reward_accuracy", "reward_margin", "logp_margin"] }
         return names
     }
 
@@ -331,6 +331,8 @@ public enum EvalRunner {
                 likelihoods[i] = r
                 pairs[i] = ItemPairLikelihood(chosen: r[0].logLikelihood, rejected: r[1].logLikelihood)
                 let ref = baseLikelihoods?[i] ?? pairs[i]
+                o.logpChosen = r[0].logLikelihood
+                o.logpRejected = r[1].logLikelihood
                 o.rewardChosen = options.beta * (r[0].logLikelihood - ref.chosen)
                 o.rewardRejected = options.beta * (r[1].logLikelihood - ref.rejected)
                 answers[i] = String(format: "reward chosen %.4f, rejected %.4f", o.rewardChosen!, o.rewardRejected!)

@@ -17,6 +17,9 @@ public struct ItemOutcome: Sendable {
     /// Preference rows: implicit reward of chosen and rejected (β·(log π − log π_ref)).
     public var rewardChosen: Double? = nil
     public var rewardRejected: Double? = nil
+    /// Preference rows: Σ log p of chosen and of rejected under the model itself.
+    public var logpChosen: Double? = nil
+    public var logpRejected: Double? = nil
     public init() {}
 }
 
@@ -106,6 +109,18 @@ public struct Metric: Sendable {
         add(.mean("acc_norm", needs: .choices) { o in
             guard let ll = o.choiceLogLikelihoods, let chars = o.choiceCharacters, let gold = o.gold else { return .nan }
             return Metric.argmax(zip(ll, chars).map { $0 / Double($1) }) == gold ? 1 : 0
+        })
+        // The model's own preference, no reference: does it give the chosen
+        // completion more log-probability than the rejected one (TRL's
+        // logps/chosen against logps/rejected)? Defined for the base too,
+        // where the implicit reward (the base against itself) is 0 for both.
+        add(.mean("logp_accuracy", needs: .preference) { o in
+            guard let c = o.logpChosen, let r = o.logpRejected else { return .nan }
+            return c > r ? 1 : 0
+        })
+        add(.mean("logp_margin", needs: .preference, scale: .raw) { o in
+            guard let c = o.logpChosen, let r = o.logpRejected else { return .nan }
+            return c - r
         })
         add(.mean("reward_accuracy", needs: .preference) { o in
             guard let c = o.rewardChosen, let r = o.rewardRejected else { return .nan }

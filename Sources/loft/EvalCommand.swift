@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoftData
 import LoftEval
 import LoftInference
 
@@ -46,6 +47,9 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "Evaluate only the first N items.")
     var limit: Int?
+
+    @Option(help: "Only these rows of --data, as a slice: 250: (from row 250 on), :50, 10:20 (rows held out of a training file with `split: train[:250]`).")
+    var rows: String?
 
     @Option(name: .customLong("num-fewshot"), help: "Override the task's num_fewshot.")
     var numFewshot: Int?
@@ -169,7 +173,8 @@ struct EvalCommand: ParsableCommand {
             if options.metrics.isEmpty && !t.metrics.isEmpty { options.metrics = t.metrics }
             if let m = t.maxGenerationTokens, maxTokens == 256 { options.maxTokens = m }
         } else {
-            items = try EvalData.load(data!, limit: limit); source = data!
+            let slice = try rows.flatMap { try DatasetSpec(path: data!, split: "[\($0)]").rowSlice() }
+            items = try EvalData.load(data!, limit: limit, rows: slice); source = data! + (rows.map { " rows \($0)" } ?? "")
         }
 
         // Recorded in the run registry (`loft runs`, `loft ui`) as an eval job,

@@ -3,6 +3,7 @@ import XCTest
 import LoftEngine
 @testable import LoftEval
 import LoftTemplates
+import LoftTestSupport
 
 final class EvalRunnerTests: XCTestCase {
     /// 40 identity-style questions; the "tuned" adapter knows the answer for
@@ -165,5 +166,66 @@ final class AliasEngineModel: EvalModel {
     }
     func logLikelihoods(_ requests: [LikelihoodRequest], model: String?) throws -> [LikelihoodResult] {
         try inner.logLikelihoods(requests, model: map(model))
+    }
+}
+
+/// An EvalModel whose log-likelihoods are a table: the text of a
+/// continuation (one character a token) and the model name pick the value.
+final class TableEvalModel: EvalModel {
+    let adapterNames: [String]
+    let table: [String: Double]   // "model|completion" → Σ log p
+    init(adapters: [String], table: [String: Double]) { adapterNames = adapters; self.table = table }
+    func chatText(_ messages: [JinjaValue], model: String?, addGenerationPrompt: Bool) throws -> String {
+        messages.map { ($0["content"]?.stringValue ?? "") + "|" }.joined()
+    }
+    func tokenize(_ text: String, addSpecialTokens: Bool) -> [Int32] { text.unicodeScalars.map { Int32($0.value) } }
+    func generate(_ prompts: [[Int32]], model: String?, maxTokens: Int, stop: [[String]]) throws -> [String] { prompts.map { _ in "" } }
+    func logLikelihoods(_ requests: [LikelihoodRequest], model: String?) throws -> [LikelihoodResult] {
+        requests.map { r in
+            let text = String(String.UnicodeScalarView(r.continuation.compactMap { Unicode.Scalar(UInt32($0)) }))
+            return LikelihoodResult(logLikelihood: table["\(model ?? "base")|\(text)"] ?? .nan, isGreedy: false)
+        }
+    }
+}
+
+final class PreferenceEvalTests: XCTestCase {
+    /// Preference rows: the implicit reward β·(log π − log π_base) and the
+    /// model's own preference (Σ log p of chosen against rejected), per item
+    /// and in the mean, for the base and two adapters, from random log-likelihoods.
+    func testRewardAndLogpMetricsFromTheLikelihoods() throws {
+        let seed = UInt64.random(in: 0 ... 1 << 40)
+        var rng = SeededRandom(seed: seed)
+        let models = ["base", "sft", "dpo"]
+        var table: [String: Double] = [:]
+        var items: [EvalItem] = []
+        for i in 0 ..< 24 {
+            var item = EvalItem(id: i, kind: .preference, prompt: .chat([["role": "user", "content": .string("q\(i)")]]))
+            item.chosen = "good \(i)"; item.rejected = "bad \(i)"
+            items.append(item)
+            for m in models { for c in [item.chosen!, item.rejected!] { table["\(m)|\(c)|"] = -Double.random(in: 1 ... 20, using: &rng) } }
+        }
+        var options = EvalOptions()
+        options.beta = 0.1
+        options.bootstrap = Bootstrap(resamples: 10)
+        let report = try EvalRunner.run(model: TableEvalModel(adapters: ["sft", "dpo"], table: table), items: items, source: "pairs", options: options)
+        XCTAssertEqual(report.metrics.map(\.name), ["logp_accuracy", "reward_accuracy", "reward_margin", "logp_margin"])
+        for (k, m) in models.enumerated() {
+            var logpAcc = 0.0, rewardAcc = 0.0, margin = 0.0, logpMargin = 0.0
+            for item in items {
+                let c = table["\(m)|\(item.chosen!)|"]!, r = table["\(m)|\(item.rejected!)|"]!
+                let rc = 0.1 * (c - table["base|\(item.chosen!)|"]!), rr = 0.1 * (r - table["base|\(item.rejected!)|"]!)
+                logpAcc += c > r ? 1 : 0
+                rewardAcc += rc > rr ? 1 : 0
+                margin += rc - rr
+                logpMargin += c - r
+            }
+            let n = Double(items.count), got = report.models[k].metrics
+            XCTAssertEqual(report.models[k].name, m)
+            XCTAssertEqual(got["logp_accuracy"]!, logpAcc / n, accuracy: 1e-12, "seed \(seed) \(m)")
+            XCTAssertEqual(got["reward_accuracy"]!, rewardAcc / n, accuracy: 1e-12, "seed \(seed) \(m)")
+            XCTAssertEqual(got["reward_margin"]!, margin / n, accuracy: 1e-9, "seed \(seed) \(m)")
+            XCTAssertEqual(got["logp_margin"]!, logpMargin / n, accuracy: 1e-9, "seed \(seed) \(m)")
+        }
+        XCTAssertEqual(report.models[0].metrics["reward_accuracy"], 0, "the base against itself: rewards 0, never chosen > rejected")
     }
 }
