@@ -56,9 +56,10 @@ final class LMEvalParityTests: XCTestCase {
                 let got = m.likelihoods[i].map(\.logLikelihood)
                 for (g, e) in zip(got, sample.loglikelihoods) {
                     worst = max(worst, abs(g - e))
-                    // A sum of f32 log-probs over the continuation's tokens, against
-                    // torch's f32 on another BLAS: 8.8e-5 the largest seen (AMD EPYC).
-                    XCTAssertEqual(g, e, accuracy: 2e-4, "\(m.name) doc \(i)")
+                    // A sum of f32 log-probs over the continuation's tokens against
+                    // torch's f32: the largest difference seen is 8.8e-5 with
+                    // OpenBLAS's SkylakeX kernels and 9.1e-5 with its Haswell ones.
+                    XCTAssertEqual(g, e, accuracy: 1e-4, "\(m.name) doc \(i)")
                 }
                 XCTAssertEqual(m.likelihoods[i].map(\.isGreedy), sample.is_greedy, "\(m.name) doc \(i) is_greedy")
                 XCTAssertEqual(m.statistics["acc"]![i][0], sample.acc, "\(m.name) doc \(i) acc")
