@@ -80,9 +80,12 @@ extension LlamaModel {
         let c = config, b = backend
         var ids: [Int32] = [], positions: [Int32] = [], offsets: [Int] = []
         var logitRows: [Int] = []
+        // Where each sequence's logit rows start in `logitRows`.
+        var logitStarts: [Int] = []
         for s in sequences {
             precondition(!s.ids.isEmpty, "forwardStep: a sequence with no tokens")
             offsets.append(ids.count)
+            logitStarts.append(logitRows.count)
             if s.logits == .all { logitRows += (0 ..< s.ids.count).map { ids.count + $0 } }
             if s.logits == .last { logitRows.append(ids.count + s.ids.count - 1) }
             ids += s.ids
@@ -130,7 +133,12 @@ extension LlamaModel {
             }
             for run in runs {
                 guard let lora = run.adapter.layers[layer][name] else { continue }
-                lora.forward(input.rows(run.rows), into: output.rows(run.rows), backend: b, saved: nil)
+                // Row by row (GEMVs): a GEMM's rounding can depend on how many
+                // rows it multiplies, and a row's update must not depend on how
+                // many others share its adapter in this step.
+                for r in run.rows {
+                    lora.forward(input.rows(r ..< r + 1), into: output.rows(r ..< r + 1), backend: b, saved: nil)
+                }
             }
         }
         for (i, layer) in layers.enumerated() {
@@ -168,13 +176,20 @@ extension LlamaModel {
         if logitRows.isEmpty { return b.zeros([1, c.vocabSize], dtype: .f32).rows(0 ..< 0) }
         let hidden = finalHidden(x, rows: logitRows)
         let decodeLogits = logitRows.prefix { $0 < decodeRows }.count
-        if decodeLogits == 0 || decodeLogits == logitRows.count {
-            return QuantizedDecoding.withRoute(decodeLogits == 0 ? .gemm : .kernels) { logits(hidden) }
-        }
         let out = b.zeros([logitRows.count, c.vocabSize], dtype: .f32)
-        let d = 0 ..< decodeLogits, p = decodeLogits ..< logitRows.count
-        QuantizedDecoding.withRoute(.kernels) { b.copy(logits(hidden.rows(d)), into: out.rows(d)) }
-        QuantizedDecoding.withRoute(.gemm) { b.copy(logits(hidden.rows(p)), into: out.rows(p)) }
+        if decodeLogits > 0 {  // the decode rows' kernels work row by row
+            let d = 0 ..< decodeLogits
+            QuantizedDecoding.withRoute(.kernels) { b.copy(logits(hidden.rows(d)), into: out.rows(d)) }
+        }
+        // Prompt rows: one product per sequence, so that the rows multiplied
+        // together are the same whatever else shares the step.
+        logitStarts.append(logitRows.count)
+        for j in sequences.indices {
+            let lo = max(logitStarts[j], decodeLogits), hi = logitStarts[j + 1]
+            guard lo < hi else { continue }
+            let rows = lo ..< hi
+            QuantizedDecoding.withRoute(.gemm) { b.copy(logits(hidden.rows(rows)), into: out.rows(rows)) }
+        }
         return out
     }
 }
