@@ -162,9 +162,17 @@ extension BatchEngine {
                 budget -= 1
             }
         }
+        // Prompts are cut at fixed boundaries (multiples of the step budget),
+        // never where the budget happens to run out: a chunk is the same rows
+        // alone or batched, so its products round the same. A chunk that does
+        // not fit waits for the next step, except the step's first (progress).
+        let chunk = max(1, configuration.stepTokenBudget)
+        var prefilling = false
         for r in work {
-            for s in r.choices where s.phase == .prefill && budget > 0 {
-                let n = min(budget, s.prompt.count - s.cached)
+            for s in r.choices where s.phase == .prefill {
+                let n = min(chunk - s.cached % chunk, s.prompt.count - s.cached)
+                if n > budget && prefilling { continue }
+                prefilling = true
                 let completes = s.cached + n == s.prompt.count
                 rows.append(Row(request: r, sequence: s, ids: Array(s.prompt[s.cached ..< s.cached + n]),
                                 logits: r.request.promptLogprobs ? .all : completes ? .last : .none))

@@ -116,19 +116,23 @@ extension LlamaModel {
         // Rows of the leading decoding sequences take the kernels, the rest the
         // GEMM (`QuantizedDecoding.Route`): a row's numbers never depend on
         // what shares its step.
-        var decodeRows = 0
+        var decodeRows = 0, firstPrompt = 0
         for (i, s) in sequences.enumerated() {
             guard s.decoding else { break }
             decodeRows = offsets[i + 1]
+            firstPrompt = i + 1
         }
         func project(_ linear: Linear, _ name: String, _ layer: Int, _ input: Tensor, _ output: Tensor, accumulate: Bool) {
-            if decodeRows == 0 || decodeRows == n || !linear.frozen.decodesInPlace {
-                QuantizedDecoding.withRoute(decodeRows == n ? .kernels : .gemm) {
-                    linear.forward(input, into: output, backend: b, accumulate: accumulate)
-                }
-            } else {
-                let d = 0 ..< decodeRows, p = decodeRows ..< n
+            if decodeRows > 0 {
+                let d = 0 ..< decodeRows
                 QuantizedDecoding.withRoute(.kernels) { linear.forward(input.rows(d), into: output.rows(d), backend: b, accumulate: accumulate) }
+            }
+            // Each prompt chunk in a product of its own: a GEMM's rounding can
+            // depend on its row count, so rows multiplied together must be the
+            // same rows alone or batched (the scheduler cuts prompts at fixed
+            // boundaries).
+            for j in firstPrompt ..< sequences.count {
+                let p = offsets[j] ..< offsets[j + 1]
                 QuantizedDecoding.withRoute(.gemm) { linear.forward(input.rows(p), into: output.rows(p), backend: b, accumulate: accumulate) }
             }
             for run in runs {
