@@ -27,9 +27,3 @@ fi
 if [ $# -eq 0 ]; then
     python3 tools/serve_conformance.py
 fi
-# loft ui in headless Chromium (Debian's chromium and chromium-driver, Selenium
-# from PyPI, installed when missing): a run from the form, live loss, reload,
-# stop/resume, compare, chat, no request to another origin (docs/ui.md).
-if [ $# -eq 0 ]; then
-    LOFT_BIN=.build/release/loft tools/ui-browser-test.sh
-fi

@@ -222,6 +222,11 @@ class UITest:
             import sqlite3
             db = sqlite3.connect(os.path.join(self.home, "loft.db"))
             for (pid,) in db.execute("SELECT pid FROM run WHERE status = 'running' AND pid IS NOT NULL"):
+                # A run still going at the end is a failure to explain: its threads' stacks.
+                if shutil.which("gdb"):
+                    bt = subprocess.run(["gdb", "-batch", "-p", str(pid), "-ex", "thread apply all bt 12"],
+                                        capture_output=True, text=True, timeout=120)
+                    print(f"== stacks of run process {pid}\n" + "\n".join(bt.stdout.splitlines()[-150:]), flush=True)
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
