@@ -69,6 +69,17 @@ public enum Checkpoint {
     }
 
     /// Restores adapter weights, optimizer moments and trainer state.
+    /// The newest checkpoint in `config`'s output_dir restored into `model`
+    /// and `optimizer` (nil when there is none): what `--resume` does for
+    /// every trainer. A checkpoint of a run without fp16 resumed with fp16
+    /// gets a fresh loss scaler.
+    static func resumeLatest(_ config: TrainConfig, model: LlamaModel, optimizer: AdapterOptimizer) throws -> (state: TrainerState, dir: String)? {
+        guard let dir = latest(in: config.outputDir) else { return nil }
+        var state = try restore(dir, model: model, optimizer: optimizer)
+        if config.computePrecision == .fp16 && state.lossScaler == nil { state.lossScaler = LossScaler() }
+        return (state, dir)
+    }
+
     public static func restore(_ dir: String, model: LlamaModel, optimizer: AdapterOptimizer) throws -> TrainerState {
         let b = model.backend
         let adapter = try SafetensorsCheckpoint(path: dir + "/adapter_model.safetensors")

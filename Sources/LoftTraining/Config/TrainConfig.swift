@@ -338,3 +338,20 @@ public struct ConfigError: Error, CustomStringConvertible {
         "\(file) has \(problems.count) problem\(problems.count == 1 ? "" : "s"):\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
     }
 }
+
+extension TrainConfig {
+    /// Optimizer steps in the whole run, for an epoch of `microBatchesPerEpoch`
+    /// micro-batches: max_steps, else the epochs' steps rounded up.
+    func totalSteps(microBatchesPerEpoch: Int) -> Int {
+        if let m = maxSteps { return m }
+        let perEpoch = (microBatchesPerEpoch + gradientAccumulationSteps - 1) / gradientAccumulationSteps
+        return max(1, Int((Double(perEpoch) * numEpochs).rounded(.up)))
+    }
+
+    /// warmup_steps, else warmup_ratio of `totalSteps` rounded up, else 0.
+    func warmupSteps(totalSteps: Int) -> Int {
+        if let w = warmupSteps { return w }
+        if let r = warmupRatio { return Int((Double(totalSteps) * r).rounded(.up)) }
+        return 0
+    }
+}

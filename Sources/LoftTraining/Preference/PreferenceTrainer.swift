@@ -81,22 +81,13 @@ public final class PreferenceTrainer {
                   packing: false, tokensPerMicroBatch: 0)
     }
 
-    public var totalSteps: Int {
-        if let m = config.maxSteps { return m }
-        let perEpoch = (plan(epoch: 0).microBatches.count + config.gradientAccumulationSteps - 1) / config.gradientAccumulationSteps
-        return max(1, Int((Double(perEpoch) * config.numEpochs).rounded(.up)))
-    }
+    public var totalSteps: Int { config.totalSteps(microBatchesPerEpoch: plan(epoch: 0).microBatches.count) }
 
-    var warmupSteps: Int {
-        if let w = config.warmupSteps { return w }
-        if let r = config.warmupRatio { return Int((Double(totalSteps) * r).rounded(.up)) }
-        return 0
-    }
+    var warmupSteps: Int { config.warmupSteps(totalSteps: totalSteps) }
 
     public func resume() throws -> String? {
-        guard let dir = Checkpoint.latest(in: config.outputDir) else { return nil }
-        state = try Checkpoint.restore(dir, model: model, optimizer: optimizer)
-        if config.computePrecision == .fp16 && state.lossScaler == nil { state.lossScaler = LossScaler() }
+        guard let (restored, dir) = try Checkpoint.resumeLatest(config, model: model, optimizer: optimizer) else { return nil }
+        state = restored
         return dir
     }
 
