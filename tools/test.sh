@@ -27,3 +27,9 @@ fi
 if [ $# -eq 0 ]; then
     python3 tools/serve_conformance.py
 fi
+# The web UI in headless Chromium (installs chromium, its driver and selenium
+# when missing): a run launched from the form, watched, stopped, resumed,
+# compared and chatted with (docs/ui.md).
+if [ $# -eq 0 ]; then
+    LOFT_BIN=.build/release/loft tools/ui-browser-test.sh
+fi

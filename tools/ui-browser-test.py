@@ -22,6 +22,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,9 +103,14 @@ class UITest:
         self.collect_requests()
 
     def wait(self, what, seconds, cond):
+        # A page that reloads itself (the run page does when its run stops)
+        # leaves elements found a moment before stale: such a poll is retried,
+        # not taken for a timeout.
         try:
-            return WebDriverWait(self.driver, seconds, poll_frequency=0.5).until(lambda d: cond())
-        except Exception:
+            return WebDriverWait(self.driver, seconds, poll_frequency=0.5,
+                                 ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                                 ).until(lambda d: cond())
+        except TimeoutException:
             self.shot("failed-" + re.sub(r"\W+", "-", what))
             print(open(os.path.join(self.home, "ui.log")).read()[-3000:])
             for log in sorted(os.popen(f"ls {self.home}/runs/*/train.log 2>/dev/null").read().split()):
@@ -112,8 +118,13 @@ class UITest:
             raise SystemExit(f"timed out waiting for {what}")
 
     def loss_points(self):
-        els = self.driver.find_elements(By.CSS_SELECTOR, '[data-chart$="/loss.svg"] polyline[data-series="train loss"]')
-        return int(els[0].get_attribute("data-points")) if els else 0
+        for _ in range(20):
+            try:
+                els = self.driver.find_elements(By.CSS_SELECTOR, '[data-chart$="/loss.svg"] polyline[data-series="train loss"]')
+                return int(els[0].get_attribute("data-points")) if els else 0
+            except StaleElementReferenceException:
+                time.sleep(0.5)  # the chart was redrawn or the page reloaded under us
+        raise SystemExit("the loss chart kept changing under the test")
 
     def status(self):
         return self.driver.find_element(By.CSS_SELECTOR, "h1 .badge").text
@@ -158,11 +169,12 @@ class UITest:
         # Stop (writes a checkpoint), then resume from it.
         self.driver.find_element(By.ID, "stop").click()
         self.wait("the stopped status", 300, lambda: self.status() == "stopped")
+        # The page reloads itself once its run stops: the resume button is on the reloaded page.
+        self.wait("the resume button", 30, lambda: self.driver.find_elements(By.ID, "resume"))
         stopped_at = self.loss_points()
         print("stopped at", stopped_at, "points", flush=True)
         assert stopped_at < 16, "the run finished before it could be stopped"
         self.shot("run-stopped")
-        self.wait("the resume button", 30, lambda: self.driver.find_elements(By.ID, "resume"))
         self.driver.find_element(By.ID, "resume").click()
         self.wait("the resumed run to finish", 900, lambda: self.status() == "done")
         self.driver.refresh()
