@@ -65,16 +65,20 @@ public struct GenerationRequest: Sendable {
     /// Log-probabilities of the prompt's own tokens (index 0 has none), for
     /// `echo` + `logprobs` in /v1/completions and log-likelihood scoring.
     public var promptLogprobs: Bool
+    /// The first prompt position whose log-probability is wanted (those
+    /// before it are nil and cost no logits): a scorer that needs only a
+    /// continuation's log-probs skips its context's vocabulary products.
+    public var promptLogprobsFrom: Int
     public var constraint: OutputConstraint
 
     public init(id: String = UUID().uuidString, model: String? = nil, prompt: [Int32], maxTokens: Int,
                 sampling: SamplingParameters = .greedy, stopTokens: Set<Int32> = [], ignoreEOS: Bool = false,
                 stopStrings: [String] = [], n: Int = 1, logprobs: Bool = false, topLogprobs: Int = 0,
-                promptLogprobs: Bool = false, constraint: OutputConstraint = .none) {
+                promptLogprobs: Bool = false, promptLogprobsFrom: Int = 0, constraint: OutputConstraint = .none) {
         self.id = id; self.model = model; self.prompt = prompt; self.maxTokens = maxTokens
         self.sampling = sampling; self.stopTokens = stopTokens; self.ignoreEOS = ignoreEOS
         self.stopStrings = stopStrings; self.n = n; self.logprobs = logprobs; self.topLogprobs = topLogprobs
-        self.promptLogprobs = promptLogprobs; self.constraint = constraint
+        self.promptLogprobs = promptLogprobs; self.promptLogprobsFrom = promptLogprobsFrom; self.constraint = constraint
     }
 }
 

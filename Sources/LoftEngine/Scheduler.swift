@@ -174,8 +174,11 @@ extension BatchEngine {
                 if n > budget && prefilling { continue }
                 prefilling = true
                 let completes = s.cached + n == s.prompt.count
+                // Row j predicts position cached + j + 1: the rows before
+                // `promptLogprobsFrom` - 1 need no logits.
+                let from = min(max(r.request.promptLogprobsFrom, 0), s.prompt.count)
                 rows.append(Row(request: r, sequence: s, ids: Array(s.prompt[s.cached ..< s.cached + n]),
-                                logits: r.request.promptLogprobs ? .all : completes ? .last : .none))
+                                logits: r.request.promptLogprobs ? .from(from - 1 - s.cached) : completes ? .last : .none))
                 budget -= n
             }
         }
@@ -206,7 +209,7 @@ extension BatchEngine {
             var at = 0
             for row in sorted {
                 distinct.insert(row.request.modelName ?? "")
-                let count = row.logits == .all ? row.ids.count : row.logits == .last ? 1 : 0
+                let count = row.logits.rows(row.ids.count).count
                 outputs.append((row, Array(values[at * vocab ..< (at + count) * vocab]), count))
                 at += count
             }
@@ -219,13 +222,16 @@ extension BatchEngine {
             let first = s.cached
             s.cached += row.ids.count
             if wasPrefill && r.request.promptLogprobs {
-                collectPromptLogprobs(r, logits: logits, firstPosition: first, rows: count)
+                collectPromptLogprobs(r, logits: logits, firstPosition: first + row.logits.rows(row.ids.count).lowerBound, rows: count)
             }
             guard count > 0 else { continue }
             let last = Array(logits[(count - 1) * vocab ..< count * vocab])
             if wasPrefill {
                 guard s.cached == s.prompt.count else { continue }
-                if r.request.promptLogprobs { r.sink(.promptLogprobs(r.promptLogprobs)) }
+                if r.request.promptLogprobs {
+                    while r.promptLogprobs.count < s.prompt.count { r.promptLogprobs.append(nil) }
+                    r.sink(.promptLogprobs(r.promptLogprobs))
+                }
                 if r.request.maxTokens == 0 {   // scoring only: the prompt's log-probs were the answer
                     for c in r.choices { finishChoice(r, c, .length) }
                     continue
@@ -269,6 +275,7 @@ extension BatchEngine {
             for j in 0 ..< rows {
                 let position = firstPosition + j + 1   // the token row j predicts
                 guard position < prompt.count else { break }
+                while r.promptLogprobs.count < position { r.promptLogprobs.append(nil) }   // before promptLogprobsFrom
                 let row = UnsafeBufferPointer(rebasing: all[j * vocab ..< (j + 1) * vocab])
                 r.promptLogprobs.append(tokenLogprob(prompt[position], LogSoftmax(row), top: r.request.topLogprobs))
             }

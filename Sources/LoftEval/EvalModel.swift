@@ -99,7 +99,8 @@ public final class EngineEvalModel: EvalModel {
         }
         let generation = requests.enumerated().map { i, r in
             GenerationRequest(id: "ll-\(i)", model: model, prompt: r.context + r.continuation, maxTokens: 0,
-                              sampling: .greedy, ignoreEOS: true, topLogprobs: 1, promptLogprobs: true)
+                              sampling: .greedy, ignoreEOS: true, topLogprobs: 1, promptLogprobs: true,
+                              promptLogprobsFrom: r.context.count)
         }
         let results = try engine.generate(generation)
         return zip(requests, results).map { r, result in

@@ -202,6 +202,26 @@ final class EngineSamplingTests: XCTestCase {
             XCTAssertEqual(Double(try XCTUnwrap(lp[j]).logprob), want, accuracy: 1e-5, "prompt token \(j)")
         }
         XCTAssertThrowsError(try engine.generate([GenerationRequest(prompt: prompt, maxTokens: 0)]))
+
+        // Scoring from a position (a continuation after its context): the
+        // positions before it are nil, the rest equal the whole prompt's
+        // within float rounding (the lm_head product has fewer rows, and BLAS
+        // rounds a product by its size).
+        let from = Int.random(in: 1 ..< prompt.count, using: &rng)
+        let partial = try engine.generate(others + [GenerationRequest(prompt: prompt, maxTokens: 0, promptLogprobs: true,
+                                                                      promptLogprobsFrom: from)])[3]
+        let plp = try XCTUnwrap(partial.promptLogprobs)
+        XCTAssertEqual(plp.count, prompt.count)
+        for j in 0 ..< prompt.count {
+            if j < from { XCTAssertNil(plp[j], "position \(j) is before \(from)"); continue }
+            XCTAssertEqual(try XCTUnwrap(plp[j]).logprob, try XCTUnwrap(lp[j]).logprob, accuracy: 1e-5, "position \(j) (from \(from))")
+        }
+        // Asking for none of the prompt's log-probs still generates from its last row.
+        let plain = try engine.generate([GenerationRequest(prompt: prompt, maxTokens: 5, ignoreEOS: true)])[0]
+        let late = try engine.generate([GenerationRequest(prompt: prompt, maxTokens: 5, ignoreEOS: true, promptLogprobs: true,
+                                                          promptLogprobsFrom: prompt.count)])[0]
+        XCTAssertEqual(late.choices[0].tokens, plain.choices[0].tokens)
+        XCTAssertEqual(try XCTUnwrap(late.promptLogprobs).compactMap { $0 }.count, 0)
     }
 
     // MARK: stop strings

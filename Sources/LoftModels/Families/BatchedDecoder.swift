@@ -45,7 +45,20 @@ public final class DetachedAdapter: @unchecked Sendable {
 /// One sequence's share of an engine step: `ids` continue the sequence whose
 /// first `cached` tokens are already in the arena at `spanStart`.
 public struct StepSequence {
-    public enum Logits: Equatable { case none, last, all }
+    public enum Logits: Equatable {
+        case none, last, all
+        /// The rows from index k of this chunk on (a prompt scored only after its context).
+        case from(Int)
+        /// Which of a chunk's `n` rows get logits.
+        public func rows(_ n: Int) -> Range<Int> {
+            switch self {
+            case .none: return n ..< n
+            case .last: return n - 1 ..< n
+            case .all: return 0 ..< n
+            case .from(let k): return min(max(k, 0), n) ..< n
+            }
+        }
+    }
     public var ids: [Int32]
     public var spanStart: Int
     public var cached: Int
@@ -86,8 +99,7 @@ extension LlamaModel {
             precondition(!s.ids.isEmpty, "forwardStep: a sequence with no tokens")
             offsets.append(ids.count)
             logitStarts.append(logitRows.count)
-            if s.logits == .all { logitRows += (0 ..< s.ids.count).map { ids.count + $0 } }
-            if s.logits == .last { logitRows.append(ids.count + s.ids.count - 1) }
+            logitRows += s.logits.rows(s.ids.count).map { ids.count + $0 }
             ids += s.ids
             positions += (0 ..< s.ids.count).map { Int32(s.cached + $0) }
         }
