@@ -191,6 +191,16 @@ public final class DatasetBuilder {
     /// The seeded validation split (`val_set_size`) of the examples, and the content hash.
     static func split(_ examples: [TokenizedExample], origins: [ExampleOrigin], options: DataOptions, into out: inout PreparedDataset) throws {
         let n = examples.count
+        let isVal = try validationMask(count: n, options: options)
+        for i in 0..<n {
+            if isVal[i] { out.validation.append(examples[i]); out.validationOrigins.append(origins[i]) }
+            else { out.train.append(examples[i]); out.trainOrigins.append(origins[i]) }
+        }
+        out.hash = PreparedDataset.contentHash(train: out.train, validation: out.validation)
+    }
+
+    /// Which of `count` examples the seeded validation split (`val_set_size`) takes.
+    static func validationMask(count n: Int, options: DataOptions) throws -> [Bool] {
         let v = options.valSetSize
         guard v >= 0, v.isFinite else { throw DataError(field: "val_set_size", "must be ≥ 0, got \(v)", fix: "use a fraction below 1 or a row count") }
         let valCount = v < 1 ? Int((Double(n) * v).rounded()) : Int(v)
@@ -205,11 +215,7 @@ public final class DatasetBuilder {
             order.shuffle(using: &rng)
             for i in order.prefix(valCount) { isVal[i] = true }
         }
-        for i in 0..<n {
-            if isVal[i] { out.validation.append(examples[i]); out.validationOrigins.append(origins[i]) }
-            else { out.train.append(examples[i]); out.trainOrigins.append(origins[i]) }
-        }
-        out.hash = PreparedDataset.contentHash(train: out.train, validation: out.validation)
+        return isVal
     }
 
     /// One dataset entry: its examples (in row order), origins, stats, warnings and refusal reasons.
@@ -534,21 +540,33 @@ public final class DatasetBuilder {
 extension PreparedDataset {
     /// SHA-256 over each example's length, ids and labels (little-endian Int32), train then validation.
     public static func contentHash(train: [TokenizedExample], validation: [TokenizedExample]) -> String {
-        var h = SHA256()
-        for (tag, set) in [(UInt8(ascii: "T"), train), (UInt8(ascii: "V"), validation)] {
-            h.update([tag])
-            for e in set {
-                var bytes: [UInt8] = []
-                bytes.reserveCapacity(4 + e.ids.count * 8)
-                func put(_ v: Int32) { let u = UInt32(bitPattern: v); bytes += [UInt8(u & 0xff), UInt8((u >> 8) & 0xff), UInt8((u >> 16) & 0xff), UInt8(u >> 24)] }
-                put(Int32(truncatingIfNeeded: e.ids.count))
-                for v in e.ids { put(v) }
-                for v in e.labels { put(v) }
-                h.update(bytes)
-            }
-        }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        var h = DatasetContentHash()
+        h.begin(train: true)
+        for e in train { h.add(e) }
+        h.begin(train: false)
+        for e in validation { h.add(e) }
+        return h.hex()
     }
+}
+
+/// `PreparedDataset.contentHash` fed one example at a time (for sets read from disk).
+struct DatasetContentHash {
+    private var sha = SHA256()
+    private var bytes: [UInt8] = []
+
+    mutating func begin(train: Bool) { sha.update([UInt8(ascii: train ? "T" : "V")]) }
+
+    mutating func add(_ e: TokenizedExample) {
+        bytes.removeAll(keepingCapacity: true)
+        bytes.reserveCapacity(4 + e.ids.count * 8)
+        func put(_ v: Int32) { let u = UInt32(bitPattern: v); bytes += [UInt8(u & 0xff), UInt8((u >> 8) & 0xff), UInt8((u >> 16) & 0xff), UInt8(u >> 24)] }
+        put(Int32(truncatingIfNeeded: e.ids.count))
+        for v in e.ids { put(v) }
+        for v in e.labels { put(v) }
+        sha.update(bytes)
+    }
+
+    mutating func hex() -> String { sha.finalize().map { String(format: "%02x", $0) }.joined() }
 }
 
 extension DatasetBuilder {

@@ -12,7 +12,9 @@ public enum Packing {
         var bins: [[Int]] = []
         // free[r] = bins with exactly r tokens free (ascending bin ids); a segment tree
         // over r finds the smallest r ≥ length with a bin in O(log capacity).
-        var free = [[Int]](repeating: [], count: capacity + 1)
+        // Each list is a min-heap of bin ids, so taking the earliest bin costs
+        // O(log n) however many bins share a free count (millions of examples).
+        var free = [MinHeap](repeating: MinHeap(), count: capacity + 1)
         var size = 1
         while size < capacity + 1 { size *= 2 }
         var tree = [Int](repeating: 0, count: 2 * size)
@@ -37,19 +39,16 @@ public enum Packing {
             if len > capacity { bins.append([i]); continue }
             if let r = firstAtLeast(len) {
                 // Earliest bin among those with r free.
-                var list = free[r]
-                let b = list.min() ?? 0
-                list.removeAll { $0 == b }
-                free[r] = list
+                let b = free[r].popMin()
                 add(r, -1)
                 bins[b].append(i)
                 let nr = r - len
-                free[nr].append(b)
+                free[nr].push(b)
                 add(nr, 1)
             } else {
                 bins.append([i])
                 let nr = capacity - len
-                free[nr].append(bins.count - 1)
+                free[nr].push(bins.count - 1)
                 add(nr, 1)
             }
         }
@@ -100,5 +99,41 @@ extension PreparedDataset {
     public func packingEfficiency(capacity: Int) -> Double {
         let lengths = train.map(\.ids.count)
         return Packing.efficiency(lengths: lengths, bins: Packing.bestFitDecreasing(lengths: lengths, capacity: capacity), capacity: capacity)
+    }
+}
+
+/// A binary min-heap of Ints (bin ids for best-fit packing).
+struct MinHeap {
+    private var items: [Int] = []
+    var isEmpty: Bool { items.isEmpty }
+
+    mutating func push(_ v: Int) {
+        items.append(v)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard items[parent] > items[i] else { break }
+            items.swapAt(parent, i)
+            i = parent
+        }
+    }
+
+    /// Removes and returns the smallest item; the heap must not be empty.
+    mutating func popMin() -> Int {
+        let top = items[0]
+        let last = items.removeLast()
+        guard !items.isEmpty else { return top }
+        items[0] = last
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count && items[l] < items[m] { m = l }
+            if r < items.count && items[r] < items[m] { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+        return top
     }
 }

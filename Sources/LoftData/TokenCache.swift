@@ -261,12 +261,14 @@ final class ShardWriter {
 
 /// A finished cache, read with positioned reads: nothing is held in memory but
 /// what a caller asks for.
-public final class TokenShards {
+public final class TokenShards: @unchecked Sendable {   // reads go through `lock`
     public let directory: String
     public let meta: TokenCacheMeta
     public var count: Int { meta.examples }
     private let index: FileHandle
     private var shards: [FileHandle] = []
+    /// A read is a seek then a read on a shared handle.
+    private let lock = NSLock()
 
     public init(directory: String) throws {
         self.directory = directory
@@ -299,6 +301,8 @@ public final class TokenShards {
     public func records(_ range: Range<Int>) throws -> [Record] {
         guard !range.isEmpty else { return [] }
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "record range out of bounds")
+        lock.lock()
+        defer { lock.unlock() }
         try index.seek(toOffset: UInt64(range.lowerBound * ShardWriter.recordSize))
         let bytes = try index.read(upToCount: range.count * ShardWriter.recordSize) ?? Data()
         guard bytes.count == range.count * ShardWriter.recordSize else {
@@ -317,8 +321,13 @@ public final class TokenShards {
     public func example(_ r: Record) throws -> TokenizedExample {
         guard r.shard < shards.count else { throw DataError(file: directory, "a record names shard \(r.shard)", fix: "delete the directory; the next run rebuilds it") }
         let h = shards[r.shard]
-        try h.seek(toOffset: UInt64(r.offset))
-        let bytes = try h.read(upToCount: 8 * r.length) ?? Data()
+        lock.lock()
+        let bytes: Data
+        do {
+            defer { lock.unlock() }
+            try h.seek(toOffset: UInt64(r.offset))
+            bytes = try h.read(upToCount: 8 * r.length) ?? Data()
+        }
         guard bytes.count == 8 * r.length else {
             throw DataError(file: directory, "shard \(r.shard) of the token cache is truncated", fix: "delete the directory; the next run rebuilds it")
         }

@@ -26,6 +26,10 @@ public struct BatchPlan: Sendable {
         microBatches = batches
     }
 
+    public static func microBatch(_ indices: [Int], from examples: ExampleSet) throws -> MicroBatch {
+        MicroBatch(sequences: try indices.map { let e = try examples.example($0); return (e.ids, e.labels) })
+    }
+
     public static func microBatch(_ indices: [Int], from examples: [TokenizedExample]) -> MicroBatch {
         MicroBatch(sequences: indices.map { (examples[$0].ids, examples[$0].labels) })
     }

@@ -27,7 +27,8 @@ public final class Trainer {
 
     public let config: TrainConfig
     public let model: LlamaModel
-    public let train: [TokenizedExample]
+    /// In memory, or read from the token cache a micro-batch at a time.
+    public let train: ExampleSet
     public let validation: [TokenizedExample]
     public let optimizer: AdapterOptimizer
     public let step: TrainingStep
@@ -40,7 +41,11 @@ public final class Trainer {
     /// Set to stop after the current optimizer step (Ctrl-C); a checkpoint is written first.
     public var stopRequested = false
 
-    public init(config: TrainConfig, model: LlamaModel, train: [TokenizedExample], validation: [TokenizedExample]) throws {
+    public convenience init(config: TrainConfig, model: LlamaModel, train: [TokenizedExample], validation: [TokenizedExample]) throws {
+        try self.init(config: config, model: model, train: ExampleSet(train), validation: validation)
+    }
+
+    public init(config: TrainConfig, model: LlamaModel, train: ExampleSet, validation: [TokenizedExample]) throws {
         guard !train.isEmpty else { throw TrainingError("no training examples: the datasets produced nothing to train on") }
         self.config = config
         self.model = model
@@ -55,7 +60,7 @@ public final class Trainer {
     }
 
     func plan(epoch: Int) -> BatchPlan {
-        BatchPlan(lengths: train.map(\.ids.count), epoch: epoch, seed: config.seed, microBatchSize: config.microBatchSize,
+        BatchPlan(lengths: train.lengths, epoch: epoch, seed: config.seed, microBatchSize: config.microBatchSize,
                   packing: config.samplePacking, tokensPerMicroBatch: config.sequenceLen * config.microBatchSize)
     }
 
@@ -89,7 +94,7 @@ public final class Trainer {
                     epochPlan = plan(epoch: state.epoch)
                     if config.maxSteps == nil && !batches.isEmpty { break }
                 }
-                batches.append(BatchPlan.microBatch(epochPlan.microBatches[state.cursor], from: train))
+                batches.append(try BatchPlan.microBatch(epochPlan.microBatches[state.cursor], from: train))
                 state.cursor += 1
             }
             let targets = batches.reduce(0) { $0 + $1.targetCount }

@@ -13,7 +13,7 @@ import LoftTokenizers
 public final class TrainingRun {
     public let config: TrainConfig
     public let tokenizer: Tokenizer
-    public let data: PreparedDataset
+    public let data: StreamedDataset
     public let trainer: Trainer
     /// Which backend computes, and why (for the CLI to print).
     public let device: ResolvedDevice
@@ -77,7 +77,8 @@ public final class TrainingRun {
         // Tokenized once, in one streaming pass, into the token cache ($LOFT_CACHE/data):
         // a rerun with the same data, tokenizer, template and options opens it at once.
         let builder = try DatasetBuilder(tokenizer: tokenizer, options: options)
-        data = try TokenCache().shards(config.datasets, builder: builder, progress: dataProgress).prepared(options: options)
+        // The training split stays there: micro-batches read their examples from disk.
+        data = try TokenCache().shards(config.datasets, builder: builder, progress: dataProgress).streamed(options: options)
         let (model, _) = try ModelLoader.load(modelPath, backend: device.backend, baseWeights: config.baseWeights)
         if model.config.vocabSize < tokenizer.vocabularySize {
             throw TrainingError("the tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(model.config.vocabSize); they do not belong together")

@@ -63,7 +63,7 @@ struct TrainCommand: ParsableCommand {
         writeErr(run.device.note)
         if cfg.autoMicroBatch { writeErr("auto_micro_batch: micro_batch_size \(run.config.microBatchSize) fits the available memory") }
         for w in run.data.warnings { writeErr("warning: \(w)") }
-        let trained = run.data.train.reduce(0) { $0 + $1.trainedTokenCount }
+        let trained = run.data.trainedTokens
         writeErr("data: \(run.data.train.count) training and \(run.data.validation.count) validation examples, \(trained) trained tokens")
         let record = TrainRecording.start(config: run.config, path: config, runID: runID, resume: resume,
                                           totalSteps: run.trainer.totalSteps)

@@ -35,6 +35,15 @@ final class TokenCacheTests: XCTestCase {
         XCTAssertEqual(loaded.hash, reference.hash)
         XCTAssertEqual(loaded.stats, reference.stats)
         XCTAssertEqual(try shards.lengths(), (0..<shards.count).map { try! shards.example($0).ids.count })
+        // Streamed: the same split, order and hash with the training split left on disk.
+        let streamed = try shards.streamed(options: o)
+        XCTAssertTrue(streamed.train.isOnDisk)
+        XCTAssertEqual(try streamed.train.all(), reference.train)
+        XCTAssertEqual(streamed.train.lengths, reference.train.map(\.ids.count))
+        XCTAssertEqual(streamed.validation, reference.validation)
+        XCTAssertEqual(streamed.hash, reference.hash)
+        XCTAssertEqual(streamed.trainedTokens, reference.train.reduce(0) { $0 + $1.trainedTokenCount })
+        XCTAssertEqual(streamed.stats, reference.stats)
 
         // Same inputs: opened, not rebuilt (no progress, same directory).
         calls = 0
@@ -149,6 +158,21 @@ final class TokenCacheTests: XCTestCase {
         print("token cache: \(rows) rows, \(TokenCache.fileSize(path) / 1_000_000) MB of JSONL, \(held / 1_000_000) MB of examples; peak RSS added \(added / 1_000_000) MB")
         XCTAssertGreaterThan(held, 150_000_000, "the examples must not fit the bound")
         XCTAssertLessThan(added, 80_000_000, "the streaming pass holds the data in memory")
+
+        // What training holds: the split's record numbers and lengths, not the
+        // tokens; reading an epoch's examples a micro-batch at a time adds nothing.
+        var o = DataOptions(sequenceLen: 256)
+        o.valSetSize = 16
+        let before = ResidentMemory.current()
+        let trainSampler = ResidentMemory.Sampler()
+        let streamed = try shards.streamed(options: o)
+        var tokens = 0
+        for i in stride(from: 0, to: streamed.train.count, by: 97) { tokens += try streamed.train.example(i).ids.count }
+        let trainPeak = trainSampler.stop()
+        XCTAssertEqual(streamed.train.count + streamed.validation.count, rows)
+        XCTAssertGreaterThan(tokens, 0)
+        print("streamed split: \(streamed.train.count) training examples on disk; peak RSS added \((trainPeak - before) / 1_000_000) MB")
+        XCTAssertLessThan(trainPeak - before, 80_000_000, "the streamed split holds the examples in memory")
     }
 }
 

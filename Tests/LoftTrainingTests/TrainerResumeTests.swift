@@ -36,9 +36,16 @@ final class TrainerResumeTests: XCTestCase {
         return c
     }
 
-    static func trainer(_ c: TrainConfig, backend: Backend = CPUBackend.shared) throws -> Trainer {
+    static func trainer(_ c: TrainConfig, backend: Backend = CPUBackend.shared, onDisk: String? = nil) throws -> Trainer {
         let (model, _) = try ModelLoader.load(c.baseModel, backend: backend)
-        return try Trainer(config: c, model: model, train: examples(seed: 7), validation: Array(examples(seed: 8).prefix(3)))
+        let validation = Array(examples(seed: 8).prefix(3))
+        if let onDisk {   // the training examples read from a token cache, a micro-batch at a time
+            let shards = try TokenShards.write(examples(seed: 7), to: onDisk)
+            let set = try shards.streamed(options: DataOptions(sequenceLen: c.sequenceLen)).train
+            XCTAssertTrue(set.isOnDisk)
+            return try Trainer(config: c, model: model, train: set, validation: validation)
+        }
+        return try Trainer(config: c, model: model, train: examples(seed: 7), validation: validation)
     }
 
     func testResumedRunEqualsUninterruptedRun() throws {
@@ -57,7 +64,8 @@ final class TrainerResumeTests: XCTestCase {
         XCTAssertNotNil(Checkpoint.latest(in: root + "/cut"))
         // Simulate a crash that lost the step-4 checkpoint: resume from step 3.
         try FileManager.default.removeItem(atPath: root + "/cut/checkpoint-4")
-        let second = try Self.trainer(Self.config(root + "/cut"))
+        // The resumed run reads its examples from disk: the same steps.
+        let second = try Self.trainer(Self.config(root + "/cut"), onDisk: root + "/shards")
         XCTAssertEqual(try second.resume(), root + "/cut/checkpoint-3")
         let resumed = try second.run()
         XCTAssertEqual(resumed.losses, full.losses, "bit-for-bit equal losses after resuming")
