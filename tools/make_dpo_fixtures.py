@@ -4,7 +4,8 @@
     /work/refvenv/bin/python tools/make_dpo_fixtures.py                # everything
     /work/refvenv/bin/python tools/make_dpo_fixtures.py --only tokens  # dpo_en_demo tokenized by TRL
     /work/refvenv/bin/python tools/make_dpo_fixtures.py --only tiny    # every loss on the tiny Llama
-    /work/refvenv/bin/python tools/make_dpo_fixtures.py --only smollm2 [--gguf PATH]
+    /work/refvenv/bin/python tools/make_dpo_fixtures.py --only smollm2 [--gguf PATH]         # DPO sigmoid
+    /work/refvenv/bin/python tools/make_dpo_fixtures.py --only smollm2-losses [--gguf PATH]  # every other loss
 
 Each loss case runs TRL's own trainer code for one batch on a LoRA model in
 float32 on the CPU (eager attention, dropout off as TRL's disable_dropout
@@ -423,9 +424,137 @@ def make_smollm2(gguf):
     print(f"  float64 loss {loss.item():.8f}; TRL float32 gradients vs float64: max relative error {worst:.2e}")
 
 
+def smollm2_model(gguf, dtype):
+    d, n = os.path.split(os.path.abspath(gguf))
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=n, dtype=dtype, attn_implementation="eager")
+    # transformers dequantizes the GGUF to dense tensors but keeps it flagged as quantized, which the
+    # trainers refuse to train; the weights are plain tensors, so drop the flag.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
+def make_smollm2_losses(gguf):
+    """Every other loss on the real model, on the same two dpo_en_demo rows as smollm2_dpo_sigmoid.
+
+    Loss and metrics: TRL's own float32 step. Gradients: the same TRL code run again in float64 (the model
+    and adapter cast to float64, transformers' float32 islands lifted by make_fp64_grads.patch_float64),
+    from the saved starting adapter: exact arithmetic's gradients through TRL's own loss code, rather than a
+    second float32 implementation of 30 layers (see PEFTExactnessTests)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import make_fp64_grads
+    tok = smollm2_tokenizer(gguf)
+    rows = json.load(open(os.path.join(DATA, "dpo_en_demo.json")))
+    ds = Dataset.from_list([to_trl(r) for r in rows[:2]])
+    fake = type("T", (), {"_tokenizer": tok})()
+    out = DPOTrainer._prepare_dataset(fake, ds, tok, common_args(DPOConfig, max_length=None), "train")
+    batch = [{"prompt_ids": ex["prompt_ids"][-64:], "chosen_ids": ex["chosen_ids"][:48], "rejected_ids": ex["rejected_ids"][:48]} for ex in out]
+    examples = [{"prompt": b["prompt_ids"], "chosen": b["chosen_ids"], "rejected": b["rejected_ids"]} for b in batch]
+    # KTO: each pair as a desirable and an undesirable row; KL completions shifted by one row, as TRL does.
+    kto_rows = []
+    for b in batch:
+        kto_rows.append({"prompt_ids": b["prompt_ids"], "completion_ids": b["chosen_ids"], "label": True})
+        kto_rows.append({"prompt_ids": b["prompt_ids"], "completion_ids": b["rejected_ids"], "label": False})
+    for r, prev in zip(kto_rows, kto_rows[-1:] + kto_rows[:-1]):
+        r["KL_completion_ids"] = prev["completion_ids"]
+    kto_ds = Dataset.from_list([{"prompt": "a", "completion": " b", "label": True}, {"prompt": "a", "completion": " c", "label": False}] * 2)
+    n = os.path.basename(gguf)
+    base_desc = {"gguf": n, "loader": "transformers from_pretrained(dir, gguf_file=name, dtype=float32)"}
+    lora = lambda: LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"], bias="none", task_type="CAUSAL_LM")
+
+    def dpo(loss_type, beta, ls):
+        def make(model):
+            args = common_args(DPOConfig, beta=beta, loss_type=[loss_type], label_smoothing=ls, max_length=None)
+            return DPOTrainer(model=model, args=args, train_dataset=dummy_pairs(), processing_class=tok, peft_config=lora())
+        def step(trainer, pm):
+            return trainer.compute_loss(pm, DataCollatorForPreference(pad_token_id=0)(batch)), trl_metrics(trainer)
+        return make, step, {"case": "dpo", "loss_type": loss_type, "beta": beta, "label_smoothing": ls,
+                            "reference": "adapter_disabled", "examples": examples}
+
+    def paired(case, cls, cfg_cls, kw):
+        def make(model):
+            return cls(model=model, args=common_args(cfg_cls, **kw), train_dataset=dummy_pairs(), processing_class=tok, peft_config=lora())
+        def step(trainer, pm):
+            loss, metrics = trainer.get_batch_loss_metrics(pm, pair_batch_tensors(batch, pad=0))
+            return loss, {k: v for k, v in metrics.items()
+                          if k.startswith(("rewards/", "logps/")) or k in ("nll_loss", "log_odds_ratio", "log_odds_chosen")}
+        return make, step, {"case": case, "config": kw, "reference": "none", "examples": examples}
+
+    def kto():
+        kw = dict(beta=0.1, desirable_weight=1.0, undesirable_weight=1.5, per_device_train_batch_size=4, max_length=None)
+        def make(model):
+            return KTOTrainer(model=model, args=common_args(KTOConfig, **kw), train_dataset=kto_ds, processing_class=tok, peft_config=lora())
+        def step(trainer, pm):
+            return trainer.compute_loss(pm, DataCollatorForUnpairedPreference(pad_token_id=0)(kto_rows)), trl_metrics(trainer)
+        return make, step, {"case": "kto", "config": {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.5},
+                            "reference": "adapter_disabled",
+                            "examples": [{"prompt": r["prompt_ids"], "chosen": r["completion_ids"], "rejected": [], "label": r["label"]} for r in kto_rows]}
+
+    cases = [("smollm2_dpo_hinge", dpo("hinge", 0.5, 0.0)), ("smollm2_dpo_ipo", dpo("ipo", 0.1, 0.0)),
+             ("smollm2_dpo_robust", dpo("robust", 0.1, 0.1)),
+             ("smollm2_orpo", paired("orpo", ORPOTrainer, ORPOConfig, dict(beta=0.1))),
+             ("smollm2_simpo", paired("simpo", CPOTrainer, CPOConfig, dict(beta=2.0, loss_type="simpo", simpo_gamma=0.5, cpo_alpha=0.0))),
+             ("smollm2_cpo_simpo", paired("cpo_simpo", CPOTrainer, CPOConfig, dict(beta=2.0, loss_type="simpo", simpo_gamma=0.5, cpo_alpha=0.3))),
+             ("smollm2_kto", kto())]
+    for name, (make, step, extra) in cases:
+        torch.manual_seed(0)
+        trainer = make(smollm2_model(gguf, torch.float32))
+        pm, ad_tmp = start_step(trainer)
+        loss, metrics = step(trainer, pm)
+        loss.backward()
+        fx = os.path.join(FIX, name)
+        save_case(fx, pm, loss.item(), metrics, dict(extra, base=base_desc))
+        shutil.move(os.path.join(ad_tmp, "initial_adapter"), os.path.join(fx, "initial_adapter"))
+        del trainer, pm
+        # The same step in float64 from the saved adapter.
+        make_fp64_grads.patch_float64()
+        torch.manual_seed(0)
+        t64 = make(smollm2_model(gguf, torch.float64))
+        pm64 = t64.model
+        state = load_file(os.path.join(fx, "initial_adapter", "adapter_model.safetensors"))
+        set_peft_model_state_dict(pm64, {k: v.double() for k, v in state.items()})
+        pm64.double()
+        pm64.train()
+        pm64.zero_grad(set_to_none=True)
+        loss64, _ = step(t64, pm64)
+        loss64.backward()
+        params = trained_params(pm64)
+        g64 = get_peft_model_state_dict(pm64, state_dict={k: p.grad for k, p in params}, adapter_name="default")
+        g64 = {k: v.detach().float().contiguous().clone() for k, v in g64.items()}
+        save_file(g64, os.path.join(fx, "grads_fp64.safetensors"), metadata={"format": "pt", "loss": repr(loss64.item())})
+        note(os.path.join(fx, "grads_fp64.safetensors"))
+        g32 = load_file(os.path.join(fx, "grads.safetensors"))
+        worst = max(((g32[k] - g).abs().max() / g.abs().max()).item() for k, g in g64.items())
+        print(f"  float64 loss {loss64.item():.8f} (float32 {loss.item():.8f}); float32 gradients vs float64: max relative error {worst:.2e}")
+        del t64, pm64
+        share_initial_adapter(fx)
+
+
+def share_initial_adapter(fx):
+    """Every SmolLM2 case starts from the same adapter (seeded A, B from randomize_b): keep one copy, in
+    smollm2_dpo_sigmoid, and name it in expected.json. The float32 gradients are only the printed check."""
+    shared = os.path.join(FIX, "smollm2_dpo_sigmoid", "initial_adapter")
+    mine = os.path.join(fx, "initial_adapter")
+    for fn in ("adapter_model.safetensors", "adapter_config.json"):
+        with open(os.path.join(shared, fn), "rb") as a, open(os.path.join(mine, fn), "rb") as b:
+            assert a.read() == b.read(), f"{fx}: its starting adapter differs from smollm2_dpo_sigmoid's"
+    shutil.rmtree(mine)
+    os.remove(os.path.join(fx, "grads.safetensors"))
+    path = os.path.join(fx, "expected.json")
+    e = json.load(open(path))
+    e["initial_adapter"] = "../smollm2_dpo_sigmoid/initial_adapter"
+    write_json(path, e)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["tokens", "tiny", "smollm2"])
+    ap.add_argument("--only", choices=["tokens", "tiny", "smollm2", "smollm2-losses"])
     ap.add_argument("--gguf", default=DEFAULT_GGUF)
     a = ap.parse_args()
     os.chdir(REPO)
@@ -435,6 +564,8 @@ def main():
         make_tokens(a.gguf)
     if a.only in (None, "smollm2"):
         make_smollm2(a.gguf)
+    if a.only in (None, "smollm2-losses"):
+        make_smollm2_losses(a.gguf)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ final class PreferenceExactnessTests: XCTestCase {
         let beta: Double?
         let label_smoothing: Double?
         let config: Config?
+        /// Another case's starting adapter, relative to this case (the SmolLM2 cases share one).
+        let initial_adapter: String?
     }
 
     static func objective(_ e: Expected) -> PreferenceObjective {
@@ -64,7 +66,7 @@ final class PreferenceExactnessTests: XCTestCase {
             try PEFTAdapter.load(sft, into: model)
             try model.freezeAdapters()
         }
-        try PEFTAdapter.load(dir.appendingPathComponent("initial_adapter").path, into: model)
+        try PEFTAdapter.load(dir.appendingPathComponent(e.initial_adapter ?? "initial_adapter").standardized.path, into: model)
         let reference = ReferencePolicy(model: model, kind: e.reference == "starting_adapter" ? .startingAdapter : .adapterDisabled)
         let step = PreferenceStep(step: TrainingStep(model: model, gradientCheckpointing: checkpointing), objective: Self.objective(e), reference: reference)
         let examples = e.examples.map { PreferenceExample(prompt: $0.prompt, chosen: $0.chosen, rejected: $0.rejected, label: $0.label) }
@@ -129,5 +131,14 @@ final class PreferenceExactnessTests: XCTestCase {
     /// float64 (PEFTExactnessTests explains why 30 float32 layers are compared with exact arithmetic).
     func testRealSmolLM2DPO() throws {
         try check("smollm2_dpo_sigmoid", base: TestPaths.smolLM2, gradients: "grads_fp64.safetensors")
+    }
+
+    /// Every other loss on the real model, from the same starting adapter and rows; the float64
+    /// gradients come from TRL's own loss code run in float64 (tools/make_dpo_fixtures.py).
+    func testRealSmolLM2EveryOtherLoss() throws {
+        for name in ["smollm2_dpo_hinge", "smollm2_dpo_ipo", "smollm2_dpo_robust", "smollm2_orpo", "smollm2_simpo",
+                     "smollm2_cpo_simpo", "smollm2_kto"] {
+            try check(name, base: TestPaths.smolLM2, gradients: "grads_fp64.safetensors")
+        }
     }
 }

@@ -35,7 +35,8 @@ final class PreferenceTrainerTests: XCTestCase {
     }
 
     static func trainer(_ c: TrainConfig, kto: Bool = false) throws -> PreferenceTrainer {
-        let (model, _) = try ModelLoader.load(c.baseModel)
+        let (model, _) = try ModelLoader.load(c.baseModel, backend: c.computePrecision == .fp32 ? CPUBackend.shared : CPUBackend(computePrecision: c.computePrecision),
+                                              baseWeights: c.baseWeights)
         return try PreferenceTrainer(config: c, model: model, train: pairs(seed: 3, kto: kto), validation: pairs(seed: 4, count: 4, kto: kto))
     }
 
@@ -74,6 +75,46 @@ final class PreferenceTrainerTests: XCTestCase {
             XCTAssertEqual(try second.resume(), root + "/\(method)-cut/checkpoint-3")
             let b = try second.run()
             XCTAssertEqual(a.losses.map(\.bitPattern), b.losses.map(\.bitPattern), method)
+        }
+    }
+
+    /// What SFT trains with, preference training trains with: a QLoRA (NF4,
+    /// double quant) base with gradient checkpointing, 8-bit AdamW, and fp16
+    /// compute with loss scaling (bf16 too). Each run starts at ln 2, lowers
+    /// the loss, and resumes from a checkpoint bit for bit.
+    func testQLoRA8BitAdamWAndHalfPrecisionTrainAndResume() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("loft-pref-variants-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let variants: [(String, (inout TrainConfig) -> Void)] = [
+            ("qlora", { c in c.baseWeights = BaseWeightFormat(kind: .nf4, doubleQuant: true); c.gradientCheckpointing = true }),
+            ("adamw_8bit", { c in c.optimizer = "adamw_8bit" }),
+            ("fp16", { c in c.computePrecision = .fp16 }),
+            ("bf16", { c in c.computePrecision = .bf16 }),
+        ]
+        for (name, apply) in variants {
+            var full = Self.config(root + "/\(name)-full")
+            full.evalSteps = nil
+            apply(&full)
+            let fullTrainer = try Self.trainer(full)
+            if name == "qlora" { XCTAssertEqual(fullTrainer.model.layers[0].q.frozen.kindDescription, "nf4+dq") }
+            var first: Double?
+            fullTrainer.onEvent = { e in if e.kind == .step, first == nil { first = e.loss } }
+            let a = try fullTrainer.run()
+            XCTAssertEqual(first ?? 0, log(2), accuracy: 1e-6, "\(name): a fresh LoRA starts at ln 2")
+            XCTAssertTrue(a.losses.allSatisfy(\.isFinite), "\(name): \(a.losses)")
+            XCTAssertLessThan(a.losses.last!, a.losses.first!, "\(name): the loss falls")
+
+            var cut = Self.config(root + "/\(name)-cut")
+            cut.evalSteps = nil
+            apply(&cut)
+            let stopping = try Self.trainer(cut)
+            var seen = 0
+            stopping.onEvent = { e in if e.kind == .step { seen += 1; if seen == 3 { stopping.stopRequested = true } } }
+            try stopping.run()
+            let resumed = try Self.trainer(cut)
+            XCTAssertEqual(try resumed.resume(), root + "/\(name)-cut/checkpoint-3")
+            let b = try resumed.run()
+            XCTAssertEqual(a.losses.map(\.bitPattern), b.losses.map(\.bitPattern), "\(name): resumed bit for bit")
         }
     }
 
