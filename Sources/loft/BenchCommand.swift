@@ -37,6 +37,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "With train: one more step through a timing backend, broken down by operation and shape (time, share of the step, GFLOP/s).")
+    var profile = false
+
     func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
     func time(_ body: () -> Void) -> Double {
@@ -113,6 +116,7 @@ struct BenchCommand: ParsableCommand {
                 "batch": trainBatch, "seq": trainSeq, "gradient_checkpointing": gradientCheckpointing,
                 "tokens_per_s": Double(trainBatch * trainSeq) / median(times), "median_step_s": median(times),
             ]
+            if profile { result["train_profile"] = try trainProfile(lora: lora, batch: mb) }
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -186,6 +190,45 @@ struct BenchCommand: ParsableCommand {
             out[name] = ["tokens_per_s": 64 / s, "base": format.summary]
         }
         return out
+    }
+
+    /// One training step (after a warm-up step) of a fresh copy of the model on
+    /// a timing backend: each operation and shape with its calls, seconds,
+    /// share of the step and GFLOP/s; printed as a table on stderr.
+    func trainProfile(lora: LoRAConfig, batch mb: MicroBatch) throws -> [String: Any] {
+        let profiler = ProfilingBackend(CPUBackend.shared)
+        let (m, _) = try ModelLoader.load(model, backend: profiler)
+        try m.attachLoRA(lora, seed: 0)
+        let step = TrainingStep(model: m, gradientCheckpointing: gradientCheckpointing)
+        let optimizer = AdapterOptimizer(model: m, weightDecay: 0)
+        func once() {
+            _ = step.accumulate(mb, gradScale: 1 / Float(mb.targetCount))
+            optimizer.update(lr: 1e-4, maxGradNorm: 1)
+        }
+        once()
+        profiler.reset()
+        let total = time(once)
+        let entries = profiler.report()
+        let counted = entries.reduce(0) { $0 + $1.seconds }
+        var lines = [String(format: "training step profile: %.3f s (%d tokens), %.1f%% inside backend operations", total, mb.ids.count, 100 * counted / total),
+                     "  share  seconds  calls  GFLOP/s  operation  shape"]
+        var rows: [[String: Any]] = []
+        var byOperation: [String: Double] = [:]
+        for e in entries {
+            byOperation[e.operation, default: 0] += e.seconds
+            var row: [String: Any] = ["operation": e.operation, "shape": e.shape, "calls": e.calls, "seconds": e.seconds, "share": e.seconds / total]
+            if let g = e.gflops { row["gflops"] = g }
+            rows.append(row)
+            if e.seconds / total >= 0.002 {
+                lines.append(String(format: "  %5.1f%%  %7.4f  %5d  %7@  %@  %@", 100 * e.seconds / total, e.seconds, e.calls,
+                                    e.gflops.map { String(format: "%7.1f", $0) } ?? "      -", e.operation, e.shape))
+            }
+        }
+        lines.append("  by operation: " + byOperation.sorted { $0.value > $1.value }
+            .map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value / total) }.joined(separator: ", "))
+        for l in lines { writeErr(l) }
+        return ["step_s": total, "tokens": mb.ids.count, "in_operations_s": counted, "entries": rows,
+                "by_operation_s": byOperation]
     }
 
     func emit(_ result: [String: Any]) throws {
