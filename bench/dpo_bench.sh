@@ -53,7 +53,8 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$(date +%s.%N)
 .build/release/loft train "$work/dpo.yaml" --json > "$work/loft.jsonl"
 loft_wall=$(echo "$(date +%s.%N) - $start" | bc)
-trl_json=$("$python" bench/trl_dpo_bench.py --gguf "$model" --data "$work/pairs.jsonl" --seq "$seq" --threads "$(nproc)")
+# The trainer prints its own log dicts on stdout too: the result is the last line.
+trl_json=$("$python" bench/trl_dpo_bench.py --gguf "$model" --data "$work/pairs.jsonl" --seq "$seq" --threads "$(nproc)" | tail -n 1)
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 "$python" - "$work" "$loft_wall" "$trl_json" "$load_before" "$load_after" "$rows" "$seq" <<'PY'
 import json, subprocess, sys
