@@ -81,10 +81,14 @@ public final class TrainingStep {
         let dHidden = b.zeros([n, c.hiddenSize], dtype: .f32)
         let targets = mb.targets
         var lossSum = 0.0
+        // One logits buffer for every chunk: a fresh one per chunk (50 MB for
+        // SmolLM2) is a fresh mmap whose pages fault in during the GEMM, which
+        // made the LM head's forward run at half its backward's rate.
+        let logitsBuffer = b.zeros([max(1, min(n, lossChunkRows)), c.vocabSize], dtype: .f32)
         var r0 = 0
         while r0 < n {
             let r1 = min(n, r0 + lossChunkRows)
-            let logits = b.zeros([r1 - r0, c.vocabSize], dtype: .f32)
+            let logits = logitsBuffer.rows(0 ..< r1 - r0)
             b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
             lossSum += b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]), dLogits: logits, gradScale: gradScale)
             if let head = m.trainedLMHead {
@@ -204,10 +208,11 @@ extension TrainingStep {
         let hidden = m.finalHidden(x)
         let targets = mb.targets
         var total = 0.0
+        let logitsBuffer = b.zeros([max(1, min(batch.count, lossChunkRows)), c.vocabSize], dtype: .f32)   // reused, as in `accumulate`
         var r0 = 0
         while r0 < batch.count {
             let r1 = min(batch.count, r0 + lossChunkRows)
-            let logits = b.zeros([r1 - r0, c.vocabSize], dtype: .f32)
+            let logits = logitsBuffer.rows(0 ..< r1 - r0)
             b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
             total += b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]), dLogits: nil, gradScale: 0)
             r0 = r1

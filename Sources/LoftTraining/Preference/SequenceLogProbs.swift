@@ -31,11 +31,14 @@ public struct SequenceLogProbs {
         precondition(targets.count == hidden.rows, "SequenceLogProbs: \(targets.count) targets for \(hidden.rows) rows")
         let unit = withGradient ? b.zeros([hidden.rows, c.hiddenSize], dtype: .f32) : nil
         var sums = [Double](repeating: 0, count: spans.count)
+        // One logits buffer for every chunk (a fresh 50 MB one per chunk faults its pages in during the GEMM).
+        let longest = spans.map { min($0.rows.count, chunkRows) }.max() ?? 0
+        let logitsBuffer = b.zeros([max(1, longest), c.vocabSize], dtype: .f32)
         for (k, span) in spans.enumerated() {
             var r0 = span.rows.lowerBound
             while r0 < span.rows.upperBound {
                 let r1 = min(span.rows.upperBound, r0 + chunkRows)
-                let logits = b.zeros([r1 - r0, c.vocabSize], dtype: .f32)
+                let logits = logitsBuffer.rows(0 ..< r1 - r0)
                 b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
                 // cross-entropy = −log p; with gradScale 1 its dLogits are softmax − onehot = −∂logp/∂logits.
                 sums[k] -= b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]),
