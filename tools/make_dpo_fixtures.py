@@ -367,6 +367,27 @@ def make_tokens(gguf):
                 "rows": recs, "max_length_512": {"kept_rows": len(kept), "truncated_rows": cut}, "versions": VERSIONS})
 
 
+def smollm2_batch(tok):
+    """The first two dpo_en_demo rows as TRL tokenizes them, cut to 64-token prompts and 48-token completions."""
+    rows = json.load(open(os.path.join(DATA, "dpo_en_demo.json")))
+    ds = Dataset.from_list([to_trl(r) for r in rows[:2]])
+    fake = type("T", (), {"_tokenizer": tok})()
+    out = DPOTrainer._prepare_dataset(fake, ds, tok, common_args(DPOConfig, max_length=None), "train")
+    return [{"prompt_ids": ex["prompt_ids"][-64:], "chosen_ids": ex["chosen_ids"][:48], "rejected_ids": ex["rejected_ids"][:48]} for ex in out]
+
+
+def smollm2_model(gguf, dtype):
+    d, n = os.path.split(os.path.abspath(gguf))
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=n, dtype=dtype, attn_implementation="eager")
+    # transformers dequantizes the GGUF to dense tensors but keeps it flagged as quantized, which the
+    # trainers refuse to train; the weights are plain tensors, so drop the flag.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
 def make_smollm2(gguf):
     """DPO sigmoid on the real model: two rows of dpo_en_demo cut to 64-token prompts and 48-token completions.
 
@@ -375,19 +396,9 @@ def make_smollm2(gguf):
     float64), because two float32 implementations of 30 layers differ by more than either differs from exact
     arithmetic (see PEFTExactnessTests)."""
     tok = smollm2_tokenizer(gguf)
-    rows = json.load(open(os.path.join(DATA, "dpo_en_demo.json")))
-    ds = Dataset.from_list([to_trl(r) for r in rows[:2]])
-    fake = type("T", (), {"_tokenizer": tok})()
-    out = DPOTrainer._prepare_dataset(fake, ds, tok, common_args(DPOConfig, max_length=None), "train")
-    batch = [{"prompt_ids": ex["prompt_ids"][-64:], "chosen_ids": ex["chosen_ids"][:48], "rejected_ids": ex["rejected_ids"][:48]} for ex in out]
+    batch = smollm2_batch(tok)
     d, n = os.path.split(os.path.abspath(gguf))
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=n, dtype=torch.float32, attn_implementation="eager")
-    # transformers dequantizes the GGUF to dense float32 but keeps it flagged as quantized, which the
-    # Trainer refuses to train; the weights are plain float32 tensors, so drop the flag.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    model = smollm2_model(gguf, torch.float32)
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"], bias="none", task_type="CAUSAL_LM")
     name = "smollm2_dpo_sigmoid"
     dpo_case(name, "sigmoid", beta=0.1, model=model, peft_config=lora, batch=batch, tokenizer=tok,
@@ -424,18 +435,6 @@ def make_smollm2(gguf):
     print(f"  float64 loss {loss.item():.8f}; TRL float32 gradients vs float64: max relative error {worst:.2e}")
 
 
-def smollm2_model(gguf, dtype):
-    d, n = os.path.split(os.path.abspath(gguf))
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=n, dtype=dtype, attn_implementation="eager")
-    # transformers dequantizes the GGUF to dense tensors but keeps it flagged as quantized, which the
-    # trainers refuse to train; the weights are plain tensors, so drop the flag.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return model
-
-
 def make_smollm2_losses(gguf):
     """Every other loss on the real model, on the same two dpo_en_demo rows as smollm2_dpo_sigmoid.
 
@@ -450,11 +449,7 @@ def make_smollm2_losses(gguf):
     sys.path.insert(0, os.path.join(REPO, "tools"))
     import make_fp64_grads
     tok = smollm2_tokenizer(gguf)
-    rows = json.load(open(os.path.join(DATA, "dpo_en_demo.json")))
-    ds = Dataset.from_list([to_trl(r) for r in rows[:2]])
-    fake = type("T", (), {"_tokenizer": tok})()
-    out = DPOTrainer._prepare_dataset(fake, ds, tok, common_args(DPOConfig, max_length=None), "train")
-    batch = [{"prompt_ids": ex["prompt_ids"][-64:], "chosen_ids": ex["chosen_ids"][:48], "rejected_ids": ex["rejected_ids"][:48]} for ex in out]
+    batch = smollm2_batch(tok)
     examples = [{"prompt": b["prompt_ids"], "chosen": b["chosen_ids"], "rejected": b["rejected_ids"]} for b in batch]
     # KTO: each pair as a desirable and an undesirable row; KL completions shifted by one row, as TRL does.
     kto_rows = []

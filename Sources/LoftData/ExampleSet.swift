@@ -83,13 +83,12 @@ extension TokenShards {
         return try TokenShards(directory: directory)
     }
 
-    /// The examples split and weighted exactly as `prepared` (and
-    /// `DatasetBuilder.build`) does, with the training split left on disk.
-    /// One pass over the shards computes the content hash; memory holds the
-    /// record numbers and lengths, and the validation split.
-    public func streamed(options: DataOptions) throws -> StreamedDataset {
+    /// The record numbers of every entry in order, each entry's weight applied
+    /// as `DatasetBuilder.build` applies it (the split comes after), and the
+    /// length of every record.
+    func weightedRecords(options: DataOptions) throws -> (records: [Int], lengths: [Int32]) {
         var perEntry = [[Int]](repeating: [], count: meta.entries.count)
-        var lengthOf = [Int32](repeating: 0, count: count)
+        var lengths = [Int32](repeating: 0, count: count)
         var i = 0
         while i < count {
             let n = min(65_536, count - i)
@@ -98,7 +97,7 @@ extension TokenShards {
                     throw DataError(file: directory, "a record names dataset entry \(r.entry)", fix: "delete the directory; the next run rebuilds it")
                 }
                 perEntry[r.entry].append(i + k)
-                lengthOf[i + k] = Int32(clamping: r.length)
+                lengths[i + k] = Int32(clamping: r.length)
             }
             i += n
         }
@@ -111,13 +110,21 @@ extension TokenShards {
             }
             perEntry[k] = []
         }
+        return (picked, lengths)
+    }
+
+    /// The examples split and weighted exactly as `prepared` (and
+    /// `DatasetBuilder.build`) does, with the training split left on disk.
+    /// One pass over the shards computes the content hash; memory holds the
+    /// record numbers and lengths, and the validation split.
+    public func streamed(options: DataOptions) throws -> StreamedDataset {
+        let (picked, lengthOf) = try weightedRecords(options: options)
         let isVal = try DatasetBuilder.validationMask(count: picked.count, options: options)
         var trainRecords: [Int] = [], validationRecords: [Int] = []
         trainRecords.reserveCapacity(picked.count)
         for (j, r) in picked.enumerated() {
             if isVal[j] { validationRecords.append(r) } else { trainRecords.append(r) }
         }
-        picked = []
         var out = StreamedDataset(train: ExampleSet(shards: self, records: trainRecords, lengths: trainRecords.map { Int(lengthOf[$0]) }),
                                   validation: try validationRecords.map(example))
         var hash = DatasetContentHash()

@@ -353,37 +353,20 @@ public final class TokenShards: @unchecked Sendable {   // reads go through `loc
     }
 
     /// Every example in memory, split and weighted exactly as `DatasetBuilder.build` does
-    /// (what today's trainer takes).
+    /// (with origins; `streamed` is what training takes).
     public func prepared(options: DataOptions) throws -> PreparedDataset {
         var out = PreparedDataset()
-        var perEntry = [[Int]](repeating: [], count: meta.entries.count)
-        var all: [TokenizedExample] = []
-        var origins: [ExampleOrigin] = []
-        all.reserveCapacity(count)
-        var i = 0
-        while i < count {
-            let n = min(65_536, count - i)
-            for r in try records(i..<(i + n)) {
-                perEntry[r.entry].append(all.count)
-                all.append(try example(r))
-                origins.append(ExampleOrigin(file: r.file < meta.files.count ? meta.files[r.file] : "?", row: r.row))
-            }
-            i += n
-        }
         var examples: [TokenizedExample] = []
-        var exampleOrigins: [ExampleOrigin] = []
-        for (k, entry) in meta.entries.enumerated() {
-            var picked = perEntry[k]
-            if let w = entry.weight, w != 1 {
-                picked = DatasetBuilder.weightedIndices(count: picked.count, weight: w, seed: options.seed &+ UInt64(k)).map { perEntry[k][$0] }
-            }
-            examples += picked.map { all[$0] }
-            exampleOrigins += picked.map { origins[$0] }
+        var origins: [ExampleOrigin] = []
+        for n in try weightedRecords(options: options).records {
+            let r = try records(n..<(n + 1))[0]
+            examples.append(try example(r))
+            origins.append(ExampleOrigin(file: r.file < meta.files.count ? meta.files[r.file] : "?", row: r.row))
         }
         out.stats = meta.entries.map(\.stats)
         out.warnings = meta.warnings
         out.problems = meta.problems.map(\.error)
-        try DatasetBuilder.split(examples, origins: exampleOrigins, options: options, into: &out)
+        try DatasetBuilder.split(examples, origins: origins, options: options, into: &out)
         return out
     }
 }

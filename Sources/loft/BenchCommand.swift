@@ -99,24 +99,18 @@ struct BenchCommand: ParsableCommand {
             result["generate_16+64"] = ["tokens_per_s": 64 / s, "median_s": s]
         }
         if parts.contains("train") {
-            let lora = LoRAConfig(rank: 16, alpha: 32, dropout: 0, targetModules: LoRAConfig.allLinear)
-            try m.attachLoRA(lora, seed: 0)
-            let step = TrainingStep(model: m, gradientCheckpointing: gradientCheckpointing)
-            let optimizer = AdapterOptimizer(model: m, weightDecay: 0)
             let mb = MicroBatch(sequences: (0 ..< trainBatch).map { _ in let t = ids(trainSeq); return (t, t) })
+            let trainStep = try optimizerStep(m, batch: mb)
             var times: [Double] = []
             for i in 0 ... trainSteps {
-                let s = time {
-                    _ = step.accumulate(mb, gradScale: 1 / Float(mb.targetCount))
-                    optimizer.update(lr: 1e-4, maxGradNorm: 1)
-                }
+                let s = time(trainStep)
                 if i > 0 { times.append(s) }  // the first step warms caches and allocator
             }
             result["train_lora_r16_all_linear"] = [
                 "batch": trainBatch, "seq": trainSeq, "gradient_checkpointing": gradientCheckpointing,
                 "tokens_per_s": Double(trainBatch * trainSeq) / median(times), "median_step_s": median(times),
             ]
-            if profile { result["train_profile"] = try trainProfile(lora: lora, batch: mb) }
+            if profile { result["train_profile"] = try trainProfile(batch: mb) }
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -192,19 +186,25 @@ struct BenchCommand: ParsableCommand {
         return out
     }
 
-    /// One training step (after a warm-up step) of a fresh copy of the model on
-    /// a timing backend: each operation and shape with its calls, seconds,
-    /// share of the step and GFLOP/s; printed as a table on stderr.
-    func trainProfile(lora: LoRAConfig, batch mb: MicroBatch) throws -> [String: Any] {
-        let profiler = ProfilingBackend(CPUBackend.shared)
-        let (m, _) = try ModelLoader.load(model, backend: profiler)
-        try m.attachLoRA(lora, seed: 0)
+    /// LoRA r=16 on every linear projection of `m`, and one optimizer step of
+    /// it on `mb` as a closure (what the training figures time).
+    func optimizerStep(_ m: LlamaModel, batch mb: MicroBatch) throws -> () -> Void {
+        try m.attachLoRA(LoRAConfig(rank: 16, alpha: 32, dropout: 0, targetModules: LoRAConfig.allLinear), seed: 0)
         let step = TrainingStep(model: m, gradientCheckpointing: gradientCheckpointing)
         let optimizer = AdapterOptimizer(model: m, weightDecay: 0)
-        func once() {
+        return {
             _ = step.accumulate(mb, gradScale: 1 / Float(mb.targetCount))
             optimizer.update(lr: 1e-4, maxGradNorm: 1)
         }
+    }
+
+    /// One training step (after a warm-up step) of a fresh copy of the model on
+    /// a timing backend: each operation and shape with its calls, seconds,
+    /// share of the step and GFLOP/s; printed as a table on stderr.
+    func trainProfile(batch mb: MicroBatch) throws -> [String: Any] {
+        let profiler = ProfilingBackend(CPUBackend.shared)
+        let (m, _) = try ModelLoader.load(model, backend: profiler)
+        let once = try optimizerStep(m, batch: mb)
         once()
         profiler.reset()
         let total = time(once)
