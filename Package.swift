@@ -47,13 +47,15 @@ let package = Package(
         // Loft's own bf16 GEMM kernel (AVX512-BF16, chosen at run time).
         .target(name: "CLoftGEMM", path: "Sources/CLoftGEMM",
                 linkerSettings: [.linkedLibrary("pthread", .when(platforms: [.linux]))]),
+        // Vectorized exp-based rows (softmax, log-sum-exp, SwiGLU) for AVX-512, AVX2 and baseline x86-64.
+        .target(name: "CLoftKernels", path: "Sources/CLoftKernels", exclude: ["kernels_body.inc"]),
         // Decoding on GGUF blocks: integer and float dot products (AVX2, scalar fallback).
         .target(name: "CLoftQuant", path: "Sources/CLoftQuant"),
         // Tensors, dtypes and the Backend interface with its CPU implementation.
         // LoftFormats (itself dependency-free) supplies the blockwise 8-bit
         // quantizer that 8-bit AdamW shares with NF4/FP4 double quantization.
         .target(name: "LoftTensors", dependencies: [
-            "LoftFormats", "CLoftGEMM", "CLoftQuant",
+            "LoftFormats", "CLoftGEMM", "CLoftQuant", "CLoftKernels",
             .target(name: "CLoftBLAS", condition: .when(platforms: [.linux])),
         ], swiftSettings: settings),
         // CUDA driver, NVRTC and cuBLASLt declared by Loft itself and opened
@@ -101,7 +103,7 @@ let package = Package(
         // Paths to fixtures and the real model, shared by every test target.
         .target(name: "LoftTestSupport", dependencies: ["LoftFormats"], path: "Tests/LoftTestSupport", swiftSettings: settings),
         .testTarget(name: "LoftFormatsTests", dependencies: ["LoftTestSupport", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
-        .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTestSupport", "LoftTensors"], swiftSettings: settings),
+        .testTarget(name: "LoftTensorsTests", dependencies: ["LoftTestSupport", "LoftTensors", "CLoftKernels"], swiftSettings: settings),
         .testTarget(name: "LoftTokenizersTests", dependencies: ["LoftTestSupport", "LoftTokenizers", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftTemplatesTests", dependencies: ["LoftTestSupport", "LoftTemplates"], exclude: ["Fixtures"], swiftSettings: settings),
         .testTarget(name: "LoftDataTests", dependencies: ["LoftTestSupport", "LoftData", "LoftHub", "LoftTokenizers", "LoftTemplates", "LoftFormats"], exclude: ["Fixtures"], swiftSettings: settings),

@@ -9,8 +9,9 @@
 # 1. Python: $LOFT_BENCH_PYTHON if set (e.g. /opt/refvenv/bin/python), otherwise a
 #    venv at .venv-bench (created, then torch transformers peft gguf accelerate
 #    installed from PyPI if any is missing).
-# 2. Builds `loft` in release, fetches the model with tools/fetch-model.sh.
-# 3. Runs `loft bench --json`, then hf_bench.py, then (if present, and unless
+# 2. Builds `loft` in release (or uses $LOFT_BIN), fetches the model with tools/fetch-model.sh.
+# 3. Runs `loft bench --json`, with training also in bf16 (`--precision bf16`,
+#    unless --no-bf16), then hf_bench.py, then (if present, and unless
 #    --no-tokenizer or --only is given) tools/bench_tokenizer.sh.
 # 4. Writes DIR/<date>-<host>.json and .md (default DIR: bench/results) and
 #    prints the markdown table: machine (lscpu), versions, load averages, command.
@@ -81,9 +82,13 @@ if ! "$py" -c 'import torch, transformers, peft, gguf, accelerate' 2>/dev/null; 
 fi
 
 # --- 2. build and model ---------------------------------------------------
-say "building loft (release)"
-swift build -c release --product loft >&2
-loft=$root/.build/release/loft
+if [ -n "${LOFT_BIN:-}" ]; then
+    loft=$LOFT_BIN
+else
+    say "building loft (release)"
+    swift build -c release --product loft >&2
+    loft=$root/.build/release/loft
+fi
 model=$(tools/fetch-model.sh)
 
 # Same threads for both: OpenBLAS and torch thread counts, and, below the core
@@ -111,6 +116,16 @@ hf_args=(bench/hf_bench.py --model "$model" --only "$only" --threads "$threads"
 say "loft ${loft_args[*]}"
 "${pin[@]}" "$loft" "${loft_args[@]}" > "$tmp/loft.json" || echo "warning: loft bench failed" >&2
 cat "$tmp/loft.json" >&2
+loft_bf16=()
+if [ "$no_bf16" = 0 ] && [[ ,$only, == *,train,* ]]; then
+    bf16_args=(bench "$model" --only train --precision bf16 --train-steps "$train_steps"
+               --train-batch "$train_batch" --train-seq "$train_seq" --json)
+    [ "$gc" = 1 ] && bf16_args+=(--gradient-checkpointing)
+    say "loft ${bf16_args[*]}"
+    "${pin[@]}" "$loft" "${bf16_args[@]}" > "$tmp/loft_bf16.json" || echo "warning: loft bench (bf16) failed" >&2
+    cat "$tmp/loft_bf16.json" >&2
+    loft_bf16=(--loft-bf16 "$tmp/loft_bf16.json")
+fi
 say "$py ${hf_args[*]}"
 "${pin[@]}" "$py" "${hf_args[@]}" > "$tmp/hf.json" || echo "warning: hf_bench.py failed" >&2
 if [ "$tokenizer" = 1 ] && [ -x tools/bench_tokenizer.sh ]; then
@@ -157,7 +172,7 @@ print(json.dumps({
 PY
 tok_arg=()
 [ -s "$tmp/tok.txt" ] && tok_arg=(--tokenizer "$tmp/tok.txt")
-"$py" bench/report.py --loft "$tmp/loft.json" --hf "$tmp/hf.json" --meta "$tmp/meta.json" "${tok_arg[@]}" \
+"$py" bench/report.py --loft "$tmp/loft.json" "${loft_bf16[@]}" --hf "$tmp/hf.json" --meta "$tmp/meta.json" "${tok_arg[@]}" \
     --out-json "$out_dir/$stamp.json" --out-md "$out_dir/$stamp.md"
 say "wrote $out_dir/$stamp.json and $out_dir/$stamp.md"
 [ -n "$warn_before$warn_after" ] && echo "WARNING: the load average exceeded the core count during the run: numbers are not trustworthy" >&2

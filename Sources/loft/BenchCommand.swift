@@ -34,6 +34,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .customLong("gradient-checkpointing"), help: "Train with gradient checkpointing.")
     var gradientCheckpointing = false
 
+    @Option(help: "Training compute precision: fp32, or bf16 (GEMM inputs rounded to bf16, fp32 accumulation: on the AVX512-BF16 kernel where this CPU runs it faster).")
+    var precision = "fp32"
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -69,8 +72,15 @@ struct BenchCommand: ParsableCommand {
             result["decode_generate"] = try decodeGeneration()
             if parts == ["decode"] { return try emit(result) }
         }
+        guard let computePrecision = ComputePrecision(rawValue: precision), computePrecision != .fp16 else {
+            throw ValidationError("--precision \(precision): use fp32 or bf16")
+        }
+        let trainBackend: Backend = computePrecision == .fp32 ? CPUBackend.shared : CPUBackend(computePrecision: computePrecision)
+        result["precision"] = precision
+        result["bf16_gemm"] = CPUKernelChoice.bf16.reason
+        result["cpu"] = CPUKernelChoice.cpuModel()
         let loadStart = Date()
-        let (m, _) = try ModelLoader.load(model)
+        let (m, _) = try ModelLoader.load(model, backend: trainBackend)
         result["load_s"] = Date().timeIntervalSince(loadStart)
         result["params"] = m.config.parameterCount
         var rng = SystemRandomNumberGenerator()
@@ -110,7 +120,7 @@ struct BenchCommand: ParsableCommand {
                 "batch": trainBatch, "seq": trainSeq, "gradient_checkpointing": gradientCheckpointing,
                 "tokens_per_s": Double(trainBatch * trainSeq) / median(times), "median_step_s": median(times),
             ]
-            if profile { result["train_profile"] = try trainProfile(batch: mb) }
+            if profile { result["train_profile"] = try trainProfile(batch: mb, computePrecision: computePrecision) }
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -201,8 +211,8 @@ struct BenchCommand: ParsableCommand {
     /// One training step (after a warm-up step) of a fresh copy of the model on
     /// a timing backend: each operation and shape with its calls, seconds,
     /// share of the step and GFLOP/s; printed as a table on stderr.
-    func trainProfile(batch mb: MicroBatch) throws -> [String: Any] {
-        let profiler = ProfilingBackend(CPUBackend.shared)
+    func trainProfile(batch mb: MicroBatch, computePrecision: ComputePrecision) throws -> [String: Any] {
+        let profiler = ProfilingBackend(computePrecision == .fp32 ? CPUBackend.shared : CPUBackend(computePrecision: computePrecision))
         let (m, _) = try ModelLoader.load(model, backend: profiler)
         let once = try optimizerStep(m, batch: mb)
         once()
@@ -246,7 +256,8 @@ struct BenchCommand: ParsableCommand {
     func bf16GEMMs() -> [String: Any] {
         let backend = CPUBackend.shared
         let tokens = 512
-        var out: [String: Any] = ["bf16_kernel": CPUGEMM.bf16KernelAvailable]
+        var out: [String: Any] = ["bf16_kernel": CPUGEMM.bf16KernelAvailable,
+                                  "vdpbf16ps_flops_per_fma_flop": CPUKernelChoice.measureBF16Ratio()]
         for (rows, cols) in [(576, 576), (1536, 576), (576, 1536)] {
             let x = Tensor.cpu((0 ..< tokens * cols).map { _ in Float.random(in: -1 ... 1) }, shape: [tokens, cols])
             let w = Tensor.cpu((0 ..< rows * cols).map { _ in Float.random(in: -1 ... 1) }, shape: [rows, cols])

@@ -4,7 +4,7 @@ import LoftCUDA
 import LoftTensors
 import LoftTraining
 
-/// `loft info --devices`: the CUDA devices, or why there are none.
+/// `loft info --devices`: the CPU and the kernels Loft chose for it, the CUDA devices, or why there are none.
 enum DeviceReport {
     static func print(json: Bool) {
         let p = CUDAProbe.run()
@@ -21,9 +21,13 @@ enum DeviceReport {
             if let path = p.nvrtcPath { out["nvrtc"] = path }
             if let path = p.cublasLtPath { out["cublaslt"] = path }
             if let problem = p.problem { out["problem"] = problem }
+            out["cpu"] = ["model": CPUKernelChoice.cpuModel(), "threads": CPUBackend.threads,
+                          "elementwise_kernels": CPUKernelChoice.elementwiseISA, "bf16_gemm": CPUKernelChoice.bf16.reason] as [String: Any]
             printJSON(out)
             return
         }
+        Swift.print("cpu        \(CPUKernelChoice.cpuModel()), \(CPUBackend.threads) threads, \(CPUKernelChoice.elementwiseISA) elementwise kernels")
+        Swift.print("           bf16 GEMMs: \(CPUKernelChoice.bf16.reason)")
         if let path = p.driverPath {
             Swift.print("driver     \(path)\(p.driverVersion.map { " (CUDA \(CUDAProbe.versionString($0)))" } ?? "")")
         }

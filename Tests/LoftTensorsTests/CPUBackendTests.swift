@@ -149,6 +149,11 @@ final class CPUBackendTests: XCTestCase {
         let fd = Ref.gradient(of: { Ref.crossEntropy($0, labels: labels, vocab: v) }, at: logits)
         XCTAssertLessThan(relativeError(dl.toArray(), fd), backwardTolerance, "seed \(seed)")
         XCTAssertTrue(dl.toArray()[2 * v ..< 3 * v].allSatisfy { $0 == 0 }, "ignored rows get no gradient")
+        // In place, as training's loss chunks call it: the gradient overwrites the logits.
+        let inPlace = tensor(logits, [n, v])
+        let lossInPlace = cpu.crossEntropy(logits: inPlace, labels: labels.map(Int32.init), dLogits: inPlace, gradScale: 1)
+        XCTAssertEqual(lossInPlace, loss, "in place, the same loss (seed \(seed))")
+        XCTAssertEqual(inPlace.toArray(), dl.toArray(), "in place, the same gradient (seed \(seed))")
     }
 
     func testEmbeddingForwardAndBackward() {

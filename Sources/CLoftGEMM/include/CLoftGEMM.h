@@ -24,6 +24,12 @@ extern "C" {
 /* 1 when this CPU (and OS) runs AVX512F, AVX512BW, AVX512VL and AVX512-BF16. */
 int loft_gemm_bf16_available(void);
 
+/* vdpbf16ps flops per vfmadd231ps flop on this core (about 2 where bf16
+ * dot products retire at the FMA's rate, 1 where at half), from
+ * `iterations` register-only loops of each (2e6: about 50 ms); 0 without
+ * AVX512-BF16. */
+double loft_gemm_bf16_flops_ratio(long iterations);
+
 /* B given as fp32. threads: how many threads to split the work over (1 or more). */
 void loft_gemm_bf16_f32(int trans_a, int trans_b, long m, long n, long k, float alpha,
                         const float *a, long lda, const float *b, long ldb,

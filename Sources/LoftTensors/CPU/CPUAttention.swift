@@ -1,3 +1,4 @@
+import CLoftKernels
 import Foundation
 
 /// Causal attention computed a block of queries at a time: the score matrix
@@ -63,19 +64,13 @@ extension CPUBackend {
             let to = pos
             let a = from - lo, b = to - lo  // inclusive, within the block's key range
             if writeLSE || savedLSE == nil {
-                var mx = -Float.infinity
-                for j in a ... b { mx = max(mx, row[j]) }
-                var sum: Float = 0
-                for j in a ... b { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
-                let inv = 1 / sum
-                for j in a ... b { row[j] *= inv }
-                if writeLSE, let savedLSE { savedLSE[h * nq + q0 + r] = mx + Foundation.log(sum) }
+                let l = loft_softmax_row(row + a, b - a + 1)
+                if writeLSE, let savedLSE { savedLSE[h * nq + q0 + r] = l }
             } else if let savedLSE {
-                let l = savedLSE[h * nq + q0 + r]
-                for j in a ... b { row[j] = Foundation.exp(row[j] - l) }
+                _ = loft_exp_shifted(row + a, row + a, b - a + 1, savedLSE[h * nq + q0 + r])
             }
-            for j in 0 ..< a { row[j] = 0 }
-            if b + 1 < nk { for j in (b + 1) ..< nk { row[j] = 0 } }
+            if a > 0 { row.update(repeating: 0, count: a) }
+            if b + 1 < nk { (row + b + 1).update(repeating: 0, count: nk - b - 1) }
         }
         return (lo, hi)
     }

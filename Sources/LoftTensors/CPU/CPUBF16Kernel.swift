@@ -5,11 +5,12 @@ import CLoftGEMM
 /// C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C, row-major, as `BLAS.sgemm`.
 ///
 /// With AVX512-BF16 this runs Loft's own kernel (Sources/CLoftGEMM, vdpbf16ps,
-/// split over `CPUBackend.threads` threads); elsewhere it rounds copies of the
-/// inputs and calls sgemm. Denormal bf16 inputs and products are flushed to
-/// zero by the instruction. Measured on a 2-core Emerald Rapids (BENCHMARKS.md),
-/// vdpbf16ps retires at half the fp32 FMA rate, so the kernel is SLOWER than
-/// OpenBLAS sgemm there: it is not on any default path.
+/// split over Loft's threads as sgemm is, see `BLAS.split`); elsewhere it
+/// rounds copies of the inputs and calls sgemm. Denormal bf16 inputs and
+/// products are flushed to zero by the instruction. The backend's bf16 GEMMs
+/// come here where `CPUKernelChoice.bf16` says the kernel is faster (AMD Zen
+/// 4: vdpbf16ps at the fp32 FMA's rate); on Intel Emerald Rapids it retires at
+/// half that rate and the kernel is slower than sgemm (BENCHMARKS.md).
 public enum CPUGEMM {
     /// Whether this CPU runs the AVX512-BF16 kernel.
     public static let bf16KernelAvailable = loft_gemm_bf16_available() != 0
@@ -24,8 +25,9 @@ public enum CPUGEMM {
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if m == 0 || n == 0 { return }
         if useBF16Kernel {
-            return loft_gemm_bf16_f32(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-                                      Int32(CPUBackend.threads))
+            return BLAS.splitProduct(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, ldb: ldb, c: c, ldc: ldc) {
+                loft_gemm_bf16_f32(transA ? 1 : 0, transB ? 1 : 0, $0, $1, k, alpha, $2, lda, b + $3, ldb, beta, $4, ldc, 1)
+            }
         }
         roundedSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                      ldb: ldb, beta: beta, c: c, ldc: ldc) { BFloat16.fromFloat(b[$0]) }
@@ -38,8 +40,9 @@ public enum CPUGEMM {
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if m == 0 || n == 0 { return }
         if useBF16Kernel {
-            return loft_gemm_bf16_b16(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-                                      Int32(CPUBackend.threads))
+            return BLAS.splitProduct(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, ldb: ldb, c: c, ldc: ldc) {
+                loft_gemm_bf16_b16(transA ? 1 : 0, transB ? 1 : 0, $0, $1, k, alpha, $2, lda, b + $3, ldb, beta, $4, ldc, 1)
+            }
         }
         roundedSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                      ldb: ldb, beta: beta, c: c, ldc: ldc) { b[$0] }

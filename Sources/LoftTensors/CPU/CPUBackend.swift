@@ -1,3 +1,4 @@
+import CLoftKernels
 import Foundation
 
 /// The CPU backend: GEMMs through BLAS (in `computePrecision`, see
@@ -5,8 +6,17 @@ import Foundation
 /// serves every test and small models.
 public final class CPUBackend: Backend, @unchecked Sendable {
     public static let shared = CPUBackend()
-    /// Worker threads for the loops Loft writes itself (BLAS has its own pool).
-    nonisolated(unsafe) static var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Worker threads for everything the backend does, GEMMs included (BLAS
+    /// itself runs single-threaded, see `BLAS`): `LOFT_THREADS`, else
+    /// `OPENBLAS_NUM_THREADS` (as benchmarks and users already set it), else
+    /// every core.
+    nonisolated(unsafe) public static var threads: Int = {
+        let env = ProcessInfo.processInfo.environment
+        for key in ["LOFT_THREADS", "OPENBLAS_NUM_THREADS"] {
+            if let n = env[key].flatMap({ Int($0) }), n > 0 { return n }
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
 
     public let name = "cpu"
     public let device = Device.cpu
@@ -108,25 +118,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         precondition(gate.count == up.count && gate.count == out.count, "swiglu: \(gate.shape), \(up.shape) into \(out.shape)")
         let (g, u, o) = (gate.floats, up.floats, out.floats)
         parallelChunks(out.count, minimumPerChunk: 1 << 14) { r in
-            for i in r {
-                let x = g[i]
-                o[i] = x / (1 + Foundation.exp(-x)) * u[i]
-            }
+            loft_swiglu(g + r.lowerBound, u + r.lowerBound, o + r.lowerBound, r.count)
         }
     }
 
     public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
         let (d, g, u, dg, du) = (dOut.floats, gate.floats, up.floats, dGate.floats, dUp.floats)
         parallelChunks(dOut.count, minimumPerChunk: 1 << 14) { r in
-            for i in r {
-                let x = g[i]
-                let s = 1 / (1 + Foundation.exp(-x))
-                let silu = x * s
-                let dy = d[i]
-                let upv = u[i]
-                du[i] = dy * silu
-                dg[i] = dy * upv * s * (1 + x * (1 - s))
-            }
+            let i = r.lowerBound
+            loft_swiglu_backward(d + i, g + i, u + i, dg + i, du + i, r.count)
         }
     }
 

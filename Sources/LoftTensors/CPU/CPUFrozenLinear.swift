@@ -37,8 +37,11 @@ extension CPUBackend {
             return
         }
         let tile = min(m, max(1, Self.frozenTileRows))
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
-        defer { scratch.deallocate() }
+        // From the buffer pool like every tensor, so it reuses what a tensor
+        // freed instead of adding to the peak beside the pool's buffers.
+        let scratchBuffer = Tensor.uninitialized([tile * k])
+        defer { withExtendedLifetime(scratchBuffer) {} }
+        let scratch = scratchBuffer.floats
         // Reduced precision: x rounded once for all tiles, not once per tile.
         let roundedX = computePrecision == .fp32 ? nil : Self.roundedCopy(xp, rows: n, cols: k, ld: k, precision: computePrecision)
         defer { roundedX?.deallocate() }
@@ -73,8 +76,11 @@ extension CPUBackend {
             return
         }
         let tile = min(m, max(1, Self.frozenTileRows))
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
-        defer { scratch.deallocate() }
+        // From the buffer pool like every tensor, so it reuses what a tensor
+        // freed instead of adding to the peak beside the pool's buffers.
+        let scratchBuffer = Tensor.uninitialized([tile * k])
+        defer { withExtendedLifetime(scratchBuffer) {} }
+        let scratch = scratchBuffer.floats
         var beta: Float = accumulate ? 1 : 0
         var m0 = 0
         while m0 < m {

@@ -5,17 +5,21 @@
 /// op(B) to that grid and then runs sgemm: a product of two bf16 (8-bit
 /// mantissa) or fp16 (11-bit) values is exact in f32, so this is exactly a
 /// reduced-precision GEMM that accumulates in f32 and writes f32, as
-/// autocast's GEMMs on a GPU do. A native kernel could replace the "round,
-/// then sgemm" body here without any caller changing; Loft's AVX512-BF16 one
-/// (`CPUGEMM.bf16`, CPUBF16Kernel.swift) runs at 0.4–0.6× sgemm on this
-/// project's Xeon (vdpbf16ps delivers half an fp32 FMA's flops there,
-/// BENCHMARKS.md), so it is not used here.
+/// autocast's GEMMs on a GPU do. bf16 products with both sides of C at least
+/// `bf16KernelMinimum` go to Loft's AVX512-BF16 kernel instead where
+/// `CPUKernelChoice.bf16` found it faster on this CPU (AMD Zen 4: about twice
+/// sgemm's flops; on Intel Emerald Rapids vdpbf16ps delivers half an fp32
+/// FMA's flops and sgemm stays, BENCHMARKS.md). The LoRA products (one side
+/// the rank) stay on sgemm: the kernel's 12 × 32 tiles would be half empty.
 extension CPUBackend {
     /// Block sizes of the rounded operands: op(A) in rows × depth blocks,
     /// op(B) in depth × columns panels, so the rounded copies stay a few MiB
     /// however large the GEMM (the lm_head's 49152 × 576 included) and
     /// `loft plan`'s workspace holds them.
     static let roundedBlock = (rows: 512, depth: 512, columns: 256)
+
+    /// Both sides of C at least this for a bf16 product to use the AVX512-BF16 kernel.
+    static let bf16KernelMinimum = 1
 
     /// C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C, row-major, with
     /// A and B rounded to `precision` first (alpha and beta apply in f32).
@@ -27,6 +31,12 @@ extension CPUBackend {
         if precision == .fp32 || m == 0 || n == 0 || k == 0 {
             BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                        b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        if precision == .bf16 && min(m, n) >= Self.bf16KernelMinimum && CPUKernelChoice.bf16.bf16Kernel {
+            // The same bf16 products accumulated in fp32, rounded while packed.
+            CPUGEMM.bf16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                         b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
         }
         let block = Self.roundedBlock

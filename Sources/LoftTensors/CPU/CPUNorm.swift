@@ -1,3 +1,4 @@
+import CLoftKernels
 import Foundation
 
 extension CPUBackend {
@@ -101,22 +102,23 @@ extension CPUBackend {
                             continue
                         }
                         precondition(label < v, "label \(label) outside the vocabulary of \(v)")
-                        var mx = -Float.infinity
-                        for j in 0 ..< v { mx = max(mx, row[j]) }
+                        let mx = loft_max(row, v)
+                        // dLogits may be the logits themselves: read the label's before the exps land.
+                        let labelLogit = Double(row[label])
                         // A float sum of ~50k terms drifts by 1e-4 relative and
                         // every probability inherits it: accumulate in double.
-                        var sum = 0.0
-                        for j in 0 ..< v { sum += Double(Foundation.exp(row[j] - mx)) }
+                        // With a gradient, the exps land in it and are scaled below.
+                        let sum = loft_exp_sum_f64(row, gp.map { $0 + r * v }, v, mx)
                         // Keep log-sum-exp in double too: rounded to float it is off
                         // by an ulp of the largest logit, which shifts the loss and
                         // scales every probability by the same (1 + δ); the LM head's
                         // backward then turns that δ into a gradient error far larger
                         // than float rounding of each term.
-                        lossp[r] = Double(mx) - Double(row[label]) + Foundation.log(sum)
+                        lossp[r] = Double(mx) - labelLogit + Foundation.log(sum)
                         if let gp {
                             let g = gp + r * v
                             let scale = Double(gradScale) / sum
-                            for j in 0 ..< v { g[j] = Float(Double(Foundation.exp(row[j] - mx)) * scale) }
+                            for j in 0 ..< v { g[j] = Float(Double(g[j]) * scale) }
                             g[label] -= gradScale
                         }
                     }

@@ -25,21 +25,26 @@ public final class Storage: @unchecked Sendable {
     /// Bytes mapped with mmap (0 when the memory came from malloc).
     private let mappedBytes: Int
 
-    /// Buffers at least this large are mapped straight from the kernel and
-    /// unmapped when freed. From malloc, glibc serves them from a heap whose
-    /// freed holes (sized for the previous micro-batch) stay resident, so
-    /// peak RSS drifts up step after step (measured: 1927 MiB instead of 1692
-    /// over two steps of a SmolLM2 run) and the memory plan could not predict it.
+    /// Buffers at least this large are mapped straight from the kernel, and
+    /// when freed go to `CPUBufferPool` (which unmaps them when they are not
+    /// reused). From malloc, glibc serves them from a heap whose freed holes
+    /// (sized for the previous micro-batch) stay resident, so peak RSS drifts
+    /// up step after step (measured: 1927 MiB instead of 1692 over two steps
+    /// of a SmolLM2 run) and the memory plan could not predict it.
     public static let mmapThreshold = 256 << 10
 
     /// Fresh CPU memory, zeroed unless the caller is about to overwrite all of it.
     public init(cpuBytes: Int, zeroed: Bool = true) {
         let n = max(cpuBytes, 64)
         var mapped = 0
-        if n >= Self.mmapThreshold,
-           let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
-            pointer = p  // page-aligned and already zero
-            mapped = n
+        let sizeClass = CPUBufferPool.sizeClass(n)
+        if n >= Self.mmapThreshold, let p = CPUBufferPool.shared.take(sizeClass, using: n) {
+            pointer = p  // a buffer of this size class freed earlier
+            if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: n) }
+            mapped = sizeClass
+        } else if n >= Self.mmapThreshold, let p = Self.mapZeroed(sizeClass) {
+            pointer = p  // page-aligned and already zero (beyond n, never touched)
+            mapped = sizeClass
         } else {
             pointer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
             if zeroed { pointer.initializeMemory(as: UInt8.self, repeating: 0, count: n) }
@@ -62,8 +67,17 @@ public final class Storage: @unchecked Sendable {
         self.mappedBytes = 0
     }
 
+    /// n zeroed bytes from the kernel, page-aligned. (Transparent huge pages
+    /// were tried: with the buffer pool the page faults they save are rare,
+    /// and a 2 MiB page faulted in by one touch near a buffer's end counted
+    /// untouched memory in the RSS the memory plan predicts.)
+    static func mapZeroed(_ n: Int) -> UnsafeMutableRawPointer? {
+        let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        return p == MAP_FAILED ? nil : p
+    }
+
     deinit {
-        if mappedBytes > 0 { munmap(pointer, mappedBytes) } else if allocated { pointer.deallocate() }
+        if mappedBytes > 0 { CPUBufferPool.shared.give(pointer, bytes: mappedBytes, used: max(byteCount, 64)) } else if allocated { pointer.deallocate() }
     }
 }
 

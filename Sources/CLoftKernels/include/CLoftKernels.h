@@ -1,0 +1,53 @@
+#ifndef CLOFT_KERNELS_H
+#define CLOFT_KERNELS_H
+/*
+ * Loft's vectorized elementwise kernels: the rows of work built on exp
+ * (attention's softmax, the cross-entropy's log-sum-exp, SiLU) that a
+ * scalar libm call per element made the slowest part of a CPU training step
+ * outside the GEMMs.
+ *
+ * exp is a degree-6 polynomial after range reduction (max. error about 2 ulp
+ * against the correctly rounded value); arguments below -87 give 0 (true
+ * values there are under 1.7e-38), above 88 give +inf, NaN stays NaN. Every
+ * function is compiled three times (AVX-512, AVX2+FMA, baseline x86-64) and
+ * the first call picks the one this CPU runs, so one binary runs everywhere. The
+ * work is done 16 lanes at a time with the same arithmetic on every target
+ * and a fixed order of partial sums, so results do not depend on how many
+ * threads share the rows.
+ */
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The largest element of x[0..<n] (-inf for n == 0; NaN if any is NaN). */
+float loft_max(const float *x, long n);
+
+/* out[j] = exp(x[j] - shift) (out may be x); returns the sum of out, accumulated in float. */
+float loft_exp_shifted(const float *x, float *out, long n, float shift);
+
+/* Σ exp(x[j] - shift) accumulated in double; writes each term, as float, to out when it is not NULL. */
+double loft_exp_sum_f64(const float *x, float *out, long n, float shift);
+
+/* Softmax of row[0..<n] in place; returns its log-sum-exp (max + log Σ exp(x - max)). */
+float loft_softmax_row(float *row, long n);
+
+/* out = silu(gate) * up, silu(x) = x / (1 + exp(-x)). */
+void loft_swiglu(const float *gate, const float *up, float *out, long n);
+
+/* The gradients of out = silu(gate) * up given dOut: dGate and dUp. */
+void loft_swiglu_backward(const float *dOut, const float *gate, const float *up, float *dGate, float *dUp, long n);
+
+/* Which copy runs: 2 AVX-512, 1 AVX2+FMA, 0 baseline x86-64 (or not x86). */
+int loft_kernels_level(void);
+/* Use a lower copy than the CPU allows (tests run every copy this way); clamped to what the CPU runs. */
+void loft_kernels_set_level(int level);
+
+/* exp of each element, for the kernels' own tests. */
+void loft_exp(const float *x, float *out, long n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
