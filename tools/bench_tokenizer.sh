@@ -21,10 +21,14 @@ chunk = "\n\n".join(r["output"] for r in rows) + "\n\n"
 reps = 10_000_000 // len(chunk.encode()) + 1
 open(sys.argv[2], "w", encoding="utf-8").write(chunk * reps)
 PYEOF
-swift build -c release --product loft >/dev/null
+loft=${LOFT_BIN:-}  # a loft binary already built, or build one
+if [ -z "$loft" ]; then
+    swift build -c release --product loft >/dev/null
+    loft=.build/release/loft
+fi
 echo "text: $(wc -c < "$TEXT") bytes"
 echo "== loft (Swift, one core)"
-for i in 1 2; do .build/release/loft tokenize "$SOURCE" --file "$TEXT" --no-special --stats; done
+for i in 1 2; do "$loft" tokenize "$SOURCE" --file "$TEXT" --no-special --stats; done
 echo "== HF tokenizers $("$PY" -c 'import tokenizers; print(tokenizers.__version__)') (RAYON_NUM_THREADS=1)"
 RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false "$PY" - "$SOURCE" "$TEXT" <<'PYEOF' 2>/dev/null
 import os, sys, time
