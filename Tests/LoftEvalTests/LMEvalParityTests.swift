@@ -57,9 +57,11 @@ final class LMEvalParityTests: XCTestCase {
                 for (g, e) in zip(got, sample.loglikelihoods) {
                     worst = max(worst, abs(g - e))
                     // A sum of f32 log-probs over the continuation's tokens against
-                    // torch's f32: the largest difference seen is 8.8e-5 with
-                    // OpenBLAS's SkylakeX kernels and 9.1e-5 with its Haswell ones.
-                    XCTAssertEqual(g, e, accuracy: 1e-4, "\(m.name) doc \(i)")
+                    // torch's f32, so the rounding scales with the sum: the largest
+                    // difference seen is 8.8e-5 with OpenBLAS's SkylakeX kernels,
+                    // 9.1e-5 with its Haswell ones, and 1.04e-4 on a sum of -25.05
+                    // (4e-6 of it) with the GEMMs split over Loft's threads by rows.
+                    XCTAssertEqual(g, e, accuracy: max(1e-4, 5e-6 * abs(e)), "\(m.name) doc \(i)")
                 }
                 XCTAssertEqual(m.likelihoods[i].map(\.isGreedy), sample.is_greedy, "\(m.name) doc \(i) is_greedy")
                 XCTAssertEqual(m.statistics["acc"]![i][0], sample.acc, "\(m.name) doc \(i) acc")

@@ -121,6 +121,12 @@ final class CPUBackendTests: XCTestCase {
         attentionCase(nq: 150, nk: 150, heads: 2, kvHeads: 1, d: 8, offset: 0, segments: [0, 70], window: 90, backward: false)
     }
 
+    func testAttentionBackwardOverSeveralStackedBlocks() {
+        // Three query heads per KV head stacked into one block, 130 queries in
+        // two segments (blocks of 64, 6 and 60 rows per head), both KV heads.
+        attentionCase(nq: 130, nk: 130, heads: 6, kvHeads: 2, d: 4, offset: 0, segments: [0, 70], window: nil, backward: true)
+    }
+
     func testSwiGLUForwardAndBackward() {
         let seed = freshSeed()
         var rng = SeededRandom(seed: seed)

@@ -2,12 +2,17 @@ import CLoftKernels
 import Foundation
 
 /// Causal attention computed a block of queries at a time: the score matrix
-/// for one head is never larger than blockSize × keys, so memory stays linear
+/// for one block is never larger than its rows × keys, so memory stays linear
 /// in the sequence length; the two GEMMs per block go through `gemm` (BLAS,
 /// in the backend's compute precision: the probabilities are rounded like
 /// any GEMM input, as a bf16 attention kernel on a GPU rounds them). The
 /// backward recomputes the probabilities from the saved log-sum-exp, as
 /// FlashAttention does, instead of keeping them.
+///
+/// The query heads that share a KV head (grouped-query attention) are
+/// stacked into one block: their rows are gathered into one matrix, so each
+/// block is one GEMM against the shared keys and one against the shared
+/// values (SmolLM2: 3 heads × 64 queries = 192 rows), not one per head.
 extension CPUBackend {
     static let attentionBlock = 64
 
@@ -36,41 +41,65 @@ extension CPUBackend {
         return tasks
     }
 
-    /// Keys [lo, hi) that query block [q0, q1) may see, and fills `scores`
-    /// ([q1−q0, hi−lo]) with softmax probabilities, writing lse when given.
-    /// Returns the key range.
+    /// A block of queries [q0, q1) of every head in one KV head's group,
+    /// stacked: stacked row i·n + r is query q0 + r of head `firstHead + i`.
+    private struct StackedBlock {
+        let q0: Int, n: Int, group: Int, firstHead: Int
+        var rows: Int { group * n }
+
+        /// Copies the block's rows of `src` (ld columns, head width d) into `dst` (rows × d).
+        func gather(_ src: UnsafePointer<Float>, ld: Int, d: Int, into dst: UnsafeMutablePointer<Float>) {
+            for i in 0 ..< group {
+                for r in 0 ..< n {
+                    (dst + (i * n + r) * d).update(from: src + (q0 + r) * ld + (firstHead + i) * d, count: d)
+                }
+            }
+        }
+
+        /// Writes `src` (rows × d) back to the block's rows of `dst`.
+        func scatter(_ src: UnsafePointer<Float>, d: Int, into dst: UnsafeMutablePointer<Float>, ld: Int) {
+            for i in 0 ..< group {
+                for r in 0 ..< n {
+                    (dst + (q0 + r) * ld + (firstHead + i) * d).update(from: src + (i * n + r) * d, count: d)
+                }
+            }
+        }
+    }
+
+    /// The keys [lo, hi) the block may see; fills `scores` (rows × (hi − lo))
+    /// with softmax probabilities of the stacked queries `qs` (rows × d),
+    /// writing each row's log-sum-exp when `writeLSE`, or recomputing the
+    /// probabilities from the saved one otherwise.
     @inline(__always)
-    private func blockProbabilities(q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
-                                    head h: Int, kvHead g: Int, q0: Int, q1: Int, task t: AttentionTask,
+    private func blockProbabilities(qs: UnsafePointer<Float>, k: UnsafePointer<Float>, block b: StackedBlock, task t: AttentionTask,
                                     spec: AttentionSpec, scores: UnsafeMutablePointer<Float>,
-                                    savedLSE: UnsafeMutablePointer<Float>?, writeLSE: Bool, nq: Int) -> (Int, Int) {
+                                    lse: UnsafeMutablePointer<Float>?, writeLSE: Bool, nq: Int) -> (Int, Int) {
         let d = spec.headDim
-        let (ldq, ldk) = (spec.heads * d, spec.kvHeads * d)
-        let firstPos = spec.queryOffset + q0, lastPos = spec.queryOffset + q1 - 1
+        let ldk = spec.kvHeads * d
+        let firstPos = spec.queryOffset + b.q0, lastPos = firstPos + b.n - 1
         var lo = t.keyStart
         if let w = spec.window { lo = max(lo, firstPos - w + 1) }
         let hi = min(t.keyEnd, lastPos + 1)
         let nk = hi - lo
-        let bq = q1 - q0
-        gemm(transA: false, transB: true, m: bq, n: nk, k: d, alpha: spec.scale,
-             a: q + q0 * ldq + h * d, lda: ldq, b: k + lo * ldk + g * d, ldb: ldk,
+        gemm(transA: false, transB: true, m: b.rows, n: nk, k: d, alpha: spec.scale,
+             a: qs, lda: d, b: k + lo * ldk + t.kvHead * d, ldb: ldk,
              beta: 0, c: scores, ldc: nk, precision: computePrecision)
-        for r in 0 ..< bq {
+        for row in 0 ..< b.rows {
+            let r = row % b.n, head = b.firstHead + row / b.n
             let pos = firstPos + r
-            let row = scores + r * nk
-            // Visible keys of this query: [from, to] in absolute positions.
+            let p = scores + row * nk
+            // Visible keys of this query: [from, pos] in absolute positions.
             var from = t.keyStart
             if let w = spec.window { from = max(from, pos - w + 1) }
-            let to = pos
-            let a = from - lo, b = to - lo  // inclusive, within the block's key range
-            if writeLSE || savedLSE == nil {
-                let l = loft_softmax_row(row + a, b - a + 1)
-                if writeLSE, let savedLSE { savedLSE[h * nq + q0 + r] = l }
-            } else if let savedLSE {
-                _ = loft_exp_shifted(row + a, row + a, b - a + 1, savedLSE[h * nq + q0 + r])
+            let a = from - lo, last = pos - lo  // inclusive, within the block's key range
+            if writeLSE || lse == nil {
+                let l = loft_softmax_row(p + a, last - a + 1)
+                if writeLSE, let lse { lse[head * nq + b.q0 + r] = l }
+            } else if let lse {
+                _ = loft_exp_shifted(p + a, p + a, last - a + 1, lse[head * nq + b.q0 + r])
             }
-            if a > 0 { row.update(repeating: 0, count: a) }
-            if b + 1 < nk { (row + b + 1).update(repeating: 0, count: nk - b - 1) }
+            if a > 0 { p.update(repeating: 0, count: a) }
+            if last + 1 < nk { (p + last + 1).update(repeating: 0, count: nk - last - 1) }
         }
         return (lo, hi)
     }
@@ -88,20 +117,22 @@ extension CPUBackend {
         let (ldq, ldk) = (spec.heads * d, spec.kvHeads * d)
         BLAS.withThreads(1) { parallelFor(tasks.count) { ti in
             let t = tasks[ti]
-            let block = Self.attentionBlock
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * (t.keyEnd - t.keyStart))
-            defer { scores.deallocate() }
-            for h in t.kvHead * group ..< (t.kvHead + 1) * group {
-                var q0 = t.queryStart
-                while q0 < t.queryEnd {
-                    let q1 = min(q0 + block, t.queryEnd)
-                    let (lo, hi) = blockProbabilities(q: qp, k: kp, head: h, kvHead: t.kvHead, q0: q0, q1: q1, task: t,
-                                                      spec: spec, scores: scores, savedLSE: lp, writeLSE: true, nq: nq)
-                    gemm(transA: false, transB: false, m: q1 - q0, n: d, k: hi - lo, alpha: 1,
-                         a: scores, lda: hi - lo, b: vp + lo * ldk + t.kvHead * d, ldb: ldk,
-                         beta: 0, c: op + q0 * ldq + h * d, ldc: ldq, precision: computePrecision)
-                    q0 = q1
-                }
+            let maxRows = group * Self.attentionBlock
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * (t.keyEnd - t.keyStart))
+            let qs = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * d)
+            let os = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * d)
+            defer { scores.deallocate(); qs.deallocate(); os.deallocate() }
+            var q0 = t.queryStart
+            while q0 < t.queryEnd {
+                let b = StackedBlock(q0: q0, n: min(Self.attentionBlock, t.queryEnd - q0), group: group, firstHead: t.kvHead * group)
+                b.gather(qp, ld: ldq, d: d, into: qs)
+                let (lo, hi) = blockProbabilities(qs: qs, k: kp, block: b, task: t, spec: spec, scores: scores,
+                                                  lse: lp, writeLSE: true, nq: nq)
+                gemm(transA: false, transB: false, m: b.rows, n: d, k: hi - lo, alpha: 1,
+                     a: scores, lda: hi - lo, b: vp + lo * ldk + t.kvHead * d, ldb: ldk,
+                     beta: 0, c: os, ldc: d, precision: computePrecision)
+                b.scatter(os, d: d, into: op, ld: ldq)
+                q0 += b.n
             }
         } }
     }
@@ -115,6 +146,8 @@ extension CPUBackend {
         let tasks = attentionTasks(queries: nq, keys: nk, spec: spec)
         let (qp, kp, vp, op, gp, lp) = (q.floats, k.floats, v.floats, out.floats, dOut.floats, lse.floats)
         let (dqp, dkp, dvp) = (dq.floats, dk.floats, dv.floats)
+        // Every query row of dq belongs to one block of one task and is written
+        // whole there; dk and dv accumulate over the blocks of a task.
         dqp.update(repeating: 0, count: dq.count)
         dkp.update(repeating: 0, count: dk.count)
         dvp.update(repeating: 0, count: dv.count)
@@ -122,42 +155,45 @@ extension CPUBackend {
         let (ldq, ldk) = (spec.heads * d, spec.kvHeads * d)
         BLAS.withThreads(1) { parallelFor(tasks.count) { ti in
             let t = tasks[ti]
-            let block = Self.attentionBlock
+            let maxRows = group * Self.attentionBlock
             let width = t.keyEnd - t.keyStart
-            let probs = UnsafeMutablePointer<Float>.allocate(capacity: block * width)
-            let dprobs = UnsafeMutablePointer<Float>.allocate(capacity: block * width)
-            defer { probs.deallocate(); dprobs.deallocate() }
-            for h in t.kvHead * group ..< (t.kvHead + 1) * group {
-                var q0 = t.queryStart
-                while q0 < t.queryEnd {
-                    let q1 = min(q0 + block, t.queryEnd)
-                    let bq = q1 - q0
-                    let (lo, hi) = blockProbabilities(q: qp, k: kp, head: h, kvHead: t.kvHead, q0: q0, q1: q1, task: t,
-                                                      spec: spec, scores: probs, savedLSE: lp, writeLSE: false, nq: nq)
-                    let nkb = hi - lo
-                    let kBlock = kp + lo * ldk + t.kvHead * d, vBlock = vp + lo * ldk + t.kvHead * d
-                    let dkBlock = dkp + lo * ldk + t.kvHead * d, dvBlock = dvp + lo * ldk + t.kvHead * d
-                    let gBlock = gp + q0 * ldq + h * d, oBlock = op + q0 * ldq + h * d
-                    // dV += Pᵀ · dO
-                    gemm(transA: true, transB: false, m: nkb, n: d, k: bq, alpha: 1, a: probs, lda: nkb,
-                         b: gBlock, ldb: ldq, beta: 1, c: dvBlock, ldc: ldk, precision: computePrecision)
-                    // dP = dO · Vᵀ
-                    gemm(transA: false, transB: true, m: bq, n: nkb, k: d, alpha: 1, a: gBlock, lda: ldq,
-                         b: vBlock, ldb: ldk, beta: 0, c: dprobs, ldc: nkb, precision: computePrecision)
-                    // dS = P ⊙ (dP − rowsum(dO ⊙ O))
-                    for r in 0 ..< bq {
-                        var s: Float = 0
-                        for j in 0 ..< d { s += gBlock[r * ldq + j] * oBlock[r * ldq + j] }
-                        let pr = probs + r * nkb, dr = dprobs + r * nkb
-                        for j in 0 ..< nkb { dr[j] = pr[j] * (dr[j] - s) }
-                    }
-                    // dQ += dS · K · scale ; dK += dSᵀ · Q · scale
-                    gemm(transA: false, transB: false, m: bq, n: d, k: nkb, alpha: spec.scale, a: dprobs, lda: nkb,
-                         b: kBlock, ldb: ldk, beta: 1, c: dqp + q0 * ldq + h * d, ldc: ldq, precision: computePrecision)
-                    gemm(transA: true, transB: false, m: nkb, n: d, k: bq, alpha: spec.scale, a: dprobs, lda: nkb,
-                         b: qp + q0 * ldq + h * d, ldb: ldq, beta: 1, c: dkBlock, ldc: ldk, precision: computePrecision)
-                    q0 = q1
+            let probs = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * width)
+            let dprobs = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * width)
+            // Stacked q, dO, O and dQ of one block.
+            let stacked = UnsafeMutablePointer<Float>.allocate(capacity: 4 * maxRows * d)
+            defer { probs.deallocate(); dprobs.deallocate(); stacked.deallocate() }
+            let (qs, gs, os, dqs) = (stacked, stacked + maxRows * d, stacked + 2 * maxRows * d, stacked + 3 * maxRows * d)
+            var q0 = t.queryStart
+            while q0 < t.queryEnd {
+                let b = StackedBlock(q0: q0, n: min(Self.attentionBlock, t.queryEnd - q0), group: group, firstHead: t.kvHead * group)
+                b.gather(qp, ld: ldq, d: d, into: qs)
+                b.gather(gp, ld: ldq, d: d, into: gs)
+                b.gather(op, ld: ldq, d: d, into: os)
+                let (lo, hi) = blockProbabilities(qs: qs, k: kp, block: b, task: t, spec: spec, scores: probs,
+                                                  lse: lp, writeLSE: false, nq: nq)
+                let nkb = hi - lo, rows = b.rows
+                let kBlock = kp + lo * ldk + t.kvHead * d, vBlock = vp + lo * ldk + t.kvHead * d
+                let dkBlock = dkp + lo * ldk + t.kvHead * d, dvBlock = dvp + lo * ldk + t.kvHead * d
+                // dV += Pᵀ · dO
+                gemm(transA: true, transB: false, m: nkb, n: d, k: rows, alpha: 1, a: probs, lda: nkb,
+                     b: gs, ldb: d, beta: 1, c: dvBlock, ldc: ldk, precision: computePrecision)
+                // dP = dO · Vᵀ
+                gemm(transA: false, transB: true, m: rows, n: nkb, k: d, alpha: 1, a: gs, lda: d,
+                     b: vBlock, ldb: ldk, beta: 0, c: dprobs, ldc: nkb, precision: computePrecision)
+                // dS = P ⊙ (dP − rowsum(dO ⊙ O))
+                for r in 0 ..< rows {
+                    var s: Float = 0
+                    for j in 0 ..< d { s += gs[r * d + j] * os[r * d + j] }
+                    let pr = probs + r * nkb, dr = dprobs + r * nkb
+                    for j in 0 ..< nkb { dr[j] = pr[j] * (dr[j] - s) }
                 }
+                // dQ = dS · K · scale ; dK += dSᵀ · Q · scale
+                gemm(transA: false, transB: false, m: rows, n: d, k: nkb, alpha: spec.scale, a: dprobs, lda: nkb,
+                     b: kBlock, ldb: ldk, beta: 0, c: dqs, ldc: d, precision: computePrecision)
+                b.scatter(dqs, d: d, into: dqp, ld: ldq)
+                gemm(transA: true, transB: false, m: nkb, n: d, k: rows, alpha: spec.scale, a: dprobs, lda: nkb,
+                     b: qs, ldb: d, beta: 1, c: dkBlock, ldc: ldk, precision: computePrecision)
+                q0 += b.n
             }
         } }
     }
