@@ -80,6 +80,34 @@ static inline __m512i load_bf16x32(source s, long off, __mmask32 valid) {
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
+/* r[i] holds 16 32-bit words of line i; afterwards r[t] holds word t of
+ * every line (lane i from line i): unpacks of 32- and 64-bit elements, then
+ * two rounds of 128-bit lane shuffles. */
+LOFT_BF16_TARGET
+static inline void transpose16x16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
 /* One panel: lines line0..<line0+count (count <= width; the rest of the
  * width is zero), k p0..<p0+kc, as kp = ceil(kc/2) groups of `width` 32-bit
  * words (bf16 of k = 2q in the low half, k = 2q + 1 in the high half). */
@@ -87,19 +115,24 @@ LOFT_BF16_TARGET
 static void pack_panel(source s, long line0, long count, int width, long p0, long kc, uint32_t *dst) {
     long kp = (kc + 1) / 2;
     if (s.k_contiguous) {
-        /* each line's pairs are consecutive in memory: convert 32 k at a time
-         * (16 pairs) and spread the pair words to their groups */
-        for (long l = 0; l < width; l++) {
-            if (l >= count) {
-                for (long q = 0; q < kp; q++) dst[q * width + l] = 0;
-                continue;
-            }
-            long base = (line0 + l) * s.ld + p0;
+        /* each line's pairs are consecutive in memory: convert 32 k (16 pairs)
+         * of 16 lines at a time, transpose the 16 x 16 words in registers, and
+         * store each pair's 16 line words together (the scalar scatter this
+         * replaced took a fifth of a bf16 training step) */
+        for (long l0 = 0; l0 < width; l0 += 16) {
+            long lines = width - l0 < 16 ? width - l0 : 16;
+            __mmask16 store = (__mmask16)((1u << lines) - 1);
             for (long q0 = 0; q0 < kp; q0 += 16) {
-                uint32_t words[16];
-                _mm512_storeu_si512((void *)words, load_bf16x32(s, base + 2 * q0, first_bits32(kc - 2 * q0)));
+                __mmask32 valid = first_bits32(kc - 2 * q0);
+                __m512i r[16];
+                for (int i = 0; i < 16; i++) {
+                    long l = l0 + i;
+                    r[i] = i < lines && l < count ? load_bf16x32(s, (line0 + l) * s.ld + p0 + 2 * q0, valid)
+                                                  : _mm512_setzero_si512();
+                }
+                transpose16x16(r);
                 long pairs = kp - q0 < 16 ? kp - q0 : 16;
-                for (long t = 0; t < pairs; t++) dst[(q0 + t) * width + l] = words[t];
+                for (long t = 0; t < pairs; t++) _mm512_mask_storeu_epi32(dst + (q0 + t) * width + l0, store, r[t]);
             }
         }
         return;
