@@ -32,6 +32,10 @@ public struct TrainerState: Codable, Sendable, Equatable {
 public enum Checkpoint {
     public static func save(model: LlamaModel, optimizer: AdapterOptimizer, state: TrainerState, lora: LoRAConfig,
                             baseModel: String, outputDir: String) throws -> String {
+        // The step's freed activations wait in the buffer pool for the next
+        // step; writing the checkpoint needs memory of its own, so they go
+        // back to the kernel first instead of adding to the peak.
+        CPUBufferPool.shared.releaseAll()
         let fm = FileManager.default
         let final = outputDir + "/checkpoint-\(state.step)"
         let temp = outputDir + "/.checkpoint-\(state.step).partial"

@@ -164,10 +164,6 @@ public final class Trainer {
     }
 
     public func saveCheckpoint() throws -> String {
-        // The step's freed activations wait in the pool for the next step;
-        // writing the checkpoint needs memory of its own, so they go back to
-        // the kernel first instead of adding to the peak.
-        CPUBufferPool.shared.releaseAll()
         let path = try Checkpoint.save(model: model, optimizer: optimizer, state: state, lora: config.lora,
                                        baseModel: config.baseModel, outputDir: config.outputDir)
         if let limit = config.saveTotalLimit, limit > 0 {

@@ -120,7 +120,7 @@ struct BenchCommand: ParsableCommand {
                 "batch": trainBatch, "seq": trainSeq, "gradient_checkpointing": gradientCheckpointing,
                 "tokens_per_s": Double(trainBatch * trainSeq) / median(times), "median_step_s": median(times),
             ]
-            if profile { result["train_profile"] = try trainProfile(batch: mb, computePrecision: computePrecision) }
+            if profile { result["train_profile"] = try trainProfile(batch: mb, on: trainBackend) }
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -211,8 +211,8 @@ struct BenchCommand: ParsableCommand {
     /// One training step (after a warm-up step) of a fresh copy of the model on
     /// a timing backend: each operation and shape with its calls, seconds,
     /// share of the step and GFLOP/s; printed as a table on stderr.
-    func trainProfile(batch mb: MicroBatch, computePrecision: ComputePrecision) throws -> [String: Any] {
-        let profiler = ProfilingBackend(computePrecision == .fp32 ? CPUBackend.shared : CPUBackend(computePrecision: computePrecision))
+    func trainProfile(batch mb: MicroBatch, on backend: Backend) throws -> [String: Any] {
+        let profiler = ProfilingBackend(backend)
         let (m, _) = try ModelLoader.load(model, backend: profiler)
         let once = try optimizerStep(m, batch: mb)
         once()

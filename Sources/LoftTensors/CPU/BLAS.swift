@@ -82,13 +82,18 @@ enum BLAS {
         }
         let byRows = m >= n || m >= 64 * threads
         let extent = byRows ? m : n
-        let pieces = min(threads, max(1, extent / 16))
+        inPieces(extent, pieces: min(threads, max(1, extent / 16))) { piece(byRows, $0, $1) }
+    }
+
+    /// Runs `body(lo, len)` over 0..<extent cut into at most `pieces` ranges
+    /// of a multiple of 16, at once (inline when there is one).
+    private static func inPieces(_ extent: Int, pieces: Int, _ body: (_ lo: Int, _ len: Int) -> Void) {
         let step = ((extent + pieces - 1) / pieces + 15) / 16 * 16
         let count = (extent + step - 1) / step
-        if count == 1 { piece(byRows, 0, extent); return }
+        if count <= 1 { body(0, extent); return }
         DispatchQueue.concurrentPerform(iterations: count) { p in
             let lo = p * step
-            piece(byRows, lo, min(step, extent - lo))
+            body(lo, min(step, extent - lo))
         }
     }
 
@@ -105,10 +110,7 @@ enum BLAS {
                         x, Int32(incx), beta, y, Int32(incy))
             return
         }
-        let step = ((outputs + threads - 1) / threads + 15) / 16 * 16
-        let count = (outputs + step - 1) / step
-        DispatchQueue.concurrentPerform(iterations: count) { p in
-            let lo = p * step, len = min(step, outputs - lo)
+        inPieces(outputs, pieces: threads) { lo, len in
             if trans {
                 // yᵀ = xᵀ A: columns lo..<lo+len of A.
                 cblas_sgemv(CblasRowMajor, CblasTrans, Int32(rows), Int32(len), alpha, a + lo, Int32(lda),

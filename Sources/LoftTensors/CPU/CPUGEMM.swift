@@ -5,21 +5,18 @@
 /// op(B) to that grid and then runs sgemm: a product of two bf16 (8-bit
 /// mantissa) or fp16 (11-bit) values is exact in f32, so this is exactly a
 /// reduced-precision GEMM that accumulates in f32 and writes f32, as
-/// autocast's GEMMs on a GPU do. bf16 products with both sides of C at least
-/// `bf16KernelMinimum` go to Loft's AVX512-BF16 kernel instead where
+/// autocast's GEMMs on a GPU do. bf16 products, LoRA's rank-16 ones
+/// included, go to Loft's AVX512-BF16 kernel instead where
 /// `CPUKernelChoice.bf16` found it faster on this CPU (AMD Zen 4: about twice
 /// sgemm's flops; on Intel Emerald Rapids vdpbf16ps delivers half an fp32
-/// FMA's flops and sgemm stays, BENCHMARKS.md). The LoRA products (one side
-/// the rank) stay on sgemm: the kernel's 12 × 32 tiles would be half empty.
+/// FMA's flops and sgemm stays, BENCHMARKS.md); the rounded copies here ran
+/// the rank-16 products at a fifth of the kernel's rate.
 extension CPUBackend {
     /// Block sizes of the rounded operands: op(A) in rows × depth blocks,
     /// op(B) in depth × columns panels, so the rounded copies stay a few MiB
     /// however large the GEMM (the lm_head's 49152 × 576 included) and
     /// `loft plan`'s workspace holds them.
     static let roundedBlock = (rows: 512, depth: 512, columns: 256)
-
-    /// Both sides of C at least this for a bf16 product to use the AVX512-BF16 kernel.
-    static let bf16KernelMinimum = 1
 
     /// C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C, row-major, with
     /// A and B rounded to `precision` first (alpha and beta apply in f32).
@@ -33,7 +30,7 @@ extension CPUBackend {
                        b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
         }
-        if precision == .bf16 && min(m, n) >= Self.bf16KernelMinimum && CPUKernelChoice.bf16.bf16Kernel {
+        if precision == .bf16 && CPUKernelChoice.bf16.bf16Kernel {
             // The same bf16 products accumulated in fp32, rounded while packed.
             CPUGEMM.bf16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                          b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)

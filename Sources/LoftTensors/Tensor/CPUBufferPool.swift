@@ -101,24 +101,26 @@ public final class CPUBufferPool: @unchecked Sendable {
     /// Unmaps the oldest buffers until their resident pages (what their last
     /// tensors used) add up to `bytes`, or none is left. Lock held.
     private func evictResident(atLeast bytes: Int) {
-        var drop = 0, resident = 0, freed = 0
-        while drop < free.count && resident < bytes {
-            resident += free[drop].used
-            freed += free[drop].bytes
-            munmap(free[drop].pointer, free[drop].bytes)
-            drop += 1
+        var resident = 0
+        evictOldest { entry in
+            defer { resident += entry.used }
+            return resident < bytes
         }
-        if drop > 0 { free.removeFirst(drop); cachedBytes -= freed }
     }
 
     /// Unmaps the oldest buffers until at most `keep` bytes stay. Lock held.
     private func evict(keeping keep: Int) {
-        var drop = 0, freed = 0
-        while drop < free.count && cachedBytes - freed > keep {
-            freed += free[drop].bytes
+        evictOldest { _ in cachedBytes > keep }
+    }
+
+    /// Unmaps buffers oldest first while `more(next)` says so. Lock held.
+    private func evictOldest(while more: ((bytes: Int, pointer: UnsafeMutableRawPointer, used: Int)) -> Bool) {
+        var drop = 0
+        while drop < free.count && more(free[drop]) {
             munmap(free[drop].pointer, free[drop].bytes)
+            cachedBytes -= free[drop].bytes
             drop += 1
         }
-        if drop > 0 { free.removeFirst(drop); cachedBytes -= freed }
+        if drop > 0 { free.removeFirst(drop) }
     }
 }

@@ -185,7 +185,6 @@ public final class PreferenceTrainer {
     }
 
     public func saveCheckpoint() throws -> String {
-        CPUBufferPool.shared.releaseAll()  // as Trainer.saveCheckpoint: no cached activations beside the write
         let path = try Checkpoint.save(model: model, optimizer: optimizer, state: state, lora: config.lora,
                                        baseModel: config.baseModel, outputDir: config.outputDir)
         if let limit = config.saveTotalLimit, limit > 0 { Checkpoint.prune(config.outputDir, limit: limit, keep: state.bestStep) }
