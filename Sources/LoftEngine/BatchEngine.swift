@@ -64,6 +64,9 @@ public final class BatchEngine: GenerationEngine, @unchecked Sendable {
     var recentRates: [(tokens: Int, seconds: Double)] = []
     var ready = false
     var stopping = false
+    /// Tests set this to slow the loop down (seconds after each step), so a
+    /// tiny model's request is still running when they look at it.
+    var pauseAfterStepForTesting: TimeInterval = 0
     private var thread: Thread?
     let baseTemplate: ChatTemplate?
     let baseStopTokens: Set<Int32>

@@ -84,7 +84,10 @@ extension BatchEngine {
             state.unlock()
             for r in cancelled { r.adapter.map(adapterDone); finishAll(r, reason: .cancelled) }
             for (r, e) in failed { r.adapter.map(adapterDone); r.end(e) }
-            if !work.isEmpty { step(work) }
+            if !work.isEmpty {
+                step(work)
+                if pauseAfterStepForTesting > 0 { Thread.sleep(forTimeInterval: pauseAfterStepForTesting) }
+            }
         }
     }
 

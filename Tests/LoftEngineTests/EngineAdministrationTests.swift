@@ -9,6 +9,9 @@ final class EngineAdministrationTests: XCTestCase {
     func testCancellationFreesKVBlocksWithinAStep() async throws {
         let (engine, _) = try EngineFixtures.tinyEngine()
         defer { engine.shutdown() }
+        // A tiny model's 120 tokens take a few milliseconds on a fast CPU,
+        // less than one look below: 10 ms a step makes them take over a second.
+        engine.pauseAfterStepForTesting = 0.01
         let stream = try engine.submit(GenerationRequest(prompt: [30, 40, 50], maxTokens: 120, ignoreEOS: true))
         let task = Task {
             var n = 0
@@ -24,6 +27,7 @@ final class EngineAdministrationTests: XCTestCase {
         let produced = try await task.value
         XCTAssertLessThan(produced, 120)
         // The engine still serves.
+        engine.pauseAfterStepForTesting = 0
         XCTAssertEqual(try engine.generate([GenerationRequest(prompt: [1, 2, 3], maxTokens: 4, ignoreEOS: true)])[0].choices[0].tokens.count, 4)
     }
 
