@@ -88,7 +88,7 @@ struct BenchCommand: ParsableCommand {
 
         if parts.contains("prefill") {
             var prefill: [String: Any] = [:]
-            for (batch, seq) in [(1, 128), (4, 128)] {
+            for (batch, seq) in [(1, 40), (1, 128), (4, 128)] {  // 40: a short chat turn
                 let tokens = ids(batch * seq)
                 let segments = (0 ..< batch).map { $0 * seq }
                 let positions = (0 ..< batch * seq).map { Int32($0 % seq) }

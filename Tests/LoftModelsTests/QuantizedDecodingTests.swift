@@ -131,6 +131,46 @@ final class QuantizedDecodingTests: XCTestCase {
         }
     }
 
+    /// Several products of one x as one job (a layer's q, k and v;
+    /// `Linear.forwardShared` → `CPUBackend.linearShared`): every output is
+    /// bit for bit what each product gives alone, for mixed block types (x
+    /// rounded once per layout, 32 and 256), a permuted q, biases, 1 to 3
+    /// threads and both modes. Above `maxRows` rows it declines (the caller
+    /// multiplies each alone).
+    func testSharedProductsEqualEachAlone() throws {
+        var rng = SeededRandom(seed: UInt64.random(in: 0 ... .max))
+        let cols = 512
+        let shapes: [(GGMLType, Int, Int?)] = [(.q4_1, 64, 4), (.q6_K, 16, nil), (.q8_0, 48, nil), (.q4_K, 40, nil)]
+        let weights = try shapes.map { t, rows, heads in
+            try FrozenWeight.ggml(type: t, bytes: Self.randomBlocks(t, rows: rows, cols: cols, rng: &rng),
+                                  rows: rows, cols: cols, permuteHeads: heads)
+        }
+        let biases: [Tensor?] = shapes.enumerated().map { i, s in
+            i % 2 == 0 ? Tensor.cpu((0 ..< s.1).map { _ in Float(rng.normal()) }, shape: [s.1]) : nil
+        }
+        let saved = (CPUBackend.threads, QuantizedDecoding.mode)
+        defer { CPUBackend.threads = saved.0; QuantizedDecoding.mode = saved.1 }
+        for mode in QuantizedDecoding.Mode.allCases {
+            QuantizedDecoding.mode = mode
+            for threads in [1, 2, 3] {
+                CPUBackend.threads = threads
+                for n in [1, 3, QuantizedDecoding.maxRows] {
+                    let x = Tensor.cpu((0 ..< n * cols).map { _ in Float(rng.normal()) }, shape: [n, cols])
+                    let together = shapes.map { Tensor.cpu([Float](repeating: .nan, count: n * $0.1), shape: [n, $0.1]) }
+                    XCTAssertTrue(CPUBackend.shared.linearShared(x, frozen: weights, biases: biases, into: together))
+                    for (i, w) in weights.enumerated() {
+                        let alone = Tensor.zeros([n, shapes[i].1])
+                        CPUBackend.shared.linear(x, frozen: w, bias: biases[i], into: alone, accumulate: false)
+                        XCTAssertEqual(together[i].toArray(), alone.toArray(), "\(mode) threads=\(threads) n=\(n) \(shapes[i].0)")
+                    }
+                }
+            }
+        }
+        let tall = Tensor.zeros([QuantizedDecoding.maxRows + 1, cols])
+        XCTAssertFalse(CPUBackend.shared.linearShared(tall, frozen: weights, biases: biases,
+                                                      into: shapes.map { Tensor.zeros([QuantizedDecoding.maxRows + 1, $0.1]) }))
+    }
+
     /// The real SmolLM2 (Q4_1/Q8_0 blocks): greedy decoding on its blocks in
     /// place with the f32 kernels gives the tokens decoding on their f32
     /// dequantization gives. The int8 kernels round activations as llama.cpp

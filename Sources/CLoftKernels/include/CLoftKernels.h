@@ -17,6 +17,8 @@
  */
 #include <stdint.h>
 
+#include "CLoftTeam.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -134,34 +134,43 @@ extension LlamaModel {
             decodeRows = offsets[i + 1]
             firstPrompt = i + 1
         }
-        func project(_ linear: Linear, _ name: String, _ layer: Int, _ input: Tensor, _ output: Tensor, accumulate: Bool) {
+        // Projections of one input (q, k and v; gate and up; or one alone):
+        // the decode rows' products as one job on the GGUF blocks
+        // (`Linear.forwardShared`), the same numbers as one at a time.
+        func project(_ targets: [(linear: Linear, name: String, output: Tensor)], _ layer: Int, _ input: Tensor, accumulate: Bool) {
             if decodeRows > 0 {
                 let d = 0 ..< decodeRows
-                QuantizedDecoding.withRoute(.kernels) { linear.forward(input.rows(d), into: output.rows(d), backend: b, accumulate: accumulate) }
+                QuantizedDecoding.withRoute(.kernels) {
+                    if !accumulate, targets.count > 1 {
+                        Linear.forwardShared(targets.map(\.linear), input.rows(d), into: targets.map { $0.output.rows(d) }, backend: b)
+                    } else {
+                        for t in targets { t.linear.forward(input.rows(d), into: t.output.rows(d), backend: b, accumulate: accumulate) }
+                    }
+                }
             }
-            // Each prompt chunk in a product of its own: a GEMM's rounding can
-            // depend on its row count, so rows multiplied together must be the
-            // same rows alone or batched (the scheduler cuts prompts at fixed
-            // boundaries).
-            for j in firstPrompt ..< sequences.count {
-                let p = offsets[j] ..< offsets[j + 1]
-                QuantizedDecoding.withRoute(.gemm) { linear.forward(input.rows(p), into: output.rows(p), backend: b, accumulate: accumulate) }
-            }
-            for run in runs {
-                guard let lora = run.adapter.layers[layer][name] else { continue }
-                // Row by row (GEMVs): a GEMM's rounding can depend on how many
-                // rows it multiplies, and a row's update must not depend on how
-                // many others share its adapter in this step.
-                for r in run.rows {
-                    lora.forward(input.rows(r ..< r + 1), into: output.rows(r ..< r + 1), backend: b, saved: nil)
+            for t in targets {
+                // Each prompt chunk in a product of its own: a GEMM's rounding can
+                // depend on its row count, so rows multiplied together must be the
+                // same rows alone or batched (the scheduler cuts prompts at fixed
+                // boundaries).
+                for j in firstPrompt ..< sequences.count {
+                    let p = offsets[j] ..< offsets[j + 1]
+                    QuantizedDecoding.withRoute(.gemm) { t.linear.forward(input.rows(p), into: t.output.rows(p), backend: b, accumulate: accumulate) }
+                }
+                for run in runs {
+                    guard let lora = run.adapter.layers[layer][t.name] else { continue }
+                    // Row by row (GEMVs): a GEMM's rounding can depend on how many
+                    // rows it multiplies, and a row's update must not depend on how
+                    // many others share its adapter in this step.
+                    for r in run.rows {
+                        lora.forward(input.rows(r ..< r + 1), into: t.output.rows(r ..< r + 1), backend: b, saved: nil)
+                    }
                 }
             }
         }
         for (i, layer) in layers.enumerated() {
             b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: 0, into: s.normed1, rstd: s.rstd1)
-            project(layer.q, "q", i, s.normed1, s.q, accumulate: false)
-            project(layer.k, "k", i, s.normed1, s.k, accumulate: false)
-            project(layer.v, "v", i, s.normed1, s.v, accumulate: false)
+            project([(layer.q, "q", s.q), (layer.k, "k", s.k), (layer.v, "v", s.v)], i, s.normed1, accumulate: false)
             normalizeQK(layer, s, tokens: n)
             for (j, r) in ropes.enumerated() {
                 let rows = ropes.count == 1 ? 0 ..< n : offsets[j] ..< offsets[j + 1]
@@ -182,12 +191,11 @@ extension LlamaModel {
                             spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
                                                 queryOffset: seq.cached, window: c.slidingWindow))
             }
-            project(layer.o, "o", i, s.attended, x, accumulate: true)
+            project([(layer.o, "o", x)], i, s.attended, accumulate: true)
             b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: 0, into: s.normed2, rstd: s.rstd2)
-            project(layer.gate, "gate", i, s.normed2, s.gate, accumulate: false)
-            project(layer.up, "up", i, s.normed2, s.up, accumulate: false)
+            project([(layer.gate, "gate", s.gate), (layer.up, "up", s.up)], i, s.normed2, accumulate: false)
             b.swiglu(gate: s.gate, up: s.up, into: s.activated)
-            project(layer.down, "down", i, s.activated, x, accumulate: true)
+            project([(layer.down, "down", x)], i, s.activated, accumulate: true)
         }
         if logitRows.isEmpty { return b.zeros([1, c.vocabSize], dtype: .f32).rows(0 ..< 0) }
         let hidden = finalHidden(x, rows: logitRows)

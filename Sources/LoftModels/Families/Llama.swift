@@ -197,9 +197,8 @@ public final class LlamaModel: @unchecked Sendable {
         let n = batch.count
         if s.keepsInput { b.copy(x, into: s.input) }
         b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: 0, into: s.normed1, rstd: s.rstd1)
-        layer.q.forward(s.normed1, into: s.q, backend: b, saved: s.lora["q"])
-        layer.k.forward(s.normed1, into: s.k, backend: b, saved: s.lora["k"])
-        layer.v.forward(s.normed1, into: s.v, backend: b, saved: s.lora["v"])
+        Linear.forwardShared([layer.q, layer.k, layer.v], s.normed1, into: [s.q, s.k, s.v], backend: b,
+                             saved: [s.lora["q"], s.lora["k"], s.lora["v"]])
         normalizeQK(layer, s, tokens: n)
         b.rope(s.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
                attentionScale: batch.attentionScale, inverse: false)
@@ -217,8 +216,8 @@ public final class LlamaModel: @unchecked Sendable {
         if s.keepsInput { b.copy(x, into: s.middle) }
 
         b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: 0, into: s.normed2, rstd: s.rstd2)
-        layer.gate.forward(s.normed2, into: s.gate, backend: b, saved: s.lora["gate"])
-        layer.up.forward(s.normed2, into: s.up, backend: b, saved: s.lora["up"])
+        Linear.forwardShared([layer.gate, layer.up], s.normed2, into: [s.gate, s.up], backend: b,
+                             saved: [s.lora["gate"], s.lora["up"]])
         b.swiglu(gate: s.gate, up: s.up, into: s.activated)
         layer.down.forward(s.activated, into: x, backend: b, accumulate: true, saved: s.lora["down"])
     }

@@ -46,6 +46,24 @@ public final class Linear: @unchecked Sendable {
         lora?.forward(x, into: y, backend: b, saved: saved)
     }
 
+    /// `forward` for several linears of the same x (q, k, v; gate, up), with
+    /// the same results: on the CPU, when their frozen weights are GGUF blocks
+    /// and x has few rows (decoding), the base products run as one job
+    /// (`CPUBackend.linearShared`), then each linear's adapters as in `forward`.
+    public static func forwardShared(_ linears: [Linear], _ x: Tensor, into ys: [Tensor], backend b: Backend,
+                                     saved: [LoRA.Saved?]? = nil) {
+        precondition(linears.count == ys.count)
+        if let cpu = b as? CPUBackend, linears.allSatisfy({ $0.frozen.dense == nil && $0.lora?.magnitude == nil }),
+           cpu.linearShared(x, frozen: linears.map { $0.frozen as FrozenMatrix }, biases: linears.map(\.bias), into: ys) {
+            for (i, linear) in linears.enumerated() {
+                for f in linear.frozenAdapters { f.forward(x, into: ys[i], backend: b, saved: nil) }
+                linear.lora?.forward(x, into: ys[i], backend: b, saved: saved?[i])
+            }
+            return
+        }
+        for (i, linear) in linears.enumerated() { linear.forward(x, into: ys[i], backend: b, saved: saved?[i]) }
+    }
+
     /// dx (+)= dy·W + the adapter's path; accumulates the adapter's gradients.
     public func backward(_ dy: Tensor, saved: LoRA.Saved?, dx: Tensor, accumulate: Bool, backend b: Backend) {
         if let lora, lora.magnitude != nil, let saved {

@@ -91,7 +91,7 @@ enum BLAS {
         let step = ((extent + pieces - 1) / pieces + 15) / 16 * 16
         let count = (extent + step - 1) / step
         if count <= 1 { body(0, extent); return }
-        DispatchQueue.concurrentPerform(iterations: count) { p in
+        teamRun(count, threads: count) { p in
             let lo = p * step
             body(lo, min(step, extent - lo))
         }

@@ -15,6 +15,32 @@ extension CPUBackend {
         }
     }
 
+    /// y_i = x · W_iᵀ + bias_i for several frozen weights of the same x, as
+    /// one job on the GGUF blocks (`QuantizedDecoding.multiply(_:rows:cols:products:mode:)`)
+    /// when every weight is blocks the kernels multiply and x has few enough
+    /// rows; returns false, having done nothing, otherwise (the caller then
+    /// multiplies each on its own).
+    public func linearShared(_ x: Tensor, frozen ws: [FrozenMatrix], biases: [Tensor?], into ys: [Tensor]) -> Bool {
+        let (n, k) = (x.count / x.shape.last!, x.shape.last!)
+        guard n > 0, ws.count > 1, QuantizedDecoding.usesKernels(rows: n), computePrecision == .fp32,
+              let mode = QuantizedDecoding.mode else { return false }
+        var products: [QuantizedDecoding.Product] = []
+        for (i, w) in ws.enumerated() {
+            guard let blocks = w.ggmlBlocks, QuantizedDecoding.supports(blocks.type), w.cols == k,
+                  ys[i].count == n * w.rows else { return false }
+            var accumulate = false
+            if let bias = biases[i] {
+                precondition(bias.count == w.rows, "linear: bias \(bias.shape) for \(w.rows) outputs")
+                let yp = ys[i].floats
+                for r in 0 ..< n { (yp + r * w.rows).update(from: bias.floats, count: w.rows) }
+                accumulate = true
+            }
+            products.append(.init(blocks: blocks, outputs: w.rows, y: ys[i].floats, accumulate: accumulate))
+        }
+        QuantizedDecoding.multiply(x.floats, rows: n, cols: k, products: products, mode: mode)
+        return true
+    }
+
     public func linear(_ x: Tensor, frozen w: FrozenMatrix, bias: Tensor?, into y: Tensor, accumulate: Bool) {
         let (n, k, m) = (x.count / x.shape.last!, x.shape.last!, w.rows)
         precondition(w.cols == k && y.count == n * m, "linear: x \(x.shape) · w [\(w.rows), \(w.cols)]ᵀ into y \(y.shape)")

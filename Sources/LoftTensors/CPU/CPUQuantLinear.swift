@@ -130,6 +130,73 @@ public enum QuantizedDecoding {
         }
     }
 
+    /// One of the products `multiply(_:rows:cols:products:mode:)` runs
+    /// together: y[n, outputs] (+)= x · Wᵀ for the rows of `blocks`.
+    public struct Product {
+        public let blocks: GGMLBlocks
+        public let outputs: Int
+        public let y: UnsafeMutablePointer<Float>
+        public let accumulate: Bool
+
+        public init(blocks: GGMLBlocks, outputs: Int, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+            self.blocks = blocks; self.outputs = outputs; self.y = y; self.accumulate = accumulate
+        }
+    }
+
+    /// Several products of the same x (a layer's q, k and v; gate and up) as
+    /// one job over the cores: x is rounded to 8 bits once per block layout,
+    /// and the cores split the products' output rows together, so two small
+    /// products (k and v) do not each leave a core idle. Every output is the
+    /// number `multiply` gives for its product alone.
+    public static func multiply(_ x: UnsafePointer<Float>, rows n: Int, cols k: Int, products: [Product], mode: Mode) {
+        guard !products.isEmpty, n > 0 else { return }
+        multiplications &+= products.count
+        // x rounded once per activation layout (32-element blocks, or the K-quants' 256).
+        var rounded: [Int: UnsafeMutableRawPointer] = [:]
+        defer { for p in rounded.values { p.deallocate() } }
+        var inputs: [UnsafeRawPointer?] = []
+        var maps: [UnsafeMutablePointer<Int32>?] = []
+        defer { for m in maps { m?.deallocate() } }
+        for p in products {
+            let type = Int32(p.blocks.type.rawValue)
+            if mode == .int8 {
+                let layout = p.blocks.type.blockLayout.elements
+                if rounded[layout] == nil {
+                    let xq = UnsafeMutableRawPointer.allocate(byteCount: max(1, loft_qdot_row_bytes(type, k) * n), alignment: 64)
+                    loft_qdot_quantize(type, x, n, k, k, xq)
+                    rounded[layout] = xq
+                }
+                inputs.append(UnsafeRawPointer(rounded[layout]!))
+            } else {
+                inputs.append(nil)
+            }
+            maps.append(p.blocks.rowMap.map { map in
+                let copy = UnsafeMutablePointer<Int32>.allocate(capacity: map.count)
+                copy.initialize(from: map, count: map.count)
+                return copy
+            })
+        }
+        var starts = [0]
+        for p in products { starts.append(starts.last! + p.outputs) }
+        let total = starts.last!
+        let bytes = products.reduce(0) { $0 + $1.blocks.rowBytes * $1.outputs }
+        let minRows = max(1, (64 << 10) / max(1, bytes / max(total, 1)))
+        parallelChunks(total, minimumPerChunk: minRows) { range in
+            for (i, p) in products.enumerated() {
+                let lo = max(range.lowerBound, starts[i]), hi = min(range.upperBound, starts[i + 1])
+                guard lo < hi else { continue }
+                let type = Int32(p.blocks.type.rawValue), acc: Int32 = p.accumulate ? 1 : 0
+                if let xq = inputs[i] {
+                    loft_qdot_rows(type, p.blocks.data, p.blocks.rowBytes, maps[i], lo - starts[i], hi - starts[i], k, xq, n,
+                                   p.y, p.outputs, acc)
+                } else {
+                    loft_qdot_rows_f32(type, p.blocks.data, p.blocks.rowBytes, maps[i], lo - starts[i], hi - starts[i], k, x, n, k,
+                                       p.y, p.outputs, acc)
+                }
+            }
+        }
+    }
+
     /// Offsets of the f16 scales (d, and dmin or m where the format has one) in a block.
     static func scaleOffsets(_ t: GGMLType) -> [Int] {
         switch t {

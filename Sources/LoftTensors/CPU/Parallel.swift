@@ -1,5 +1,26 @@
+import CLoftKernels
 import Dispatch
 import Foundation
+
+/// Runs `body(i)` for i in 0..<count on the calling thread and Loft's worker
+/// team (`CLoftTeam.h`: workers that spin briefly between jobs, so the next
+/// short product starts without a trip through the kernel), on at most
+/// `threads` threads. When another thread's job holds the team, GCD runs it.
+@inline(__always)
+func teamRun(_ count: Int, threads: Int, _ body: (Int) -> Void) {
+    let ran = teamEnabled && withoutActuallyEscaping(body) { body -> Bool in
+        var job = body
+        return withUnsafeMutablePointer(to: &job) { pointer in
+            loft_team_run(count, Int32(clamping: threads), { context, index in
+                context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+            }, pointer) != 0
+        }
+    }
+    if !ran { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
+}
+
+/// `LOFT_TEAM=0` sends every parallel loop through GCD instead (for comparisons).
+let teamEnabled = ProcessInfo.processInfo.environment["LOFT_TEAM"] != "0"
 
 /// Splits 0..<count into one contiguous chunk per core and runs them at once.
 /// Small jobs run inline: waking threads costs more than a few thousand flops.
@@ -11,7 +32,7 @@ func parallelChunks(_ count: Int, minimumPerChunk: Int = 1, _ body: (Range<Int>)
         if count > 0 { body(0 ..< count) }
         return
     }
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+    teamRun(chunks, threads: cores) { c in
         let lo = count * c / chunks, hi = count * (c + 1) / chunks
         if lo < hi { body(lo ..< hi) }
     }
@@ -21,5 +42,5 @@ func parallelChunks(_ count: Int, minimumPerChunk: Int = 1, _ body: (Range<Int>)
 @inline(__always)
 func parallelFor(_ count: Int, _ body: (Int) -> Void) {
     if count == 1 { body(0); return }
-    DispatchQueue.concurrentPerform(iterations: count, execute: body)
+    teamRun(count, threads: CPUBackend.threads, body)
 }
