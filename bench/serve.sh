@@ -5,12 +5,12 @@
 # (streamed chat completions, greedy, same prompts).
 #
 #   bench/serve.sh [--threads N] [--concurrency 1,4,16] [--max-tokens 128]
-#                  [--requests-per-stream 2] [--only loft|llama] [--out DIR]
+#                  [--requests-per-stream 2] [--only loft|llama] [--rounds N] [--out DIR]
 #
 # Configurations, each on both servers: the base alone; one adapter unmerged;
 # the same adapter merged into the weights (exported with `loft export gguf
-# --quant q4_0`: Loft cannot write Q4_1, so the merged file has 4.5 bits a
-# weight against the base's 5); 8 distinct adapters mixed, stream i using
+# --quant q4_1`, the base's own format; the tied output head becomes Q6_K as
+# llama-quantize makes it); 8 distinct adapters mixed, stream i using
 # adapter i mod 8 (llama-server: all 8 loaded with --lora-init-without-apply,
 # chosen per request with its `lora` field). Adapters are random rank-16 LoRAs
 # on every projection (bench/make_bench_adapters.py); llama-server gets them
@@ -21,7 +21,7 @@
 # tools/build-llama-server.sh (built from the llama-cpp-python sdist's sources).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=$(nproc) concurrency=1,4,16 max_tokens=128 per_stream=2 only=loft,llama out_dir=bench/results
+threads=$(nproc) concurrency=1,4,16 max_tokens=128 per_stream=2 only=loft,llama out_dir=bench/results rounds=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads=$2; shift 2 ;;
@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
         --max-tokens) max_tokens=$2; shift 2 ;;
         --requests-per-stream) per_stream=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
         --out) out_dir=$2; shift 2 ;;
         -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -49,13 +50,13 @@ if [ -z "${LOFT_BIN:-}" ]; then
     say "building loft (release)"
     swift build -c release --product loft >&2
 fi
-say "8 random rank-16 adapters, their GGUF LoRA files, and a0 merged (q4_0)"
+say "8 random rank-16 adapters, their GGUF LoRA files, and a0 merged (q4_1)"
 "$python" bench/make_bench_adapters.py "$work/adapters" --count 8 >/dev/null
 for i in 0 1 2 3 4 5 6 7; do
     "$loft" export gguf-lora --adapter "$work/adapters/a$i" --base "$model" --out "$work/a$i.lora.gguf" >/dev/null
 done
-merged="$work/merged-a0.q4_0.gguf"
-"$loft" export gguf "$model" --adapter "$work/adapters/a0" --quant q4_0 --out "$merged" >/dev/null
+merged="$work/merged-a0.q4_1.gguf"
+"$loft" export gguf "$model" --adapter "$work/adapters/a0" --quant q4_1 --out "$merged" >/dev/null
 
 export OPENBLAS_NUM_THREADS=$threads
 wait_ready() {  # url pid
@@ -99,19 +100,32 @@ all=$(IFS=,; echo "${names[*]}")
 if [[ $only == *llama* ]]; then
     llama=$(tools/build-llama-server.sh)
     say "llama-server: $llama"
-    llama_run "base" "" -m "$model"
-    llama_run "1 adapter unmerged" "" -m "$model" --lora "$work/a0.lora.gguf"
-    llama_run "1 adapter merged (q4_0)" "" -m "$merged"
-    llama_run "8 adapters mixed" "--lora-ids 0,1,2,3,4,5,6,7 --lora-count 8" -m "$model" "${lora_args[@]}" --lora-init-without-apply
 fi
-if [[ $only == *loft* ]]; then
-    loft_run "base" "" "$model"
-    loft_run "1 adapter unmerged" "--model a0" "$model" --adapter "a0=$work/adapters/a0"
-    loft_run "1 adapter merged (q4_0)" "" "$merged"
-    loft_run "8 adapters mixed" "--model $all" "$model" "${adapter_args[@]}"
-fi
+# Each round runs every configuration on llama-server then on Loft, so slow
+# drifts of a shared machine hit both; the table gives each cell's median.
+for round in $(seq 1 "$rounds"); do
+    [ "$rounds" -gt 1 ] && say "round $round of $rounds"
+    for config in base unmerged merged mixed; do
+        if [[ $only == *llama* ]]; then
+            case $config in
+                base) llama_run "base" "" -m "$model" ;;
+                unmerged) llama_run "1 adapter unmerged" "" -m "$model" --lora "$work/a0.lora.gguf" ;;
+                merged) llama_run "1 adapter merged (q4_1)" "" -m "$merged" ;;
+                mixed) llama_run "8 adapters mixed" "--lora-ids 0,1,2,3,4,5,6,7 --lora-count 8" -m "$model" "${lora_args[@]}" --lora-init-without-apply ;;
+            esac
+        fi
+        if [[ $only == *loft* ]]; then
+            case $config in
+                base) loft_run "base" "" "$model" ;;
+                unmerged) loft_run "1 adapter unmerged" "--model a0" "$model" --adapter "a0=$work/adapters/a0" ;;
+                merged) loft_run "1 adapter merged (q4_1)" "" "$merged" ;;
+                mixed) loft_run "8 adapters mixed" "--model $all" "$model" "${adapter_args[@]}" ;;
+            esac
+        fi
+    done
+done
 
 echo
 echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $threads threads; $(date -u +%Y-%m-%dT%H:%MZ); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "Command: bench/serve.sh --threads $threads --concurrency $concurrency --max-tokens $max_tokens --requests-per-stream $per_stream"
+echo "Command: bench/serve.sh --threads $threads --concurrency $concurrency --max-tokens $max_tokens --requests-per-stream $per_stream --rounds $rounds"
 "$python" bench/serve_bench.py --report "$results"

@@ -111,21 +111,40 @@ def served_models(url, api_key):
 
 
 def report(path):
-    """A markdown table of every run in a results file (one JSON line per server and configuration)."""
+    """A markdown table of a results file (one JSON line per server, configuration and round):
+    each cell is the median over the rounds of that configuration, with the rounds' range when
+    there are several."""
     runs = [json.loads(l) for l in open(path) if l.strip()]
     levels = sorted({lv["concurrency"] for r in runs for lv in r["levels"]})
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    rounds = max(sum(1 for r in runs if r["label"] == label) for label in labels)
     head = "| server, configuration | decode tok/s (1 stream) | TTFT ms (1 stream) | " + " | ".join(
         f"aggregate tok/s, {c} streams" for c in levels) + " |"
     print(head)
     print("|" + "---|" * (3 + len(levels)))
-    for r in runs:
-        by = {lv["concurrency"]: lv for lv in r["levels"]}
-        one = by.get(1, {})
-        dec = one.get("decode_tokens_per_s_median")
-        ttft = one.get("ttft_s_median")
-        cells = [f"{by[c]['aggregate_tokens_per_s']:.1f}" + (" (errors)" if by[c]["errors"] else "") if c in by else "" for c in levels]
-        print(f"| {r['label']} | {'' if dec is None else f'{dec:.1f}'} | {'' if ttft is None else f'{ttft * 1000:.0f}'} | "
-              + " | ".join(cells) + " |")
+
+    def cell(values, fmt):
+        values = [v for v in values if v is not None]
+        if not values:
+            return ""
+        text = fmt.format(statistics.median(values))
+        if len(values) > 1:
+            text += " (" + fmt.format(min(values)) + "–" + fmt.format(max(values)) + ")"
+        return text
+
+    for label in labels:
+        mine = [{lv["concurrency"]: lv for lv in r["levels"]} for r in runs if r["label"] == label]
+        dec = cell([by.get(1, {}).get("decode_tokens_per_s_median") for by in mine], "{:.1f}")
+        ttft = cell([by.get(1, {}).get("ttft_s_median", None) and by[1]["ttft_s_median"] * 1000 for by in mine], "{:.0f}")
+        cells = []
+        for c in levels:
+            agg = cell([by[c]["aggregate_tokens_per_s"] for by in mine if c in by], "{:.1f}")
+            if any(by[c]["errors"] for by in mine if c in by):
+                agg += " (errors)"
+            cells.append(agg)
+        print(f"| {label} | {dec} | {ttft} | " + " | ".join(cells) + " |")
+    if rounds > 1:
+        print(f"\nEach cell: the median over {rounds} rounds (min–max in brackets).")
 
 
 def run_level(args, concurrency, models, loras):

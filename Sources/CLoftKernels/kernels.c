@@ -18,6 +18,7 @@
 typedef float vf __attribute__((ext_vector_type(16)));
 typedef int vi __attribute__((ext_vector_type(16)));
 typedef double vd __attribute__((ext_vector_type(16)));
+typedef _Float16 vh __attribute__((ext_vector_type(16)));
 enum { W = 16 };
 #define LOFT_INLINE static inline __attribute__((always_inline))
 #define K_(name, suffix) name##_##suffix
@@ -26,13 +27,13 @@ enum { W = 16 };
 
 #if defined(__x86_64__)
 #define LOFT_SUFFIX avx512
-#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma,f16c"))), apply_to = function)
 #include "kernels_body.inc"
 #pragma clang attribute pop
 #undef LOFT_SUFFIX
 
 #define LOFT_SUFFIX avx2
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #include "kernels_body.inc"
 #pragma clang attribute pop
 #undef LOFT_SUFFIX
@@ -85,3 +86,14 @@ void loft_swiglu_backward(const float *dOut, const float *gate, const float *up,
     DISPATCH(loft_swiglu_backward, dOut, gate, up, dGate, dUp, n)
 }
 void loft_exp(const float *x, float *out, long n) { DISPATCH(loft_exp, x, out, n) }
+void loft_lora_row(const float *x, long k, const float *a, long r, const float *b, long m, float scale, float *y) {
+    DISPATCH(loft_lora_row, x, k, a, r, b, m, scale, y)
+}
+void loft_lora_down(const float *x, long k, const float *a, long rows, float scale, float *t) {
+    DISPATCH(loft_lora_down, x, k, a, rows, scale, t)
+}
+void loft_lora_up(const float *t, long r, const float *b, long m, float *y) { DISPATCH(loft_lora_up, t, r, b, m, y) }
+void loft_lora_down_f16(const float *x, long k, const uint16_t *a, long rows, float scale, float *t) {
+    DISPATCH(loft_lora_down_f16, x, k, a, rows, scale, t)
+}
+void loft_lora_up_f16(const float *t, long r, const uint16_t *b, long m, float *y) { DISPATCH(loft_lora_up_f16, t, r, b, m, y) }

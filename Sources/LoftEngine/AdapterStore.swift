@@ -212,6 +212,7 @@ extension BatchEngine {
                 }
             }
         }
+        keepHalves(weights)
         return weights
     }
 
@@ -227,11 +228,20 @@ extension BatchEngine {
         modelLock.lock(); defer { modelLock.unlock() }
         do {
             let (w, _) = try PEFTAdapter.loadDetached(entry.directory, for: base)
+            keepHalves(w)
             entry.weights = w
             return (w, base)
         } catch {
             throw EngineError.adapterRejected(name: entry.name, reason: "reloading it from \(entry.directory) failed: \(error)")
         }
+    }
+
+    /// Rounds a loaded adapter's LoRA weights to half for decoding reads
+    /// when the configuration asks (`halfPrecisionAdapters`); DoRA layers
+    /// keep their own path.
+    private func keepHalves(_ weights: DetachedAdapter) {
+        guard configuration.halfPrecisionAdapters else { return }
+        for layer in weights.layers { for lora in layer.values where lora.magnitude == nil { lora.keepHalfWeights() } }
     }
 
     /// A request using the adapter has ended.

@@ -27,12 +27,19 @@ public struct EngineConfiguration: Sendable {
     public var maxAdapters = 8
     /// The base's served name (nil: the model file's or directory's name).
     public var baseName: String? = nil
+    /// Keep adapters' A and B rounded to IEEE half for decoding (half the
+    /// bytes each decode row reads for its adapter, as vLLM serves adapters
+    /// in the model's 16-bit dtype). Off by default, so generation and
+    /// `loft eval` use the f32 values; `loft serve --adapter-precision f16`
+    /// turns it on.
+    public var halfPrecisionAdapters = false
 
     public init(maxBatch: Int = 16, contextLength: Int? = nil, kvCacheTokens: Int? = nil, blockSize: Int = 16,
-                stepTokenBudget: Int = 256, maxQueue: Int = 256, maxAdapters: Int = 8, baseName: String? = nil) {
+                stepTokenBudget: Int = 256, maxQueue: Int = 256, maxAdapters: Int = 8, baseName: String? = nil,
+                halfPrecisionAdapters: Bool = false) {
         self.maxBatch = maxBatch; self.contextLength = contextLength; self.kvCacheTokens = kvCacheTokens
         self.blockSize = blockSize; self.stepTokenBudget = stepTokenBudget; self.maxQueue = maxQueue
-        self.maxAdapters = maxAdapters; self.baseName = baseName
+        self.maxAdapters = maxAdapters; self.baseName = baseName; self.halfPrecisionAdapters = halfPrecisionAdapters
     }
 }
 

@@ -20,7 +20,7 @@ struct ModelExportFlags: ParsableArguments {
     @Option(help: "A LoRA adapter directory (PEFT or mlx-lm format) to merge before writing.")
     var adapter: String?
 
-    @Option(help: "File type: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k (per-tensor types as llama-quantize picks them; norms stay f32).")
+    @Option(help: "File type: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k_m, q5_k_m or q6_k (per-tensor types as llama-quantize picks them; norms stay f32).")
     var quant = "f16"
 
     func validate() throws {

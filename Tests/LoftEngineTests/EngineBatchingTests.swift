@@ -19,6 +19,40 @@ final class EngineBatchingTests: XCTestCase {
         }
     }
 
+    /// `halfPrecisionAdapters` (loft serve --adapter-precision f16): rows read
+    /// A and B rounded to half. Their logits move from the f32 rows' (so the
+    /// halves are what ran) by less than 2 % of the most the adapter moves
+    /// any logit (half's 2⁻¹¹ relative rounding of A and B, compounded over
+    /// the layers), and the engine keeps halves only when asked.
+    func testHalfPrecisionAdapterRowsStayCloseToF32() throws {
+        let seed = UInt64.random(in: 0 ... 1 << 40)
+        var rng = SeededRandom(seed: seed)
+        let (model, _) = try ModelLoader.load(SharedTestPaths.fixtures(of: "LoftModelsTests").appendingPathComponent("tiny/llama").path)
+        let dir = try EngineFixtures.randomAdapter(for: model, scale: 0.2, seed: seed, name: "h")
+        let full = try PEFTAdapter.loadDetached(dir, for: model).0
+        let half = try PEFTAdapter.loadDetached(dir, for: model).0
+        for layer in half.layers { for lora in layer.values { lora.keepHalfWeights() } }
+        let prompt = EngineFixtures.randomPrompt(&rng, length: 5, vocab: model.config.vocabSize)
+        func logits(_ adapter: DetachedAdapter?) -> [Float] {
+            let arena = KVArena(config: model.config, tokens: 64, backend: model.backend)
+            // Decode rows take the row-by-row adapter path that reads the halves.
+            _ = model.forwardStep([StepSequence(ids: Array(prompt.dropLast()), spanStart: 0, cached: 0, adapter: adapter, logits: .none)], arena: arena)
+            return model.forwardStep([StepSequence(ids: [prompt.last!], spanStart: 0, cached: prompt.count - 1, adapter: adapter,
+                                                   logits: .last, decoding: true)], arena: arena).toArray()
+        }
+        let (f, h, base) = (logits(full), logits(half), logits(nil))
+        let effect = zip(f, base).map { abs($0 - $1) }.max()!
+        let worst = zip(f, h).map { abs($0 - $1) }.max()!
+        XCTAssertGreaterThan(worst, 0, "the half-precision weights were read (seed \(seed))")
+        XCTAssertLessThan(worst, 0.02 * effect, "seed \(seed): effect of the adapter \(effect)")
+
+        let (engine, _) = try EngineFixtures.tinyEngine(configuration: EngineConfiguration(maxBatch: 2, contextLength: 64, halfPrecisionAdapters: true))
+        defer { engine.shutdown() }
+        _ = try engine.loadAdapter(name: "h", directory: dir)
+        let served = try XCTUnwrap(engine.adapters.entries["h"]?.weights)
+        XCTAssertTrue(served.layers.allSatisfy { $0.values.allSatisfy { $0.halfWeights != nil } })
+    }
+
     func checkPerRowAdapterLogits(_ path: String) throws {
         let seed = UInt64.random(in: 0 ... 1 << 40)
         var rng = SeededRandom(seed: seed)

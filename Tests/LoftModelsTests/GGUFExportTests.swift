@@ -69,11 +69,11 @@ final class GGUFExportTests: XCTestCase {
         }
     }
 
-    func testQ8_0AndQ4_0ExportsStayWithinQuantizationError() throws {
+    func testQ8_0Q4_0AndQ4_1ExportsStayWithinQuantizationError() throws {
         let base = TestPaths.fixtures.appendingPathComponent("tiny/llama").path
         let adapterDir = Self.trainingFixtures.appendingPathComponent("tiny_llama/initial_adapter").path
         let ref = try reference(base, adapterDir)
-        for type in [GGUFFileType.q8_0, .q4_0] {
+        for type in [GGUFFileType.q8_0, .q4_0, .q4_1] {
             let out = temp("q.gguf")
             try GGUFExporter.export(modelPath: base, adapter: adapterDir, to: out, type: type)
             let file = try GGUFFile(path: out)
@@ -87,7 +87,10 @@ final class GGUFExportTests: XCTestCase {
                 // |q| ≤ 127 (Q8_0) or 8 (Q4_0): Q8_0 rounds to half a step, |x − q·d'| ≤ d/2 + 127·d·2⁻¹¹,
                 // d = max|x|/127; Q4_0 can clamp the value opposite the extreme by a full step,
                 // |x − q·d'| ≤ d + 8·d·2⁻¹¹, d = max|x|/8.
-                let factor: Float = type == .q8_0 ? (0.5 + 127.0 / 2048) / 127 : (1 + 8.0 / 2048) / 8
+                // Q4_1: d = (max − min)/15 ≤ 2·max|x|/15, codes round to half a step, plus the f16
+                // rounding of d (times a code ≤ 15) and of the minimum m (|m| ≤ max|x|).
+                let factor: Float = type == .q8_0 ? (0.5 + 127.0 / 2048) / 127
+                    : type == .q4_0 ? (1 + 8.0 / 2048) / 8 : 2.0 / 15 * (0.5 + 15.0 / 2048) + 1.0 / 2048
                 var worst: Float = 0
                 for b in 0 ..< want.count / 32 {
                     let blk = want[b * 32 ..< b * 32 + 32], amax = blk.map { abs($0) }.max()!

@@ -120,4 +120,135 @@ final class ElementwiseKernelTests: XCTestCase {
             }
         }
     }
+    /// loft_lora_row: y += B · (scale · A · x) for one row, against float64,
+    /// for ranks below, at and above the 16-lane width, row lengths with and
+    /// without a tail and output counts that leave a partial group of 16.
+    /// Tolerance: 1e-6 of Σ|terms| per output (the float rounding of the
+    /// scaled A·x is inside it), plus the start value's own rounding.
+    func testLowRankRowMatchesFloat64() {
+        let seed = freshSeed()
+        var rng = SeededRandom(seed: seed)
+        forEachLevel { level in
+            for (k, r, m) in [(576, 16, 576), (33, 1, 7), (100, 8, 40), (64, 17, 33), (700, 33, 129), (16, 16, 16)] {
+                let x = (0 ..< k).map { _ in Float(rng.normal()) }
+                let a = (0 ..< r * k).map { _ in Float(rng.normal() * 0.1) }
+                let b = (0 ..< m * r).map { _ in Float(rng.normal() * 0.1) }
+                let start = (0 ..< m).map { _ in Float(rng.normal()) }
+                let scale = Float(rng.normal() * 2)
+                var y = start
+                loft_lora_row(x, k, a, r, b, m, scale, &y)
+                var t = [Double](repeating: 0, count: r), tAbs = [Double](repeating: 0, count: r)
+                for i in 0 ..< r {
+                    for c in 0 ..< k {
+                        t[i] += Double(a[i * k + c]) * Double(x[c])
+                        tAbs[i] += abs(Double(a[i * k + c]) * Double(x[c]))
+                    }
+                }
+                for j in 0 ..< m {
+                    var want = Double(start[j]), mag = abs(Double(start[j]))
+                    for i in 0 ..< r {
+                        want += Double(b[j * r + i]) * Double(scale) * t[i]
+                        mag += abs(Double(b[j * r + i]) * Double(scale)) * tAbs[i]
+                    }
+                    XCTAssertLessThanOrEqual(abs(Double(y[j]) - want), 1e-6 * mag + 1e-12,
+                                             "k \(k) r \(r) m \(m) y[\(j)] level \(level) seed \(seed)")
+                }
+            }
+        }
+    }
+    /// CPUBackend.addLowRankUpdate splits large adapters over the threads
+    /// (A's rows, then B's): the same numbers as one loft_lora_row per row,
+    /// bit for bit, for 1 to 3 threads, below and above the split size.
+    func testLowRankUpdateSplitEqualsOneRowCall() {
+        let seed = freshSeed()
+        var rng = SeededRandom(seed: seed)
+        let saved = (CPUBackend.threads, CPUBackend.lowRankSplitMinimum)
+        defer { (CPUBackend.threads, CPUBackend.lowRankSplitMinimum) = saved }
+        CPUBackend.lowRankSplitMinimum = 1024   // the small shapes stay whole, the others split
+        for (n, k, r, m) in [(1, 576, 16, 1536), (3, 576, 16, 192), (2, 40, 4, 30), (1, 1536, 33, 576)] {
+            let x = (0 ..< n * k).map { _ in Float(rng.normal()) }
+            let a = (0 ..< r * k).map { _ in Float(rng.normal() * 0.1) }
+            let b = (0 ..< m * r).map { _ in Float(rng.normal() * 0.1) }
+            let start = (0 ..< n * m).map { _ in Float(rng.normal()) }
+            var want = start
+            for row in 0 ..< n {
+                want.withUnsafeMutableBufferPointer { loft_lora_row(Array(x[row * k ..< (row + 1) * k]), k, a, r, b, m, 0.5, $0.baseAddress! + row * m) }
+            }
+            for threads in [1, 2, 3] {
+                CPUBackend.threads = threads
+                let y = Tensor.cpu(start, shape: [n, m])
+                XCTAssertTrue(CPUBackend.shared.addLowRankUpdate(Tensor.cpu(x, shape: [n, k]), a: Tensor.cpu(a, shape: [r, k]),
+                                                                 b: Tensor.cpu(b, shape: [m, r]), scale: 0.5, into: y))
+                XCTAssertEqual(y.toArray(), want, "n \(n) k \(k) r \(r) m \(m) threads \(threads) seed \(seed)")
+            }
+        }
+    }
+    /// The half-precision halves equal the f32 ones run on the same weights
+    /// widened from half (widening is exact), bit for bit, on every copy.
+    func testLowRankHalvesOnHalfWeightsEqualFloatOnes() {
+        let seed = freshSeed()
+        var rng = SeededRandom(seed: seed)
+        forEachLevel { level in
+            for (k, r, m) in [(576, 16, 576), (40, 5, 33), (100, 17, 129)] {
+                let x = (0 ..< k).map { _ in Float(rng.normal()) }
+                let ah = (0 ..< r * k).map { _ in Float16(Float(rng.normal() * 0.1)).bitPattern }
+                let bh = (0 ..< m * r).map { _ in Float16(Float(rng.normal() * 0.1)).bitPattern }
+                let (af, bf) = (ah.map { Float(Float16(bitPattern: $0)) }, bh.map { Float(Float16(bitPattern: $0)) })
+                var (th, tf) = ([Float](repeating: 0, count: r), [Float](repeating: 0, count: r))
+                loft_lora_down_f16(x, k, ah, r, 0.7, &th)
+                loft_lora_down(x, k, af, r, 0.7, &tf)
+                XCTAssertEqual(th, tf, "down k \(k) r \(r) level \(level) seed \(seed)")
+                let start = (0 ..< m).map { _ in Float(rng.normal()) }
+                var (yh, yf) = (start, start)
+                loft_lora_up_f16(tf, r, bh, m, &yh)
+                loft_lora_up(tf, r, bf, m, &yf)
+                XCTAssertEqual(yh, yf, "up r \(r) m \(m) level \(level) seed \(seed)")
+            }
+        }
+    }
+    /// addLowRankUpdates: several adapters' updates in one call (the batched
+    /// engine's step; one of them on half weights) give each row exactly what
+    /// one loft_lora_row per row gives, for 1 to 3 threads, split or not.
+    func testSeveralLowRankUpdatesEqualOneRowCallEach() {
+        let seed = freshSeed()
+        var rng = SeededRandom(seed: seed)
+        let saved = (CPUBackend.threads, CPUBackend.lowRankSplitMinimum)
+        defer { (CPUBackend.threads, CPUBackend.lowRankSplitMinimum) = saved }
+        let (k, m) = (96, 80)
+        let shapes = [(rows: 2, r: 16, half: false), (rows: 1, r: 4, half: true), (rows: 3, r: 9, half: false)]
+        let total = shapes.reduce(0) { $0 + $1.rows }
+        let x = (0 ..< total * k).map { _ in Float(rng.normal()) }
+        let start = (0 ..< total * m).map { _ in Float(rng.normal()) }
+        let adapters = shapes.map { s -> ([Float], [Float]) in
+            var a = (0 ..< s.r * k).map { _ in Float(rng.normal() * 0.1) }
+            var b = (0 ..< m * s.r).map { _ in Float(rng.normal() * 0.1) }
+            if s.half { a = a.map { Float(Float16($0)) }; b = b.map { Float(Float16($0)) } }
+            return (a, b)
+        }
+        var want = start
+        var row = 0
+        for (i, s) in shapes.enumerated() {
+            for _ in 0 ..< s.rows {
+                want.withUnsafeMutableBufferPointer {
+                    loft_lora_row(Array(x[row * k ..< (row + 1) * k]), k, adapters[i].0, s.r, adapters[i].1, m, 0.25, $0.baseAddress! + row * m)
+                }
+                row += 1
+            }
+        }
+        for (threads, minimum) in [(1, 1 << 30), (2, 1 << 30), (2, 64), (3, 64)] {
+            CPUBackend.threads = threads
+            CPUBackend.lowRankSplitMinimum = minimum
+            let xs = Tensor.cpu(x, shape: [total, k]), y = Tensor.cpu(start, shape: [total, m])
+            var updates: [CPUBackend.LowRankUpdate] = []
+            var first = 0
+            for (i, s) in shapes.enumerated() {
+                let a = Tensor.cpu(adapters[i].0, shape: [s.r, k]), b = Tensor.cpu(adapters[i].1, shape: [m, s.r])
+                updates.append(.init(x: xs.rows(first ..< first + s.rows), a: a, b: b, halves: s.half ? HalfWeights(a: a, b: b) : nil,
+                                     scale: 0.25, y: y.rows(first ..< first + s.rows)))
+                first += s.rows
+            }
+            XCTAssertTrue(CPUBackend.shared.addLowRankUpdates(updates))
+            XCTAssertEqual(y.toArray(), want, "threads \(threads) split from \(minimum) seed \(seed)")
+        }
+    }
 }

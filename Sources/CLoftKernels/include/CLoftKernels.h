@@ -41,6 +41,24 @@ void loft_swiglu(const float *gate, const float *up, float *out, long n);
 /* The gradients of out = silu(gate) * up given dOut: dGate and dUp. */
 void loft_swiglu_backward(const float *dOut, const float *gate, const float *up, float *dGate, float *dUp, long n);
 
+/* y[0..<m] += B · (scale · A · x) for one row x[0..<k], A [r, k] and B [m, r]
+   row-major: a LoRA adapter's update of one decoding row, without the two
+   GEMV calls, the scratch tensor and the scaling pass (the scaled A·x is
+   rounded to float before B multiplies it, as in the two-GEMV path). Sums run
+   16 lanes wide and are reduced in a fixed tree, so a row's result never
+   depends on the others. */
+void loft_lora_row(const float *x, long k, const float *a, long r, const float *b, long m, float scale, float *y);
+/* Its two halves, for splitting over threads (same numbers: each t[i] and
+   y[j] is computed alone): t[i] = scale · A[i]·x for i < rows (rows of A
+   from `a`), and y[j] += B[j]·t for j < m (rows of B from `b`). */
+void loft_lora_down(const float *x, long k, const float *a, long rows, float scale, float *t);
+void loft_lora_up(const float *t, long r, const float *b, long m, float *y);
+/* The halves with A and B stored as IEEE half bits (`loft serve
+   --adapter-precision f16`: half the bytes a decoding step reads for each
+   adapter). */
+void loft_lora_down_f16(const float *x, long k, const uint16_t *a, long rows, float scale, float *t);
+void loft_lora_up_f16(const float *t, long r, const uint16_t *b, long m, float *y);
+
 /* Which copy runs: 2 AVX-512, 1 AVX2+FMA, 0 baseline x86-64 (or not x86). */
 int loft_kernels_level(void);
 /* Use a lower copy than the CPU allows (tests run every copy this way); clamped to what the CPU runs. */

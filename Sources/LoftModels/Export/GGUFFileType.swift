@@ -6,7 +6,7 @@ import LoftFormats
 /// (src/llama-quant.cpp, llama_tensor_get_type), so a Loft Q4_K_M file has
 /// the same tensor types as `llama-quantize model-f32.gguf Q4_K_M`.
 public enum GGUFFileType: String, CaseIterable, Sendable, CustomStringConvertible {
-    case f32, f16, bf16, q8_0, q4_0
+    case f32, f16, bf16, q8_0, q4_0, q4_1
     case q4_K_M = "q4_k_m", q5_K_M = "q5_k_m", q6_K = "q6_k"
 
     /// The name llama.cpp prints, e.g. "Q4_K_M".
@@ -18,6 +18,7 @@ public enum GGUFFileType: String, CaseIterable, Sendable, CustomStringConvertibl
         case .f32: return 0
         case .f16: return 1
         case .q4_0: return 2
+        case .q4_1: return 3
         case .q8_0: return 7
         case .q4_K_M: return 15
         case .q5_K_M: return 17
@@ -34,6 +35,7 @@ public enum GGUFFileType: String, CaseIterable, Sendable, CustomStringConvertibl
         case .bf16: return .bf16
         case .q8_0: return .q8_0
         case .q4_0: return .q4_0
+        case .q4_1: return .q4_1
         case .q4_K_M: return .q4_K
         case .q5_K_M: return .q5_K
         case .q6_K: return .q6_K

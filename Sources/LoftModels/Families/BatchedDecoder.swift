@@ -157,12 +157,22 @@ extension LlamaModel {
                     let p = offsets[j] ..< offsets[j + 1]
                     QuantizedDecoding.withRoute(.gemm) { t.linear.forward(input.rows(p), into: t.output.rows(p), backend: b, accumulate: accumulate) }
                 }
-                for run in runs {
-                    guard let lora = run.adapter.layers[layer][t.name] else { continue }
-                    // Row by row (GEMVs): a GEMM's rounding can depend on how many
-                    // rows it multiplies, and a row's update must not depend on how
-                    // many others share its adapter in this step.
-                    for r in run.rows {
+                // A row's update must not depend on how many others share its
+                // adapter in this step. On the CPU every run's rows go in one call
+                // that computes each row alone (`addLowRankUpdates`, split over
+                // the cores as one job); elsewhere row by row, since a GEMM's
+                // rounding can depend on how many rows it multiplies.
+                let active = runs.compactMap { run in run.adapter.layers[layer][t.name].map { (run.rows, $0) } }
+                if active.isEmpty { continue }
+                if let cpu = b as? CPUBackend, active.allSatisfy({ $0.1.magnitude == nil }),
+                   cpu.addLowRankUpdates(active.map { rows, lora in
+                       CPUBackend.LowRankUpdate(x: input.rows(rows), a: lora.a, b: lora.b, halves: lora.halfWeights,
+                                                scale: lora.scale, y: t.output.rows(rows))
+                   }) {
+                    continue
+                }
+                for (rows, lora) in active {
+                    for r in rows {
                         lora.forward(input.rows(r ..< r + 1), into: t.output.rows(r ..< r + 1), backend: b, saved: nil)
                     }
                 }

@@ -180,3 +180,115 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         return total
     }
 }
+
+extension CPUBackend {
+    /// One low-rank update of `addLowRankUpdates`: y[n, m] += scale · (x[n, k]
+    /// · Aᵀ) · Bᵀ with A [r, k] and B [m, r], reading `halves` (A's and B's
+    /// values as IEEE half bits) instead of A and B when given.
+    public struct LowRankUpdate {
+        public let x: Tensor, a: Tensor, b: Tensor
+        public let halves: HalfWeights?
+        public let scale: Float
+        public let y: Tensor
+
+        public init(x: Tensor, a: Tensor, b: Tensor, halves: HalfWeights? = nil, scale: Float, y: Tensor) {
+            self.x = x; self.a = a; self.b = b; self.halves = halves; self.scale = scale; self.y = y
+        }
+    }
+
+    /// Multiply-adds (Σ n · r · (k + m)) from which `addLowRankUpdates` splits over the cores.
+    nonisolated(unsafe) static var lowRankSplitMinimum = 1 << 17
+
+    /// `addLowRankUpdates` for one update.
+    public func addLowRankUpdate(_ x: Tensor, a: Tensor, b: Tensor, halves: HalfWeights? = nil, scale: Float,
+                                 into y: Tensor) -> Bool {
+        addLowRankUpdates([LowRankUpdate(x: x, a: a, b: b, halves: halves, scale: scale, y: y)])
+    }
+
+    /// LoRA updates for the rows of decoding (each update its own adapter and
+    /// rows, as a step of the batched engine has them), every row computed
+    /// alone through `loft_lora_down`/`loft_lora_up` (16-lane sums reduced in
+    /// a fixed tree): a row's numbers never depend on which rows share the
+    /// call. Large calls run as two jobs over the cores, all updates' A rows,
+    /// then all their B rows, so eight adapters of two rows each cost what
+    /// one adapter of sixteen rows does. Returns false, having done nothing,
+    /// unless everything is f32 and the backend computes in fp32.
+    public func addLowRankUpdates(_ updates: [LowRankUpdate]) -> Bool {
+        guard computePrecision == .fp32, updates.allSatisfy({
+            $0.x.dtype == .f32 && $0.a.dtype == .f32 && $0.b.dtype == .f32 && $0.y.dtype == .f32
+        }) else { return false }
+        struct Shape { let n: Int, k: Int, r: Int, m: Int, t: Int }   // t: offset of its rows' A·x
+        var shapes: [Shape] = []
+        var scratch = 0, work = 0
+        for u in updates {
+            let (k, r, m) = (u.a.rowSize, u.a.rows, u.b.rows)
+            precondition(u.b.rowSize == r && u.x.count % k == 0 && u.y.count == u.x.count / k * m,
+                         "addLowRankUpdate: x \(u.x.shape), A \(u.a.shape), B \(u.b.shape), y \(u.y.shape)")
+            precondition(u.halves.map { $0.a.count == u.a.count && $0.b.count == u.b.count } ?? true,
+                         "addLowRankUpdate: halves of other shapes")
+            let n = u.x.count / k
+            shapes.append(Shape(n: n, k: k, r: r, m: m, t: scratch))
+            scratch += n * r
+            work += n * r * (k + m)
+        }
+        let t = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
+        defer { t.deallocate() }
+        // Pieces: (update, first row of A or B, count).
+        func down(_ i: Int, _ rows: Range<Int>) {
+            let (u, s) = (updates[i], shapes[i])
+            for row in 0 ..< s.n {
+                let (xr, tr) = (u.x.floats + row * s.k, t + s.t + row * s.r + rows.lowerBound)
+                if let h = u.halves { loft_lora_down_f16(xr, s.k, h.a.baseAddress! + rows.lowerBound * s.k, rows.count, u.scale, tr) }
+                else { loft_lora_down(xr, s.k, u.a.floats + rows.lowerBound * s.k, rows.count, u.scale, tr) }
+            }
+        }
+        func up(_ i: Int, _ outs: Range<Int>) {
+            let (u, s) = (updates[i], shapes[i])
+            for row in 0 ..< s.n {
+                let (tr, yr) = (t + s.t + row * s.r, u.y.floats + row * s.m + outs.lowerBound)
+                if let h = u.halves { loft_lora_up_f16(tr, s.r, h.b.baseAddress! + outs.lowerBound * s.r, outs.count, yr) }
+                else { loft_lora_up(tr, s.r, u.b.floats + outs.lowerBound * s.r, outs.count, yr) }
+            }
+        }
+        if work < Self.lowRankSplitMinimum || CPUBackend.threads < 2 {
+            for i in updates.indices { down(i, 0 ..< shapes[i].r) }
+            for i in updates.indices { up(i, 0 ..< shapes[i].m) }
+            return true
+        }
+        func pieces(_ size: (Shape) -> Int, _ per: Int) -> [(Int, Range<Int>)] {
+            var out: [(Int, Range<Int>)] = []
+            for (i, s) in shapes.enumerated() {
+                var lo = 0
+                while lo < size(s) { out.append((i, lo ..< min(lo + per, size(s)))); lo += per }
+            }
+            return out
+        }
+        let downs = pieces({ $0.r }, 8), ups = pieces({ $0.m }, 64)
+        teamRun(downs.count, threads: CPUBackend.threads) { down(downs[$0].0, downs[$0].1) }
+        teamRun(ups.count, threads: CPUBackend.threads) { up(ups[$0].0, ups[$0].1) }
+        return true
+    }
+}
+
+/// A LoRA's A and B rounded to IEEE half (round to nearest even), for
+/// decoding reads: `loft serve` keeps its adapters so by default.
+public final class HalfWeights: @unchecked Sendable {
+    public let a: UnsafeMutableBufferPointer<UInt16>
+    public let b: UnsafeMutableBufferPointer<UInt16>
+
+    public init(a: Tensor, b: Tensor) {
+        func halves(_ t: Tensor) -> UnsafeMutableBufferPointer<UInt16> {
+            let values = t.toArray()
+            let out = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: values.count)
+            for (i, v) in values.enumerated() { out[i] = Float16(v).bitPattern }
+            return out
+        }
+        self.a = halves(a)
+        self.b = halves(b)
+    }
+
+    deinit {
+        a.deallocate()
+        b.deallocate()
+    }
+}
