@@ -135,7 +135,8 @@ def report(path):
     for label in labels:
         mine = [{lv["concurrency"]: lv for lv in r["levels"]} for r in runs if r["label"] == label]
         dec = cell([by.get(1, {}).get("decode_tokens_per_s_median") for by in mine], "{:.1f}")
-        ttft = cell([by.get(1, {}).get("ttft_s_median", None) and by[1]["ttft_s_median"] * 1000 for by in mine], "{:.0f}")
+        ttft = cell([by[1]["ttft_s_median"] * 1000 if by.get(1, {}).get("ttft_s_median") is not None else None
+                     for by in mine], "{:.0f}")
         cells = []
         for c in levels:
             agg = cell([by[c]["aggregate_tokens_per_s"] for by in mine if c in by], "{:.1f}")

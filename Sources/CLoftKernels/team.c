@@ -45,7 +45,7 @@ static _Atomic int busy;
 static _Atomic long spin_ns = -1;
 static int workers;
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Thread_local int in_team;
+static _Thread_local int in_team;   /* on workers, and on a caller while its job runs: nested calls run in place */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -75,8 +75,6 @@ void loft_team_set_spin_us(long microseconds) {
     atomic_store(&spin_ns, microseconds < 0 ? 0 : microseconds * 1000);
 }
 
-int loft_team_is_worker(void) { return in_team == 2; }
-
 /* Claims the next index of job `job` (of `count`); 0 when none is left. */
 static int claim(uint32_t job, long count, long *index) {
     uint64_t t = atomic_load_explicit(&ticket, memory_order_acquire);
@@ -99,7 +97,7 @@ static void run_claimed(uint32_t job, long count, loft_team_fn fn, void *context
 
 static void *worker_main(void *arg) {
     const int id = (int)(intptr_t)arg;   /* 0-based: worker id joins jobs of at least id + 2 threads */
-    in_team = 2;
+    in_team = 1;
     uint32_t seen = atomic_load(&wake);
     for (;;) {
         uint32_t w;

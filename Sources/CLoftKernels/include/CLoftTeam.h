@@ -29,9 +29,6 @@ typedef void (*loft_team_fn)(void *context, long index);
    the same time): the caller then runs the indices some other way. */
 int loft_team_run(long count, int threads, loft_team_fn fn, void *context);
 
-/* Whether the calling thread is one of the team's workers. */
-int loft_team_is_worker(void);
-
 /* How long (microseconds) workers spin after a job before they sleep
    (default 300; `LOFT_SPIN_US` sets it at first use; 0 sleeps at once). */
 void loft_team_set_spin_us(long microseconds);

@@ -106,28 +106,7 @@ public enum QuantizedDecoding {
     /// y[n, rows] (+)= x[n, k] · Wᵀ for rows 0..<rows of `w` (k = x's row length).
     public static func multiply(_ x: UnsafePointer<Float>, rows n: Int, cols k: Int, blocks w: GGMLBlocks, outputs m: Int,
                                 into y: UnsafeMutablePointer<Float>, accumulate: Bool, mode: Mode) {
-        let type = Int32(w.type.rawValue)
-        multiplications &+= 1
-        // One chunk of output rows per core; a chunk should hold enough work
-        // to pay for waking a thread (~64 KiB of weights).
-        let minRows = max(1, (64 << 10) / max(w.rowBytes, 1))
-        let acc: Int32 = accumulate ? 1 : 0
-        withRowMap(w.rowMap) { map in
-            switch mode {
-            case .int8:
-                let xb = loft_qdot_row_bytes(type, k)
-                let xq = UnsafeMutableRawPointer.allocate(byteCount: max(1, xb * n), alignment: 64)
-                defer { xq.deallocate() }
-                loft_qdot_quantize(type, x, n, k, k, xq)
-                parallelChunks(m, minimumPerChunk: minRows) { r in
-                    loft_qdot_rows(type, w.data, w.rowBytes, map, r.lowerBound, r.upperBound, k, xq, n, y, m, acc)
-                }
-            case .f32:
-                parallelChunks(m, minimumPerChunk: minRows) { r in
-                    loft_qdot_rows_f32(type, w.data, w.rowBytes, map, r.lowerBound, r.upperBound, k, x, n, k, y, m, acc)
-                }
-            }
-        }
+        multiply(x, rows: n, cols: k, products: [Product(blocks: w, outputs: m, y: y, accumulate: accumulate)], mode: mode)
     }
 
     /// One of the products `multiply(_:rows:cols:products:mode:)` runs
@@ -147,7 +126,7 @@ public enum QuantizedDecoding {
     /// one job over the cores: x is rounded to 8 bits once per block layout,
     /// and the cores split the products' output rows together, so two small
     /// products (k and v) do not each leave a core idle. Every output is the
-    /// number `multiply` gives for its product alone.
+    /// number it gives for its product alone.
     public static func multiply(_ x: UnsafePointer<Float>, rows n: Int, cols k: Int, products: [Product], mode: Mode) {
         guard !products.isEmpty, n > 0 else { return }
         multiplications &+= products.count
@@ -179,6 +158,8 @@ public enum QuantizedDecoding {
         var starts = [0]
         for p in products { starts.append(starts.last! + p.outputs) }
         let total = starts.last!
+        // One chunk of output rows per core; a chunk should hold enough work
+        // to pay for waking a thread (~64 KiB of weights).
         let bytes = products.reduce(0) { $0 + $1.blocks.rowBytes * $1.outputs }
         let minRows = max(1, (64 << 10) / max(1, bytes / max(total, 1)))
         parallelChunks(total, minimumPerChunk: minRows) { range in
@@ -227,10 +208,5 @@ public enum QuantizedDecoding {
             }
         }
         return out
-    }
-
-    private static func withRowMap(_ map: [Int32]?, _ body: (UnsafePointer<Int32>?) -> Void) {
-        guard let map else { body(nil); return }
-        map.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 }
