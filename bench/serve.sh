@@ -6,6 +6,7 @@
 #
 #   bench/serve.sh [--threads N] [--concurrency 1,4,16] [--max-tokens 128]
 #                  [--requests-per-stream 2] [--only loft|llama] [--rounds N] [--out DIR]
+#                  [--adapter-precision f16|f32|f16,f32]
 #
 # Configurations, each on both servers: the base alone; one adapter unmerged;
 # the same adapter merged into the weights (exported with `loft export gguf
@@ -14,14 +15,16 @@
 # adapter i mod 8 (llama-server: all 8 loaded with --lora-init-without-apply,
 # chosen per request with its `lora` field). Adapters are random rank-16 LoRAs
 # on every projection (bench/make_bench_adapters.py); llama-server gets them
-# as GGUF LoRA files written by `loft export gguf-lora`.
+# as GGUF LoRA files written by `loft export gguf-lora`. Loft's unmerged and
+# mixed configurations run once per --adapter-precision listed (default: the
+# server's own default).
 #
 # Writes DIR/serve-<date>.jsonl (every number) and prints the markdown table
 # (default DIR: bench/results). llama-server comes from
 # tools/build-llama-server.sh (built from the llama-cpp-python sdist's sources).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=$(nproc) concurrency=1,4,16 max_tokens=128 per_stream=2 only=loft,llama out_dir=bench/results rounds=1
+threads=$(nproc) concurrency=1,4,16 max_tokens=128 per_stream=2 only=loft,llama out_dir=bench/results rounds=1 precisions=default
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads=$2; shift 2 ;;
@@ -31,7 +34,8 @@ while [ $# -gt 0 ]; do
         --only) only=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --out) out_dir=$2; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --adapter-precision) precisions=$2; shift 2 ;;
+        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -115,17 +119,23 @@ for round in $(seq 1 "$rounds"); do
             esac
         fi
         if [[ $only == *loft* ]]; then
-            case $config in
-                base) loft_run "base" "" "$model" ;;
-                unmerged) loft_run "1 adapter unmerged" "--model a0" "$model" --adapter "a0=$work/adapters/a0" ;;
-                merged) loft_run "1 adapter merged (q4_1)" "" "$merged" ;;
-                mixed) loft_run "8 adapters mixed" "--model $all" "$model" "${adapter_args[@]}" ;;
-            esac
+            for precision in ${precisions//,/ }; do
+                # the adapter-free configurations once, not once per precision
+                [[ $config == base || $config == merged ]] && [[ $precision != "${precisions%%,*}" ]] && continue
+                pargs=() suffix=""
+                if [ "$precision" != default ]; then pargs=(--adapter-precision "$precision"); suffix=" ($precision adapters)"; fi
+                case $config in
+                    base) loft_run "base" "" "$model" ;;
+                    unmerged) loft_run "1 adapter unmerged$suffix" "--model a0" "$model" --adapter "a0=$work/adapters/a0" "${pargs[@]}" ;;
+                    merged) loft_run "1 adapter merged (q4_1)" "" "$merged" ;;
+                    mixed) loft_run "8 adapters mixed$suffix" "--model $all" "$model" "${adapter_args[@]}" "${pargs[@]}" ;;
+                esac
+            done
         fi
     done
 done
 
 echo
 echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $threads threads; $(date -u +%Y-%m-%dT%H:%MZ); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "Command: bench/serve.sh --threads $threads --concurrency $concurrency --max-tokens $max_tokens --requests-per-stream $per_stream --rounds $rounds"
+echo "Command: bench/serve.sh --threads $threads --concurrency $concurrency --max-tokens $max_tokens --requests-per-stream $per_stream --rounds $rounds --adapter-precision $precisions"
 "$python" bench/serve_bench.py --report "$results"

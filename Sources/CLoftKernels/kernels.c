@@ -10,7 +10,31 @@
  */
 #include "CLoftKernels.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+long loft_lora_packed_count(long m, long r) { return (m + 15) / 16 * 16 * r; }
+
+void loft_lora_pack(const float *b, long m, long r, float *packed) {
+    long blocks = (m + 15) / 16;
+    for (long blk = 0; blk < blocks; blk++)
+        for (long c = 0; c < r; c++)
+            for (long l = 0; l < 16; l++) {
+                long j = blk * 16 + l;
+                packed[(blk * r + c) * 16 + l] = j < m ? b[j * r + c] : 0.0f;
+            }
+}
+
+void loft_lora_pack_f16(const float *b, long m, long r, uint16_t *packed) {
+    long count = loft_lora_packed_count(m, r);
+    float *values = malloc((size_t)(count > 0 ? count : 1) * sizeof(float));
+    loft_lora_pack(b, m, r, values);
+    for (long i = 0; i < count; i++) {
+        _Float16 h = (_Float16)values[i];
+        memcpy(&packed[i], &h, sizeof h);
+    }
+    free(values);
+}
 
 /* The 16-lane helpers are always inlined, so no vector crosses a call boundary on AVX2. */
 #pragma clang diagnostic ignored "-Wpsabi"
@@ -92,8 +116,12 @@ void loft_lora_row(const float *x, long k, const float *a, long r, const float *
 void loft_lora_down(const float *x, long k, const float *a, long rows, float scale, float *t) {
     DISPATCH(loft_lora_down, x, k, a, rows, scale, t)
 }
-void loft_lora_up(const float *t, long r, const float *b, long m, float *y) { DISPATCH(loft_lora_up, t, r, b, m, y) }
+void loft_lora_up(const float *t, long r, const float *packed, long from, long count, float *y) {
+    DISPATCH(loft_lora_up, t, r, packed, from, count, y)
+}
 void loft_lora_down_f16(const float *x, long k, const uint16_t *a, long rows, float scale, float *t) {
     DISPATCH(loft_lora_down_f16, x, k, a, rows, scale, t)
 }
-void loft_lora_up_f16(const float *t, long r, const uint16_t *b, long m, float *y) { DISPATCH(loft_lora_up_f16, t, r, b, m, y) }
+void loft_lora_up_f16(const float *t, long r, const uint16_t *packed, long from, long count, float *y) {
+    DISPATCH(loft_lora_up_f16, t, r, packed, from, count, y)
+}

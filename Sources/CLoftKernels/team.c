@@ -173,3 +173,15 @@ int loft_team_run(long count, int threads, loft_team_fn fn, void *context) {
     atomic_store_explicit(&busy, 0, memory_order_release);
     return 1;
 }
+
+long loft_counter_add(long *counter, long value) {
+    return atomic_fetch_add((_Atomic long *)counter, value);
+}
+
+long loft_counter_load(const long *counter) {
+    return atomic_load((_Atomic long *)counter);
+}
+
+void loft_counter_wait(const long *counter, long value) {
+    while (atomic_load_explicit((_Atomic long *)counter, memory_order_acquire) < value) cpu_relax();
+}

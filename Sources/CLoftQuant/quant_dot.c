@@ -508,9 +508,25 @@ static void dequant_row(int type, const uint8_t *w, long k, float *dst) {
 
 void loft_qdot_rows(int type, const void *w, long row_bytes, const int32_t *row_map,
                     long r0, long r1, long k, const void *xq, long n, float *y, long ldy, int accumulate) {
+    loft_qdot_rows_side(type, w, row_bytes, row_map, r0, r1, k, xq, n, y, ldy, accumulate, NULL, NULL, 0);
+}
+
+void loft_qdot_rows_side(int type, const void *w, long row_bytes, const int32_t *row_map,
+                         long r0, long r1, long k, const void *xq, long n, float *y, long ldy, int accumulate,
+                         const void *const *regions, const long *sizes, int count) {
     size_t xb = loft_qdot_row_bytes(type, k);
     int avx2 = have_avx2();
+    long lines = 0, asked = 0, offset = 0;   /* offset: the next line's byte in region `region` */
+    int region = 0;
+    for (int i = 0; i < count; i++) lines += (sizes[i] + 63) / 64;
     for (long r = r0; r < r1; r++) {
+        /* the side lines due by the end of this row (spread evenly) */
+        long due = lines * (r - r0 + 1) / (r1 - r0);
+        for (; asked < due; asked++) {
+            while (offset >= sizes[region]) { region++; offset = 0; }
+            __builtin_prefetch((const char *)regions[region] + offset, 0, 2);
+            offset += 64;
+        }
         const uint8_t *wr = (const uint8_t *)w + (row_map ? row_map[r] : r) * row_bytes;
         for (long j0 = 0; j0 < n; j0 += 4) {
             int nr = n - j0 < 4 ? (int)(n - j0) : 4;

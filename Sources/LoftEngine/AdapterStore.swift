@@ -212,7 +212,7 @@ extension BatchEngine {
                 }
             }
         }
-        keepHalves(weights)
+        keepPacked(weights)
         return weights
     }
 
@@ -228,7 +228,7 @@ extension BatchEngine {
         modelLock.lock(); defer { modelLock.unlock() }
         do {
             let (w, _) = try PEFTAdapter.loadDetached(entry.directory, for: base)
-            keepHalves(w)
+            keepPacked(w)
             entry.weights = w
             return (w, base)
         } catch {
@@ -236,12 +236,13 @@ extension BatchEngine {
         }
     }
 
-    /// Rounds a loaded adapter's LoRA weights to half for decoding reads
-    /// when the configuration asks (`halfPrecisionAdapters`); DoRA layers
-    /// keep their own path.
-    private func keepHalves(_ weights: DetachedAdapter) {
-        guard configuration.halfPrecisionAdapters else { return }
-        for layer in weights.layers { for lora in layer.values where lora.magnitude == nil { lora.keepHalfWeights() } }
+    /// Lays a loaded adapter's LoRA weights out for decoding reads, rounded
+    /// to half when the configuration asks (`halfPrecisionAdapters`); DoRA
+    /// layers keep their own path.
+    private func keepPacked(_ weights: DetachedAdapter) {
+        for layer in weights.layers {
+            for lora in layer.values where lora.magnitude == nil { lora.keepPacked(half: configuration.halfPrecisionAdapters) }
+        }
     }
 
     /// A request using the adapter has ended.

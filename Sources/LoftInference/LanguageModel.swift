@@ -15,6 +15,9 @@ public final class LanguageModel {
     public let path: String
     /// The base model's own template, restored when an adapter is detached.
     let baseTemplateSource: String?
+    /// Whether adapters attached from now on are kept as IEEE half for
+    /// decoding on the CPU (`PackedLoRA`; `--adapter-precision f16`).
+    public var halfPrecisionAdapters = false
     /// The adapter directory attached now, if any.
     public private(set) var adapter: String?
     /// The end-of-sequence token the attached adapter was trained with
@@ -24,9 +27,11 @@ public final class LanguageModel {
     /// Loads from an HF directory or a .gguf; adapters (PEFT directories) are
     /// attached in order, and an adapter's own tokenizer files, when it has
     /// them, supply the template it was trained with.
-    public init(path source: String, adapter: String? = nil, backend: Backend = CPUBackend.shared) throws {
+    public init(path source: String, adapter: String? = nil, backend: Backend = CPUBackend.shared,
+                halfPrecisionAdapters: Bool = false) throws {
         let path = try HubModel.localPath(source)   // a Hub id ("org/name") comes from the Hugging Face cache
         self.path = path
+        self.halfPrecisionAdapters = halfPrecisionAdapters
         // An adapter trained on a quantized base runs on that same base.
         let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
         let (model, _) = try ModelLoader.load(path, backend: backend,
@@ -57,6 +62,7 @@ public final class LanguageModel {
         var eosID: Int32?
         if let directory {
             try PEFTAdapter.load(directory, into: model)
+            if model.backend is CPUBackend { model.packAdaptersForDecoding(half: halfPrecisionAdapters) }
             let saved = try AdapterTokenizerFiles(directory: directory)
             if let t = saved.chatTemplate { templateSource = t }
             if let b = saved.bosToken { bos = b }

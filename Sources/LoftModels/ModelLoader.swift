@@ -53,14 +53,16 @@ public enum ModelLoader {
     /// and merges on that base's dequantized weights (requantized the same
     /// deterministic way), the W it learned against, never on the original.
     /// `baseNote` says which base was used when it is not f32, for merge and
-    /// export reports.
-    public static func load(_ path: String, adapter: String?, backend: Backend = CPUBackend.shared)
+    /// export reports. `decoding` (generation) keeps a .gguf base's own blocks
+    /// where the adapter was trained on its f32 values (`decodingBase`).
+    public static func load(_ path: String, adapter: String?, backend: Backend = CPUBackend.shared, decoding: Bool = false)
         throws -> (model: LlamaModel, opened: Opened, baseNote: String?) {
         let base = try adapter.flatMap { try BaseWeightFormat.read(adapterDirectory: $0) } ?? .f32
-        let (model, opened) = try load(path, backend: backend, baseWeights: base)
+        let (model, opened) = try load(path, backend: backend,
+                                       baseWeights: decoding ? decodingBase(path, requested: base, backend: backend) : base)
         if let adapter { try PEFTAdapter.load(adapter, into: model) }
         // model.baseWeights, not the record: a pre-quantized bitsandbytes base keeps its own storage
-        if model.baseWeights.kind == .f32 { return (model, opened, nil) }
+        if model.baseWeights.kind == .f32 || (decoding && base.kind == .f32) { return (model, opened, nil) }
         let note = (opened.weights as? SafetensorsWeights)?.bnb != nil
             ? "the base is stored by bitsandbytes as \(model.baseWeights.summary): written as its dequantized weights"
             : "the adapter was trained on a \(base.summary) base: merged onto its dequantized weights"

@@ -32,8 +32,19 @@ struct EngineBenchCommand: ParsableCommand {
     @Option(help: "Rank of the random adapters.")
     var rank = 16
 
+    @Option(name: .customLong("adapter-precision"), help: "How the engine keeps adapters for decoding: f32 or f16 (as `loft serve --adapter-precision`).")
+    var adapterPrecision = "f32"
+
+    @Option(help: "Rounds of every case, interleaved (the report gives each case's median): on a shared machine one round mostly measures the neighbours.")
+    var rounds = 1
+
     @Flag(help: "Print JSON.")
     var json = false
+
+    func validate() throws {
+        if !["f16", "f32"].contains(adapterPrecision) { throw ValidationError("--adapter-precision \(adapterPrecision): use f16 or f32") }
+        if rounds < 1 { throw ValidationError("--rounds must be at least 1") }
+    }
 
     func run() throws {
         let counts = streams.split(separator: ",").compactMap { Int($0) }
@@ -43,7 +54,8 @@ struct EngineBenchCommand: ParsableCommand {
         let dirs = try (0 ..< 8).map { try writeRandomAdapter(language.model, seed: UInt64($0), to: adapterRoot + "/a\($0)") }
         let maxBatch = counts.max() ?? 16
         let engine = try BatchEngine(model: language.model, tokenizer: language.tokenizer, name: "base", modelPath: language.path,
-                                     configuration: EngineConfiguration(maxBatch: maxBatch, contextLength: promptTokens + maxTokens + 16))
+                                     configuration: EngineConfiguration(maxBatch: maxBatch, contextLength: promptTokens + maxTokens + 16,
+                                                                        halfPrecisionAdapters: adapterPrecision == "f16"))
         defer { engine.shutdown() }
         for (i, d) in dirs.enumerated() { _ = try engine.loadAdapter(name: "a\(i)", directory: d) }
         let vocab = language.model.config.vocabSize
@@ -71,20 +83,27 @@ struct EngineBenchCommand: ParsableCommand {
         var rows: [[String: Any]] = []
         let all: [(String, (Int) -> String?)] = [("base", { _ in nil }), ("1 adapter", { _ in "a0" }), ("8 adapters", { i in "a\(i % 8)" })]
         let wanted = Set(cases.split(separator: ",").map(String.init))
-        if !json { print("streams  adapters     tok/s (wall)  tok per CPU-second") }
-        for n in counts {
-            for (label, pick) in all where wanted.contains(String(label.prefix(while: { $0 != " " }))) {
-                let r = try measure(n, models: pick)
-                rows.append(["streams": n, "adapters": label, "tokens_per_second": r.tokensPerSecond,
-                             "tokens_per_cpu_second": r.tokensPerCPUSecond])
-                if !json {
-                    print(String(format: "%7d  ", n) + label.padding(toLength: 10, withPad: " ", startingAt: 0)
-                          + String(format: "  %12.1f  %18.1f", r.tokensPerSecond, r.tokensPerCPUSecond))
-                }
+        let chosen = counts.flatMap { n in all.filter { wanted.contains(String($0.0.prefix(while: { $0 != " " }))) }.map { (n, $0.0, $0.1) } }
+        // Every case once per round, so a slow minute of the machine falls on all of them.
+        var samples = [[(tokensPerSecond: Double, tokensPerCPUSecond: Double)]](repeating: [], count: chosen.count)
+        for _ in 0 ..< rounds {
+            for (i, c) in chosen.enumerated() { samples[i].append(try measure(c.0, models: c.2)) }
+        }
+        func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
+        if !json { print("streams  adapters     tok/s (wall)  tok per CPU-second" + (rounds > 1 ? "   (medians of \(rounds) rounds; wall min-max)" : "")) }
+        for (i, c) in chosen.enumerated() {
+            let wall = samples[i].map(\.tokensPerSecond), cpu = samples[i].map(\.tokensPerCPUSecond)
+            rows.append(["streams": c.0, "adapters": c.1, "tokens_per_second": median(wall),
+                         "tokens_per_cpu_second": median(cpu), "rounds": wall])
+            if !json {
+                print(String(format: "%7d  ", c.0) + c.1.padding(toLength: 10, withPad: " ", startingAt: 0)
+                      + String(format: "  %12.1f  %18.1f", median(wall), median(cpu))
+                      + (rounds > 1 ? String(format: "   %.1f-%.1f", wall.min()!, wall.max()!) : ""))
             }
         }
         if json {
             let out: [String: Any] = ["model": (model as NSString).lastPathComponent, "rank": rank, "max_tokens": maxTokens,
+                                      "adapter_precision": adapterPrecision,
                                       "prompt_tokens": promptTokens, "rows": rows,
                                       "max_adapters_in_one_step": engine.metrics().maxAdaptersInOneStep]
             print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))

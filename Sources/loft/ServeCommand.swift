@@ -46,8 +46,8 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("max-adapters"), help: "The most adapters kept in memory (least recently used ones are evicted and reloaded on demand).")
     var maxAdapters = 8
 
-    @Option(name: .customLong("adapter-precision"), help: "How adapters' LoRA weights are kept for decoding: f32 (default: the trained values exactly) or f16 (half the bytes a decode step reads for each adapter, as vLLM serves adapters in 16 bits; for large ranks on large models).")
-    var adapterPrecision = "f32"
+    @Option(name: .customLong("adapter-precision"), help: "How adapters' LoRA weights are kept for decoding: f16 (default: rounded to half, half the bytes a decode step reads for each adapter, as vLLM serves adapters in 16 bits; logits within a few thousandths of the adapter's own effect) or f32 (the trained values exactly).")
+    var adapterPrecision = "f16"
 
     @Option(help: "The context length per request, prompt plus completion (default: the model's, up to 4096).")
     var ctx: Int?

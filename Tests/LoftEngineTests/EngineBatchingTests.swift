@@ -31,7 +31,7 @@ final class EngineBatchingTests: XCTestCase {
         let dir = try EngineFixtures.randomAdapter(for: model, scale: 0.2, seed: seed, name: "h")
         let full = try PEFTAdapter.loadDetached(dir, for: model).0
         let half = try PEFTAdapter.loadDetached(dir, for: model).0
-        for layer in half.layers { for lora in layer.values { lora.keepHalfWeights() } }
+        for layer in half.layers { for lora in layer.values { lora.keepPacked(half: true) } }
         let prompt = EngineFixtures.randomPrompt(&rng, length: 5, vocab: model.config.vocabSize)
         func logits(_ adapter: DetachedAdapter?) -> [Float] {
             let arena = KVArena(config: model.config, tokens: 64, backend: model.backend)
@@ -50,7 +50,7 @@ final class EngineBatchingTests: XCTestCase {
         defer { engine.shutdown() }
         _ = try engine.loadAdapter(name: "h", directory: dir)
         let served = try XCTUnwrap(engine.adapters.entries["h"]?.weights)
-        XCTAssertTrue(served.layers.allSatisfy { $0.values.allSatisfy { $0.halfWeights != nil } })
+        XCTAssertTrue(served.layers.allSatisfy { $0.values.allSatisfy { $0.packed?.half == true } })
     }
 
     func checkPerRowAdapterLogits(_ path: String) throws {

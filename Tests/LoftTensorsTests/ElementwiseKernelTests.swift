@@ -200,9 +200,44 @@ final class ElementwiseKernelTests: XCTestCase {
                 XCTAssertEqual(th, tf, "down k \(k) r \(r) level \(level) seed \(seed)")
                 let start = (0 ..< m).map { _ in Float(rng.normal()) }
                 var (yh, yf) = (start, start)
-                loft_lora_up_f16(tf, r, bh, m, &yh)
-                loft_lora_up(tf, r, bf, m, &yf)
+                let count = loft_lora_packed_count(m, r)
+                var (ph, pf) = ([UInt16](repeating: 0, count: count), [Float](repeating: 0, count: count))
+                loft_lora_pack_f16(bf, m, r, &ph)   // bf holds halves: packing it as half is exact
+                loft_lora_pack(bf, m, r, &pf)
+                loft_lora_up_f16(tf, r, ph, 0, m, &yh)
+                loft_lora_up(tf, r, pf, 0, m, &yf)
                 XCTAssertEqual(yh, yf, "up r \(r) m \(m) level \(level) seed \(seed)")
+            }
+        }
+    }
+    /// The up pass over pieces of the outputs (any start, any length, as the
+    /// cores split a product's rows) gives each output the number the whole
+    /// pass gives, bit for bit, and leaves the outputs outside its piece alone.
+    func testLowRankUpOverPiecesEqualsWholePass() {
+        let seed = freshSeed()
+        var rng = SeededRandom(seed: seed)
+        forEachLevel { level in
+            for (r, m) in [(16, 576), (5, 33), (17, 129), (1, 70)] {
+                let t = (0 ..< r).map { _ in Float(rng.normal()) }
+                let b = (0 ..< m * r).map { _ in Float(rng.normal() * 0.1) }
+                var packed = [Float](repeating: 0, count: loft_lora_packed_count(m, r))
+                loft_lora_pack(b, m, r, &packed)
+                let start = (0 ..< m).map { _ in Float(rng.normal()) }
+                var whole = start
+                loft_lora_up(t, r, packed, 0, m, &whole)
+                var pieces = start
+                var from = 0
+                while from < m {
+                    let count = min(m - from, Int.random(in: 1 ... 40, using: &rng))
+                    var alone = start
+                    loft_lora_up(t, r, packed, from, count, &alone)
+                    for j in 0 ..< m where j < from || j >= from + count {
+                        XCTAssertEqual(alone[j], start[j], "output \(j) outside \(from)..<\(from + count) changed; seed \(seed)")
+                    }
+                    loft_lora_up(t, r, packed, from, count, &pieces)
+                    from += count
+                }
+                XCTAssertEqual(pieces, whole, "r \(r) m \(m) level \(level) seed \(seed)")
             }
         }
     }
@@ -243,7 +278,7 @@ final class ElementwiseKernelTests: XCTestCase {
             var first = 0
             for (i, s) in shapes.enumerated() {
                 let a = Tensor.cpu(adapters[i].0, shape: [s.r, k]), b = Tensor.cpu(adapters[i].1, shape: [m, s.r])
-                updates.append(.init(x: xs.rows(first ..< first + s.rows), a: a, b: b, halves: s.half ? HalfWeights(a: a, b: b) : nil,
+                updates.append(.init(x: xs.rows(first ..< first + s.rows), a: a, b: b, packed: s.half ? PackedLoRA(a: a, b: b, half: true) : nil,
                                      scale: 0.25, y: y.rows(first ..< first + s.rows)))
                 first += s.rows
             }

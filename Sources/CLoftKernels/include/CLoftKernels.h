@@ -44,20 +44,29 @@ void loft_swiglu_backward(const float *dOut, const float *gate, const float *up,
 /* y[0..<m] += B · (scale · A · x) for one row x[0..<k], A [r, k] and B [m, r]
    row-major: a LoRA adapter's update of one decoding row, without the two
    GEMV calls, the scratch tensor and the scaling pass (the scaled A·x is
-   rounded to float before B multiplies it, as in the two-GEMV path). Sums run
-   16 lanes wide and are reduced in a fixed tree, so a row's result never
-   depends on the others. */
+   rounded to float before B multiplies it, as in the two-GEMV path). Each
+   t[i] is A[i]·x summed 16 lanes wide and reduced in a fixed tree; each y[j]
+   adds Σ_c B[j][c]·t[c] summed in c order in its own lane; so a row's
+   result never depends on the others, nor on how the work is split. */
 void loft_lora_row(const float *x, long k, const float *a, long r, const float *b, long m, float scale, float *y);
-/* Its two halves, for splitting over threads (same numbers: each t[i] and
-   y[j] is computed alone): t[i] = scale · A[i]·x for i < rows (rows of A
-   from `a`), and y[j] += B[j]·t for j < m (rows of B from `b`). */
+/* Its two halves, for splitting over threads (same numbers): t[i] = scale ·
+   A[i]·x for i < rows (rows of A from `a`), and y[j] += B[j]·t for
+   from ≤ j < from + count, with B packed by `loft_lora_pack` (y is the row's
+   whole output; only that range changes). */
 void loft_lora_down(const float *x, long k, const float *a, long rows, float scale, float *t);
-void loft_lora_up(const float *t, long r, const float *b, long m, float *y);
-/* The halves with A and B stored as IEEE half bits (`loft serve
+void loft_lora_up(const float *t, long r, const float *packed, long from, long count, float *y);
+/* B [m, r] packed for `loft_lora_up`: blocks of 16 outputs, each r vectors
+   of the 16 outputs' c-th values (the last block zero-padded), so the up
+   pass reads straight through and needs no horizontal sums:
+   `loft_lora_packed_count(m, r)` values. The f16 copy rounds to nearest even. */
+long loft_lora_packed_count(long m, long r);
+void loft_lora_pack(const float *b, long m, long r, float *packed);
+void loft_lora_pack_f16(const float *b, long m, long r, uint16_t *packed);
+/* The halves with A and packed B stored as IEEE half bits (`loft serve
    --adapter-precision f16`: half the bytes a decoding step reads for each
    adapter). */
 void loft_lora_down_f16(const float *x, long k, const uint16_t *a, long rows, float scale, float *t);
-void loft_lora_up_f16(const float *t, long r, const uint16_t *b, long m, float *y);
+void loft_lora_up_f16(const float *t, long r, const uint16_t *packed, long from, long count, float *y);
 
 /* Which copy runs: 2 AVX-512, 1 AVX2+FMA, 0 baseline x86-64 (or not x86). */
 int loft_kernels_level(void);

@@ -33,6 +33,13 @@ int loft_team_run(long count, int threads, loft_team_fn fn, void *context);
    (default 300; `LOFT_SPIN_US` sets it at first use; 0 sleeps at once). */
 void loft_team_set_spin_us(long microseconds);
 
+/* A counter shared by the indices of one job (work claimed by whoever
+   arrives first, and how much of it is done): fetch-and-add and load with
+   sequentially consistent ordering, and a spin-wait until it reaches a value. */
+long loft_counter_add(long *counter, long value);
+long loft_counter_load(const long *counter);
+void loft_counter_wait(const long *counter, long value);
+
 #ifdef __cplusplus
 }
 #endif

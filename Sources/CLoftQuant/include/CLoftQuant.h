@@ -53,6 +53,15 @@ void loft_qdot_quantize(int type, const float *x, long n, long k, long ldx, void
 void loft_qdot_rows(int type, const void *w, long row_bytes, const int32_t *row_map,
                     long r0, long r1, long k, const void *xq, long n, float *y, long ldy, int accumulate);
 
+/* loft_qdot_rows that also asks for the bytes of `count` regions
+   (regions[i], sizes[i] bytes) to be brought toward the core, a few cache
+   lines after each output row: data a later pass will read (a LoRA
+   adapter's weights), fetched from memory while the rows compute instead of
+   after, when the pass would wait for it. */
+void loft_qdot_rows_side(int type, const void *w, long row_bytes, const int32_t *row_map,
+                         long r0, long r1, long k, const void *xq, long n, float *y, long ldy, int accumulate,
+                         const void *const *regions, const long *sizes, int count);
+
 /* The same product with x in f32 (n rows, ldx apart), weights expanded on the fly. */
 void loft_qdot_rows_f32(int type, const void *w, long row_bytes, const int32_t *row_map,
                         long r0, long r1, long k, const float *x, long n, long ldx,

@@ -138,9 +138,32 @@ extension LlamaModel {
         // the decode rows' products as one job on the GGUF blocks
         // (`Linear.forwardShared`), the same numbers as one at a time.
         func project(_ targets: [(linear: Linear, name: String, output: Tensor)], _ layer: Int, _ input: Tensor, accumulate: Bool) {
+            // The decode rows' adapter updates ride in their base job when every
+            // adapter there is plain LoRA (`CPUBackend.linearShared`'s `lowRank`:
+            // each row still alone, the numbers of `addLowRankUpdates`).
+            var fusedRows = 0
             if decodeRows > 0 {
                 let d = 0 ..< decodeRows
                 QuantizedDecoding.withRoute(.kernels) {
+                    if let cpu = b as? CPUBackend,
+                       targets.allSatisfy({ $0.linear.lora == nil && $0.linear.frozenAdapters.isEmpty && $0.linear.frozen.dense == nil }) {
+                        let lowRank = targets.map { t in
+                            runs.compactMap { run -> (rows: Range<Int>, lora: LoRA)? in
+                                let rows = run.rows.clamped(to: d)
+                                return rows.isEmpty ? nil : run.adapter.layers[layer][t.name].map { (rows, $0) }
+                            }
+                        }
+                        if lowRank.allSatisfy({ $0.allSatisfy { $0.lora.magnitude == nil } }),
+                           cpu.linearShared(input.rows(d), frozen: targets.map { $0.linear.frozen as FrozenMatrix },
+                                            biases: targets.map(\.linear.bias), into: targets.map { $0.output.rows(d) },
+                                            accumulate: accumulate,
+                                            lowRank: lowRank.map { $0.map {
+                                                .init(rows: $0.rows, a: $0.lora.a, b: $0.lora.b, packed: $0.lora.packed, scale: $0.lora.scale)
+                                            } }) {
+                            fusedRows = decodeRows
+                            return
+                        }
+                    }
                     if !accumulate, targets.count > 1 {
                         Linear.forwardShared(targets.map(\.linear), input.rows(d), into: targets.map { $0.output.rows(d) }, backend: b)
                     } else {
@@ -162,11 +185,14 @@ extension LlamaModel {
                 // that computes each row alone (`addLowRankUpdates`, split over
                 // the cores as one job); elsewhere row by row, since a GEMM's
                 // rounding can depend on how many rows it multiplies.
-                let active = runs.compactMap { run in run.adapter.layers[layer][t.name].map { (run.rows, $0) } }
+                let active = runs.compactMap { run -> (Range<Int>, LoRA)? in
+                    let rows = run.rows.clamped(to: fusedRows ..< n)
+                    return rows.isEmpty ? nil : run.adapter.layers[layer][t.name].map { (rows, $0) }
+                }
                 if active.isEmpty { continue }
                 if let cpu = b as? CPUBackend, active.allSatisfy({ $0.1.magnitude == nil }),
                    cpu.addLowRankUpdates(active.map { rows, lora in
-                       CPUBackend.LowRankUpdate(x: input.rows(rows), a: lora.a, b: lora.b, halves: lora.halfWeights,
+                       CPUBackend.LowRankUpdate(x: input.rows(rows), a: lora.a, b: lora.b, packed: lora.packed,
                                                 scale: lora.scale, y: t.output.rows(rows))
                    }) {
                     continue

@@ -49,6 +49,16 @@ public final class LlamaModel: @unchecked Sendable {
         return bytes
     }
 
+    /// Lays every attached plain LoRA's weights out for the CPU decoding
+    /// kernels (`LoRA.keepPacked`; as IEEE half when `half`): for generation
+    /// only, since the copy does not follow later changes to A or B (training
+    /// never calls it).
+    public func packAdaptersForDecoding(half: Bool = false) {
+        for layer in layers {
+            for (_, linear) in layer.projections where linear.lora?.magnitude == nil { linear.lora?.keepPacked(half: half) }
+        }
+    }
+
     /// The embedding in use: a fully trained copy when one is attached
     /// (PEFT's modules_to_save, ModulesToSave.swift), else the base model's.
     public var embedding: Tensor { trainedEmbedding?.value ?? baseEmbedding }

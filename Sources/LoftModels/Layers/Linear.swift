@@ -37,6 +37,7 @@ public final class Linear: @unchecked Sendable {
             doraForward(x, lora: lora, into: y, backend: b, accumulate: accumulate, saved: saved)
             return
         }
+        if saved == nil, lora != nil, Self.forwardFused([self], x, into: [y], accumulate: accumulate, backend: b) { return }
         if let dense = frozen.dense {
             b.linear(x, dense, bias: bias, into: y, accumulate: accumulate)
         } else {
@@ -46,6 +47,23 @@ public final class Linear: @unchecked Sendable {
         lora?.forward(x, into: y, backend: b, saved: saved)
     }
 
+    /// Decoding on the CPU: the GGUF base products of `linears` (one x) and
+    /// their plain LoRA updates as one job (`CPUBackend.linearShared` with
+    /// `lowRank`), the same numbers as the base then `LoRA.forward`. False,
+    /// having done nothing, where that path does not apply (a dense or
+    /// non-GGUF base, DoRA, stacked frozen adapters, more than
+    /// `LoRA.fusedRowsLimit` rows).
+    static func forwardFused(_ linears: [Linear], _ x: Tensor, into ys: [Tensor], accumulate: Bool, backend b: Backend) -> Bool {
+        guard let cpu = b as? CPUBackend, x.count / x.shape.last! <= LoRA.fusedRowsLimit,
+              linears.allSatisfy({ $0.frozen.dense == nil && $0.frozenAdapters.isEmpty && $0.lora?.magnitude == nil }) else { return false }
+        let n = x.count / x.shape.last!
+        let lowRank = linears.map { linear in
+            linear.lora.map { [CPUBackend.LowRankRows(rows: 0 ..< n, a: $0.a, b: $0.b, packed: $0.packed, scale: $0.scale)] } ?? []
+        }
+        return cpu.linearShared(x, frozen: linears.map { $0.frozen as FrozenMatrix }, biases: linears.map(\.bias), into: ys,
+                                accumulate: accumulate, lowRank: lowRank)
+    }
+
     /// `forward` for several linears of the same x (q, k, v; gate, up), with
     /// the same results: on the CPU, when their frozen weights are GGUF blocks
     /// and x has few rows (decoding), the base products run as one job
@@ -53,6 +71,7 @@ public final class Linear: @unchecked Sendable {
     public static func forwardShared(_ linears: [Linear], _ x: Tensor, into ys: [Tensor], backend b: Backend,
                                      saved: [LoRA.Saved?]? = nil) {
         precondition(linears.count == ys.count)
+        if (saved ?? []).allSatisfy({ $0 == nil }), forwardFused(linears, x, into: ys, accumulate: false, backend: b) { return }
         if let cpu = b as? CPUBackend, linears.allSatisfy({ $0.frozen.dense == nil && $0.lora?.magnitude == nil }),
            cpu.linearShared(x, frozen: linears.map { $0.frozen as FrozenMatrix }, biases: linears.map(\.bias), into: ys) {
             for (i, linear) in linears.enumerated() {
@@ -137,16 +156,16 @@ public final class LoRA: @unchecked Sendable {
 
     public var rank: Int { a.rows }
 
-    /// A and B rounded to IEEE half, which decoding rows read instead of the
-    /// f32 values when set (`keepHalfWeights`): a served adapter's update then
-    /// reads half the bytes. Training never sets it (A and B change).
-    public private(set) var halfWeights: HalfWeights?
+    /// A and B laid out for the decoding kernels (`PackedLoRA`: B in blocks
+    /// of 16 outputs, both perhaps as IEEE half), which decoding rows read
+    /// when set (`keepPacked`). Training never sets it (A and B change).
+    public private(set) var packed: PackedLoRA?
 
-    /// Rounds A and B to half for decoding reads (inference only: the copy is
-    /// not updated when A or B change).
-    public func keepHalfWeights() {
-        guard a.device == .cpu, b.device == .cpu else { return }
-        halfWeights = HalfWeights(a: a, b: b)
+    /// Lays A and B out for decoding reads, as half when `half` (inference
+    /// only: the copy is not updated when A or B change).
+    public func keepPacked(half: Bool) {
+        guard a.device == .cpu, b.device == .cpu, a.dtype == .f32, b.dtype == .f32 else { return }
+        packed = PackedLoRA(a: a, b: b, half: half)
     }
 
     /// Up to this many rows without a backward, `forward` on the CPU updates
@@ -182,7 +201,7 @@ public final class LoRA: @unchecked Sendable {
         // update in one call instead of two GEMVs, a scratch tensor and a
         // scaling pass, ~420 of each per token of a fully adapted model.
         if saved == nil, n <= Self.fusedRowsLimit, let cpu = bk as? CPUBackend,
-           cpu.addLowRankUpdate(x, a: a, b: b, halves: halfWeights, scale: scale, into: y) {
+           cpu.addLowRankUpdate(x, a: a, b: b, packed: packed, scale: scale, into: y) {
             return
         }
         var input = x

@@ -183,112 +183,184 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
 extension CPUBackend {
     /// One low-rank update of `addLowRankUpdates`: y[n, m] += scale · (x[n, k]
-    /// · Aᵀ) · Bᵀ with A [r, k] and B [m, r], reading `halves` (A's and B's
-    /// values as IEEE half bits) instead of A and B when given.
+    /// · Aᵀ) · Bᵀ with A [r, k] and B [m, r], reading `packed` (the same
+    /// weights laid out for the kernels, perhaps as half) when given; without
+    /// it B is packed for the call.
     public struct LowRankUpdate {
         public let x: Tensor, a: Tensor, b: Tensor
-        public let halves: HalfWeights?
+        public let packed: PackedLoRA?
         public let scale: Float
         public let y: Tensor
 
-        public init(x: Tensor, a: Tensor, b: Tensor, halves: HalfWeights? = nil, scale: Float, y: Tensor) {
-            self.x = x; self.a = a; self.b = b; self.halves = halves; self.scale = scale; self.y = y
+        public init(x: Tensor, a: Tensor, b: Tensor, packed: PackedLoRA? = nil, scale: Float, y: Tensor) {
+            self.x = x; self.a = a; self.b = b; self.packed = packed; self.scale = scale; self.y = y
         }
     }
 
-    /// Multiply-adds (Σ n · r · (k + m)) from which `addLowRankUpdates` splits over the cores.
-    nonisolated(unsafe) static var lowRankSplitMinimum = 1 << 17
+    /// Multiply-adds of one half (Σ n · r · k for the A rows, Σ n · r · m for
+    /// the B rows) from which that half of low-rank updates splits over the cores.
+    nonisolated(unsafe) static var lowRankSplitMinimum = 1 << 16
 
     /// `addLowRankUpdates` for one update.
-    public func addLowRankUpdate(_ x: Tensor, a: Tensor, b: Tensor, halves: HalfWeights? = nil, scale: Float,
+    public func addLowRankUpdate(_ x: Tensor, a: Tensor, b: Tensor, packed: PackedLoRA? = nil, scale: Float,
                                  into y: Tensor) -> Bool {
-        addLowRankUpdates([LowRankUpdate(x: x, a: a, b: b, halves: halves, scale: scale, y: y)])
+        addLowRankUpdates([LowRankUpdate(x: x, a: a, b: b, packed: packed, scale: scale, y: y)])
     }
 
     /// LoRA updates for the rows of decoding (each update its own adapter and
     /// rows, as a step of the batched engine has them), every row computed
-    /// alone through `loft_lora_down`/`loft_lora_up` (16-lane sums reduced in
-    /// a fixed tree): a row's numbers never depend on which rows share the
-    /// call. Large calls run as two jobs over the cores, all updates' A rows,
-    /// then all their B rows, so eight adapters of two rows each cost what
-    /// one adapter of sixteen rows does. Returns false, having done nothing,
-    /// unless everything is f32 and the backend computes in fp32.
+    /// alone through `loft_lora_down`/`loft_lora_up`: a row's numbers never
+    /// depend on which rows share the call. Large calls run as two jobs over
+    /// the cores, all updates' A rows, then all their B rows, so eight
+    /// adapters of two rows each cost what one adapter of sixteen rows does.
+    /// Returns false, having done nothing, unless everything is f32 and the
+    /// backend computes in fp32.
     public func addLowRankUpdates(_ updates: [LowRankUpdate]) -> Bool {
         guard computePrecision == .fp32, updates.allSatisfy({
             $0.x.dtype == .f32 && $0.a.dtype == .f32 && $0.b.dtype == .f32 && $0.y.dtype == .f32
         }) else { return false }
-        struct Shape { let n: Int, k: Int, r: Int, m: Int, t: Int }   // t: offset of its rows' A·x
-        var shapes: [Shape] = []
-        var scratch = 0, work = 0
         for u in updates {
-            let (k, r, m) = (u.a.rowSize, u.a.rows, u.b.rows)
-            precondition(u.b.rowSize == r && u.x.count % k == 0 && u.y.count == u.x.count / k * m,
+            precondition(u.b.rowSize == u.a.rows && u.x.count % u.a.rowSize == 0 && u.y.count == u.x.count / u.a.rowSize * u.b.rows,
                          "addLowRankUpdate: x \(u.x.shape), A \(u.a.shape), B \(u.b.shape), y \(u.y.shape)")
-            precondition(u.halves.map { $0.a.count == u.a.count && $0.b.count == u.b.count } ?? true,
-                         "addLowRankUpdate: halves of other shapes")
-            let n = u.x.count / k
-            shapes.append(Shape(n: n, k: k, r: r, m: m, t: scratch))
-            scratch += n * r
-            work += n * r * (k + m)
         }
-        let t = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
+        let packs = updates.map { $0.packed ?? PackedLoRA(a: $0.a, b: $0.b, half: false) }
+        let downs = updates.indices.map { LowRankDown(x: updates[$0].x.floats, n: updates[$0].x.count / updates[$0].a.rowSize,
+                                                      a: updates[$0].a, packed: packs[$0], scale: updates[$0].scale) }
+        let (t, offsets) = lowRankDown(downs)
         defer { t.deallocate() }
-        // Pieces: (update, first row of A or B, count).
-        func down(_ i: Int, _ rows: Range<Int>) {
-            let (u, s) = (updates[i], shapes[i])
-            for row in 0 ..< s.n {
-                let (xr, tr) = (u.x.floats + row * s.k, t + s.t + row * s.r + rows.lowerBound)
-                if let h = u.halves { loft_lora_down_f16(xr, s.k, h.a.baseAddress! + rows.lowerBound * s.k, rows.count, u.scale, tr) }
-                else { loft_lora_down(xr, s.k, u.a.floats + rows.lowerBound * s.k, rows.count, u.scale, tr) }
-            }
-        }
         func up(_ i: Int, _ outs: Range<Int>) {
-            let (u, s) = (updates[i], shapes[i])
-            for row in 0 ..< s.n {
-                let (tr, yr) = (t + s.t + row * s.r, u.y.floats + row * s.m + outs.lowerBound)
-                if let h = u.halves { loft_lora_up_f16(tr, s.r, h.b.baseAddress! + outs.lowerBound * s.r, outs.count, yr) }
-                else { loft_lora_up(tr, s.r, u.b.floats + outs.lowerBound * s.r, outs.count, yr) }
-            }
+            let (u, n, r, m) = (updates[i], downs[i].n, updates[i].a.rows, updates[i].b.rows)
+            for row in 0 ..< n { packs[i].addUp(t + offsets[i] + row * r, outputs: outs, into: u.y.floats + row * m) }
         }
+        let work = updates.indices.reduce(0) { $0 + downs[$1].n * updates[$1].a.rows * updates[$1].b.rows }
         if work < Self.lowRankSplitMinimum || CPUBackend.threads < 2 {
-            for i in updates.indices { down(i, 0 ..< shapes[i].r) }
-            for i in updates.indices { up(i, 0 ..< shapes[i].m) }
+            for i in updates.indices { up(i, 0 ..< updates[i].b.rows) }
             return true
         }
-        func pieces(_ size: (Shape) -> Int, _ per: Int) -> [(Int, Range<Int>)] {
-            var out: [(Int, Range<Int>)] = []
-            for (i, s) in shapes.enumerated() {
-                var lo = 0
-                while lo < size(s) { out.append((i, lo ..< min(lo + per, size(s)))); lo += per }
-            }
-            return out
-        }
-        let downs = pieces({ $0.r }, 8), ups = pieces({ $0.m }, 64)
-        teamRun(downs.count, threads: CPUBackend.threads) { down(downs[$0].0, downs[$0].1) }
+        var ups: [(Int, Range<Int>)] = []
+        for (i, u) in updates.enumerated() { for lo in stride(from: 0, to: u.b.rows, by: 64) { ups.append((i, lo ..< min(lo + 64, u.b.rows))) } }
         teamRun(ups.count, threads: CPUBackend.threads) { up(ups[$0].0, ups[$0].1) }
         return true
     }
+
+    /// The first half of a LoRA update for n rows of x: t = scale · A · x.
+    /// Raw pointers only: its pieces run many times a token, where every
+    /// class reference read would cost a retain and a release.
+    struct LowRankDown {
+        let x: UnsafePointer<Float>, n: Int, k: Int, r: Int
+        let a: UnsafePointer<Float>?, aHalf: UnsafePointer<UInt16>?
+        let scale: Float
+
+        /// `a` and `packed` must outlive the pieces' runs.
+        init(x: UnsafePointer<Float>, n: Int, a: Tensor, packed: PackedLoRA, scale: Float) {
+            (self.x, self.n, k, r, self.scale) = (x, n, a.rowSize, a.rows, scale)
+            if let h = packed.aHalf { (self.a, aHalf) = (nil, UnsafePointer(h)) } else { (self.a, aHalf) = (UnsafePointer(a.floats), nil) }
+        }
+    }
+
+    /// t = scale · A · x for every row of every item, each row alone
+    /// (`loft_lora_down`), into one buffer (the caller deallocates it) at the
+    /// returned offsets (n · r floats an item): one job over the cores, by
+    /// eight rows of A, when there is enough work.
+    func lowRankDown(_ items: [LowRankDown]) -> (t: UnsafeMutablePointer<Float>, offsets: [Int]) {
+        let downs = LowRankDowns(items)
+        if downs.work < Self.lowRankSplitMinimum || CPUBackend.threads < 2 {
+            for i in downs.pieces.indices { downs.run(i) }
+        } else {
+            teamRun(downs.pieces.count, threads: CPUBackend.threads) { downs.run($0) }
+        }
+        return (downs.t, downs.offsets)
+    }
 }
 
-/// A LoRA's A and B rounded to IEEE half (round to nearest even), for
-/// decoding reads: `loft serve` keeps its adapters so by default.
-public final class HalfWeights: @unchecked Sendable {
-    public let a: UnsafeMutableBufferPointer<UInt16>
-    public let b: UnsafeMutableBufferPointer<UInt16>
+/// The first halves of LoRA updates (`CPUBackend.LowRankDown`) as pieces of
+/// eight rows of A, and the buffer their t goes to (`t`, deallocated by the
+/// owner; item i's rows at `offsets[i]`, n · r floats).
+struct LowRankDowns {
+    let items: [CPUBackend.LowRankDown]
+    let t: UnsafeMutablePointer<Float>
+    let offsets: [Int]
+    let pieces: [(item: Int, rows: Range<Int>)]
+    /// Multiply-adds, Σ n · r · k.
+    let work: Int
 
-    public init(a: Tensor, b: Tensor) {
-        func halves(_ t: Tensor) -> UnsafeMutableBufferPointer<UInt16> {
-            let values = t.toArray()
-            let out = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: values.count)
-            for (i, v) in values.enumerated() { out[i] = Float16(v).bitPattern }
-            return out
+    init(_ items: [CPUBackend.LowRankDown]) {
+        var offsets: [Int] = [], total = 0, work = 0
+        var pieces: [(item: Int, rows: Range<Int>)] = []
+        for (i, d) in items.enumerated() {
+            offsets.append(total)
+            total += d.n * d.r
+            work += d.n * d.r * d.k
+            for lo in stride(from: 0, to: d.r, by: 8) { pieces.append((i, lo ..< min(lo + 8, d.r))) }
         }
-        self.a = halves(a)
-        self.b = halves(b)
+        self.items = items; self.offsets = offsets; self.pieces = pieces; self.work = work
+        t = UnsafeMutablePointer<Float>.allocate(capacity: max(total, 1))
+    }
+
+    /// Every item's A: what the pieces read.
+    var regions: [(UnsafeRawPointer, Int)] {
+        items.map { d in
+            d.aHalf.map { (UnsafeRawPointer($0), d.r * d.k * 2) } ?? (UnsafeRawPointer(d.a!), d.r * d.k * 4)
+        }
+    }
+
+    /// Piece `p`: its rows of A times every row of its item's x.
+    func run(_ p: Int) {
+        let (i, rows) = pieces[p]
+        let d = items[i]
+        for row in 0 ..< d.n {
+            let (xr, tr) = (d.x + row * d.k, t + offsets[i] + row * d.r + rows.lowerBound)
+            if let h = d.aHalf { loft_lora_down_f16(xr, d.k, h + rows.lowerBound * d.k, rows.count, d.scale, tr) }
+            else { loft_lora_down(xr, d.k, d.a! + rows.lowerBound * d.k, rows.count, d.scale, tr) }
+        }
+    }
+}
+
+/// A LoRA's weights as the decoding kernels read them: A as it is (f32) or
+/// rounded to IEEE half (round to nearest even), and B packed in blocks of
+/// 16 outputs (`loft_lora_pack`: the up pass then reads straight through with
+/// no horizontal sums), f32 or half. Made once when an adapter is loaded for
+/// generation (`LoRA.keepPacked`); `loft serve --adapter-precision f16` keeps
+/// the half copies: half the bytes a decode step reads for each adapter.
+public final class PackedLoRA: @unchecked Sendable {
+    public let half: Bool
+    public let rank: Int, outputs: Int
+    /// A [r, k] as half bits (nil for f32: the kernels read the tensor).
+    let aHalf: UnsafeMutablePointer<UInt16>?
+    /// B packed: `loft_lora_packed_count(m, r)` floats or halves.
+    let b: UnsafeMutableRawPointer
+
+    public init(a: Tensor, b: Tensor, half: Bool) {
+        precondition(a.rows == b.rowSize, "PackedLoRA: A \(a.shape) and B \(b.shape) disagree on the rank")
+        self.half = half
+        (rank, outputs) = (a.rows, b.rows)
+        let count = loft_lora_packed_count(b.rows, a.rows)
+        let bValues = b.toArray()
+        if half {
+            let values = a.toArray()
+            let ah = UnsafeMutablePointer<UInt16>.allocate(capacity: max(values.count, 1))
+            for (i, v) in values.enumerated() { ah[i] = Float16(v).bitPattern }
+            aHalf = ah
+            let packed = UnsafeMutablePointer<UInt16>.allocate(capacity: max(count, 1))
+            loft_lora_pack_f16(bValues, b.rows, a.rows, packed)
+            self.b = UnsafeMutableRawPointer(packed)
+        } else {
+            aHalf = nil
+            let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            loft_lora_pack(bValues, b.rows, a.rows, packed)
+            self.b = UnsafeMutableRawPointer(packed)
+        }
+    }
+
+    /// y[j] += B[j] · t for j in `outputs` (y: the row's whole output).
+    @inline(__always)
+    public func addUp(_ t: UnsafePointer<Float>, outputs: Range<Int>, into y: UnsafeMutablePointer<Float>) {
+        if half { loft_lora_up_f16(t, rank, b.assumingMemoryBound(to: UInt16.self), outputs.lowerBound, outputs.count, y) }
+        else { loft_lora_up(t, rank, b.assumingMemoryBound(to: Float.self), outputs.lowerBound, outputs.count, y) }
     }
 
     deinit {
-        a.deallocate()
+        aHalf?.deallocate()
         b.deallocate()
     }
 }

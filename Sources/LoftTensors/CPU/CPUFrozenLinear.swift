@@ -15,29 +15,74 @@ extension CPUBackend {
         }
     }
 
-    /// y_i = x · W_iᵀ + bias_i for several frozen weights of the same x, as
-    /// one job on the GGUF blocks (`QuantizedDecoding.multiply(_:rows:cols:products:mode:)`)
+    /// A LoRA adapter on rows `rows` of a shared product's x and y
+    /// (`linearShared`'s `lowRank`): y += scale · (x · Aᵀ) · Bᵀ, reading
+    /// `packed` (`PackedLoRA`) when given; without it B is packed for the call.
+    public struct LowRankRows {
+        public let rows: Range<Int>
+        public let a: Tensor, b: Tensor
+        public let packed: PackedLoRA?
+        public let scale: Float
+
+        public init(rows: Range<Int>, a: Tensor, b: Tensor, packed: PackedLoRA? = nil, scale: Float) {
+            self.rows = rows; self.a = a; self.b = b; self.packed = packed; self.scale = scale
+        }
+    }
+
+    /// y_i (+)= x · W_iᵀ + bias_i (+ adapters) for frozen weights of the same
+    /// x, as one job on the GGUF blocks (`QuantizedDecoding.multiply(_:rows:cols:products:mode:)`)
     /// when every weight is blocks the kernels multiply and x has few enough
     /// rows; returns false, having done nothing, otherwise (the caller then
-    /// multiplies each on its own).
-    public func linearShared(_ x: Tensor, frozen ws: [FrozenMatrix], biases: [Tensor?], into ys: [Tensor]) -> Bool {
+    /// multiplies each on its own). `lowRank[i]` are adapters on rows of
+    /// product i, in the same job: its pieces compute t = scale·A·x first
+    /// (the job's prelude), then their output rows, then add their rows of
+    /// B·t, so the adapters take no job of their own and every core reads them.
+    /// Every number is the one `linear` then `addLowRankUpdates` give.
+    public func linearShared(_ x: Tensor, frozen ws: [FrozenMatrix], biases: [Tensor?], into ys: [Tensor],
+                             accumulate: Bool = false, lowRank: [[LowRankRows]]? = nil) -> Bool {
         let (n, k) = (x.count / x.shape.last!, x.shape.last!)
-        guard n > 0, ws.count > 1, QuantizedDecoding.usesKernels(rows: n), computePrecision == .fp32,
-              let mode = QuantizedDecoding.mode else { return false }
-        var products: [QuantizedDecoding.Product] = []
+        guard n > 0, ws.count > 1 || lowRank != nil, QuantizedDecoding.usesKernels(rows: n), computePrecision == .fp32,
+              let mode = QuantizedDecoding.mode, x.dtype == .f32, ys.allSatisfy({ $0.dtype == .f32 }) else { return false }
+        precondition(lowRank.map { $0.count == ws.count } ?? true, "linearShared: \(lowRank!.count) adapter lists for \(ws.count) weights")
         for (i, w) in ws.enumerated() {
             guard let blocks = w.ggmlBlocks, QuantizedDecoding.supports(blocks.type), w.cols == k,
                   ys[i].count == n * w.rows else { return false }
-            var accumulate = false
+            for u in lowRank?[i] ?? [] {
+                guard u.a.dtype == .f32, u.b.dtype == .f32 else { return false }
+                precondition(u.a.rowSize == k && u.b.rows == w.rows && u.b.rowSize == u.a.rows && u.rows.lowerBound >= 0 && u.rows.upperBound <= n,
+                             "linearShared: adapter A \(u.a.shape), B \(u.b.shape) on rows \(u.rows) of x \(x.shape) · w [\(w.rows), \(w.cols)]ᵀ")
+            }
+        }
+        let lists = (lowRank ?? []).map { $0.map { u in (u, u.packed ?? PackedLoRA(a: u.a, b: u.b, half: false)) } }
+        let downs = lists.flatMap { $0.map { u, packed in
+            LowRankDown(x: x.floats + u.rows.lowerBound * k, n: u.rows.count, a: u.a, packed: packed, scale: u.scale)
+        } }
+        let prelude = LowRankDowns(downs)
+        let (t, offsets) = (prelude.t, prelude.offsets)
+        defer { t.deallocate() }
+        var products: [QuantizedDecoding.Product] = []
+        var next = 0
+        for (i, w) in ws.enumerated() {
+            var acc = accumulate
             if let bias = biases[i] {
                 precondition(bias.count == w.rows, "linear: bias \(bias.shape) for \(w.rows) outputs")
-                let yp = ys[i].floats
-                for r in 0 ..< n { (yp + r * w.rows).update(from: bias.floats, count: w.rows) }
-                accumulate = true
+                let (yp, bp) = (ys[i].floats, bias.floats)
+                for r in 0 ..< n {
+                    let row = yp + r * w.rows
+                    if accumulate { for j in 0 ..< w.rows { row[j] += bp[j] } } else { row.update(from: bp, count: w.rows) }
+                }
+                acc = true
             }
-            products.append(.init(blocks: blocks, outputs: w.rows, y: ys[i].floats, accumulate: accumulate))
+            let ups = (i < lists.count ? lists[i] : []).map { u, packed -> QuantizedDecoding.LowRankUp in
+                defer { next += 1 }
+                return .init(first: u.rows.lowerBound, count: u.rows.count, t: t + offsets[next], packed: packed)
+            }
+            products.append(.init(blocks: w.ggmlBlocks!, outputs: w.rows, y: ys[i].floats, accumulate: acc, ups: ups))
         }
-        QuantizedDecoding.multiply(x.floats, rows: n, cols: k, products: products, mode: mode)
+        withExtendedLifetime(lists) {
+            QuantizedDecoding.multiply(x.floats, rows: n, cols: k, products: products, mode: mode,
+                                       preludeCount: prelude.pieces.count, prelude: prelude.run, preludeRegions: prelude.regions)
+        }
         return true
     }
 

@@ -1,3 +1,4 @@
+import CLoftKernels
 import CLoftQuant
 import Foundation
 import LoftFormats
@@ -116,19 +117,73 @@ public enum QuantizedDecoding {
         public let outputs: Int
         public let y: UnsafeMutablePointer<Float>
         public let accumulate: Bool
+        /// Adapters' second halves added to rows of y as each piece of
+        /// output rows is computed (`LowRankUp`).
+        public let ups: [LowRankUp]
 
-        public init(blocks: GGMLBlocks, outputs: Int, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
-            self.blocks = blocks; self.outputs = outputs; self.y = y; self.accumulate = accumulate
+        public init(blocks: GGMLBlocks, outputs: Int, y: UnsafeMutablePointer<Float>, accumulate: Bool, ups: [LowRankUp] = []) {
+            self.blocks = blocks; self.outputs = outputs; self.y = y; self.accumulate = accumulate; self.ups = ups
         }
     }
+
+    /// y[row] += B · t[row - first] for rows first..<first+count of a
+    /// product: a LoRA's B (`packed`) applied to its t = scale·A·x computed
+    /// before. Each output is `loft_lora_up`'s number for that row alone,
+    /// whatever the piece of output rows it falls in.
+    public struct LowRankUp {
+        public let first: Int, count: Int
+        public let t: UnsafePointer<Float>
+        // Raw pointers (the caller keeps the `PackedLoRA` alive): read for
+        // every row of every piece, where a class reference costs a retain.
+        let rank: Int
+        let packed: UnsafePointer<Float>?, packedHalf: UnsafePointer<UInt16>?
+
+        public init(first: Int, count: Int, t: UnsafePointer<Float>, packed: PackedLoRA) {
+            self.first = first; self.count = count; self.t = t
+            rank = packed.rank
+            if packed.half { (self.packed, packedHalf) = (nil, UnsafePointer(packed.b.assumingMemoryBound(to: UInt16.self))) }
+            else { (self.packed, packedHalf) = (UnsafePointer(packed.b.assumingMemoryBound(to: Float.self)), nil) }
+        }
+
+        /// The packed bytes of B that outputs `outputs` read.
+        func packedBytes(_ outputs: Range<Int>) -> (UnsafeRawPointer, Int) {
+            let (first, last) = (outputs.lowerBound / 16, (outputs.upperBound + 15) / 16)
+            let base = packed.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(packedHalf!)
+            let size = packed == nil ? 2 : 4
+            return (base + first * 16 * rank * size, (last - first) * 16 * rank * size)
+        }
+
+        /// Row `first + j`'s outputs from ..< from + count (y: the product's output rows).
+        @inline(__always)
+        func add(row j: Int, from: Int, count: Int, outputs: Int, y: UnsafeMutablePointer<Float>) {
+            let (tr, yr) = (t + j * rank, y + (first + j) * outputs)
+            if let b = packed { loft_lora_up(tr, rank, b, from, count, yr) } else { loft_lora_up_f16(tr, rank, packedHalf!, from, count, yr) }
+        }
+    }
+
+    /// Pieces of output rows per core in a job with adapters.
+    nonisolated(unsafe) static var piecesPerCore = 4
 
     /// Several products of the same x (a layer's q, k and v; gate and up) as
     /// one job over the cores: x is rounded to 8 bits once per block layout,
     /// and the cores split the products' output rows together, so two small
     /// products (k and v) do not each leave a core idle. Every output is the
     /// number it gives for its product alone.
-    public static func multiply(_ x: UnsafePointer<Float>, rows n: Int, cols k: Int, products: [Product], mode: Mode) {
-        guard !products.isEmpty, n > 0 else { return }
+    ///
+    /// `prelude` (`preludeCount` pieces) is work the products' `ups` need
+    /// first, their t = scale·A·x: each piece of output rows computes its
+    /// own rows while it prefetches what its adapters will read
+    /// (`preludeRegions`, A, in shares, and its rows of each packed B), then
+    /// claims pieces of the prelude, waits until all of it is done and adds
+    /// its rows of B·t. So the adapters ride in the products' job on every
+    /// core; a piece only ever waits for prelude pieces another has begun.
+    public static func multiply(_ x: UnsafePointer<Float>, rows n: Int, cols k: Int, products: [Product], mode: Mode,
+                                preludeCount: Int = 0, prelude: (Int) -> Void = { _ in },
+                                preludeRegions: [(UnsafeRawPointer, Int)] = []) {
+        guard !products.isEmpty, n > 0 else {
+            for i in 0 ..< preludeCount { prelude(i) }
+            return
+        }
         multiplications &+= products.count
         // x rounded once per activation layout (32-element blocks, or the K-quants' 256).
         var rounded: [Int: UnsafeMutableRawPointer] = [:]
@@ -162,19 +217,73 @@ public enum QuantizedDecoding {
         // to pay for waking a thread (~64 KiB of weights).
         let bytes = products.reduce(0) { $0 + $1.blocks.rowBytes * $1.outputs }
         let minRows = max(1, (64 << 10) / max(1, bytes / max(total, 1)))
-        parallelChunks(total, minimumPerChunk: minRows) { range in
+        // [next prelude piece to claim, prelude pieces done]
+        let counters = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+        counters.initialize(repeating: 0, count: 2)
+        defer { counters.deallocate() }
+        // More pieces than cores when adapters ride along: they are claimed as
+        // the cores come free, so whoever ran more of the prelude does fewer.
+        let pieces = min(CPUBackend.threads * (preludeCount > 0 ? piecesPerCore : 1), max(1, total / minRows))
+        let regionCapacity = preludeCount > 0 ? products.reduce(preludeRegions.count) { $0 + $1.ups.count } : 0
+        func piece(_ c: Int, _ range: Range<Int>) {
+            withUnsafeTemporaryAllocation(of: UnsafeRawPointer?.self, capacity: regionCapacity) { regions in
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: regionCapacity) { sizes in
+                    piece(c, range, regions: regions.baseAddress, sizes: sizes.baseAddress)
+                }
+            }
+        }
+        func piece(_ c: Int, _ range: Range<Int>, regions: UnsafeMutablePointer<UnsafeRawPointer?>?, sizes: UnsafeMutablePointer<Int>?) {
+            // What this piece's adapters will read (its rows of each packed B,
+            // its share of the prelude's A), fetched while its base rows compute.
+            var count = 0
+            if preludeCount > 0, let regions, let sizes {
+                for (i, p) in products.enumerated() {
+                    let lo = max(range.lowerBound, starts[i]), hi = min(range.upperBound, starts[i + 1])
+                    guard lo < hi else { continue }
+                    for u in p.ups {
+                        (regions[count], sizes[count]) = u.packedBytes(lo - starts[i] ..< hi - starts[i])
+                        count += 1
+                    }
+                }
+                for (start, bytes) in preludeRegions {
+                    let (a, b) = (bytes * c / pieces / 64 * 64, bytes * (c + 1) / pieces / 64 * 64)
+                    if a < b { (regions[count], sizes[count]) = (start + a, b - a); count += 1 }
+                }
+            }
             for (i, p) in products.enumerated() {
                 let lo = max(range.lowerBound, starts[i]), hi = min(range.upperBound, starts[i + 1])
                 guard lo < hi else { continue }
                 let type = Int32(p.blocks.type.rawValue), acc: Int32 = p.accumulate ? 1 : 0
                 if let xq = inputs[i] {
-                    loft_qdot_rows(type, p.blocks.data, p.blocks.rowBytes, maps[i], lo - starts[i], hi - starts[i], k, xq, n,
-                                   p.y, p.outputs, acc)
+                    // the side regions ride with the first product this piece computes
+                    loft_qdot_rows_side(type, p.blocks.data, p.blocks.rowBytes, maps[i], lo - starts[i], hi - starts[i], k, xq, n,
+                                        p.y, p.outputs, acc, regions, sizes, Int32(count))
+                    count = 0
                 } else {
                     loft_qdot_rows_f32(type, p.blocks.data, p.blocks.rowBytes, maps[i], lo - starts[i], hi - starts[i], k, x, n, k,
                                        p.y, p.outputs, acc)
                 }
             }
+            while true {
+                let piece = loft_counter_add(counters, 1)
+                if piece >= preludeCount { break }
+                prelude(piece)
+                loft_counter_add(counters + 1, 1)
+            }
+            loft_counter_wait(counters + 1, preludeCount)
+            for (i, p) in products.enumerated() {
+                let lo = max(range.lowerBound, starts[i]), hi = min(range.upperBound, starts[i + 1])
+                guard lo < hi else { continue }
+                let (from, count) = (lo - starts[i], hi - lo)
+                for u in p.ups {
+                    for j in 0 ..< u.count { u.add(row: j, from: from, count: count, outputs: p.outputs, y: p.y) }
+                }
+            }
+        }
+        if pieces <= 1 || CPUBackend.threads < 2 {
+            piece(0, 0 ..< total)
+        } else {
+            teamRun(pieces, threads: CPUBackend.threads) { c in piece(c, total * c / pieces ..< total * (c + 1) / pieces) }
         }
     }
 
