@@ -119,7 +119,7 @@ extension GGMLQuantizer {
     }
 
     @inline(__always) static func half(_ p: UnsafePointer<UInt8>) -> Float {
-        Float(Float16(bitPattern: UInt16(p[0]) | UInt16(p[1]) << 8))
+        GGMLDequantizer.halfBitsToFloat(UInt16(p[0]) | UInt16(p[1]) << 8)
     }
 
     /// Q4_1 / Q5_1: d = (max − min) / (2^bits − 1) and m = min as f16,
