@@ -33,6 +33,12 @@ public struct EngineConfiguration: Sendable {
     /// `loft eval` use the f32 values; `loft serve --adapter-precision f16`
     /// turns it on.
     public var halfPrecisionAdapters = false
+    /// On the CPU, an f32 copy of a GGUF base's projections is kept beside
+    /// the blocks for prompt rows when all of it fits in this many bytes
+    /// (nil: an eighth of the machine's memory; 0: never): prompts then take
+    /// one GEMM a projection instead of dequantizing every tile each time,
+    /// halving the time to first token on small models.
+    public var promptCopyLimitBytes: Int? = nil
 
     public init(maxBatch: Int = 16, contextLength: Int? = nil, kvCacheTokens: Int? = nil, blockSize: Int = 16,
                 stepTokenBudget: Int = 256, maxQueue: Int = 256, maxAdapters: Int = 8, baseName: String? = nil,
@@ -118,6 +124,9 @@ public final class BatchEngine: GenerationEngine, @unchecked Sendable {
         baseTemplate = try tokenizer.chatTemplate.map { try ChatTemplate($0, bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken) }
         baseStopTokens = Self.stopTokens(config: c, tokenizer: tokenizer)
         adapters = AdapterStore(maxResident: max(1, configuration.maxAdapters))
+        if model.backend is CPUBackend {
+            model.keepPromptCopies(limitBytes: configuration.promptCopyLimitBytes ?? Int(ProcessInfo.processInfo.physicalMemory / 8))
+        }
         warmUp()
         let thread = Thread { self.schedulerLoop() }
         thread.name = "loft-engine"

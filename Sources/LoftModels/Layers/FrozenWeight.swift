@@ -171,6 +171,24 @@ public final class FrozenWeight: FrozenMatrix, @unchecked Sendable {
         return QuantizedDecoding.supports(b.type)
     }
 
+    /// An f32 copy of GGUF blocks kept beside them for products of many rows
+    /// (prompts): those then run as one GEMM instead of dequantizing every
+    /// tile for every prompt, while decode rows still read the blocks
+    /// (`keepPromptCopy`; the serving engine's choice, under a memory budget).
+    public private(set) var promptCopy: Tensor?
+
+    /// Keeps `promptCopy` (only for GGUF blocks the decoding kernels read in
+    /// place; others are dense already or not decoded in place). Returns the
+    /// bytes added.
+    @discardableResult
+    public func keepPromptCopy() -> Int {
+        guard promptCopy == nil, decodesInPlace else { return 0 }
+        let copy = Tensor.uninitialized([rows, cols])
+        dequantizeRows(0 ..< rows, into: copy.floats)
+        promptCopy = copy
+        return copy.byteCount
+    }
+
     /// The f32 tensor when stored dense (the backend multiplies it directly).
     public var dense: Tensor? {
         if case .dense(let t) = storage { return t }

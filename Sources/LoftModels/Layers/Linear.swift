@@ -38,13 +38,20 @@ public final class Linear: @unchecked Sendable {
             return
         }
         if saved == nil, lora != nil, Self.forwardFused([self], x, into: [y], accumulate: accumulate, backend: b) { return }
-        if let dense = frozen.dense {
+        if let dense = frozen.dense ?? promptWeight(rows: x.count / x.shape.last!) {
             b.linear(x, dense, bias: bias, into: y, accumulate: accumulate)
         } else {
             b.linear(x, frozen: frozen, bias: bias, into: y, accumulate: accumulate)
         }
         for f in frozenAdapters { f.forward(x, into: y, backend: b, saved: nil) }
         lora?.forward(x, into: y, backend: b, saved: saved)
+    }
+
+    /// The f32 copy kept beside GGUF blocks for products the decoding
+    /// kernels do not take (prompt rows), when there is one.
+    func promptWeight(rows n: Int) -> Tensor? {
+        guard let copy = frozen.promptCopy, !QuantizedDecoding.usesKernels(rows: n) else { return nil }
+        return copy
     }
 
     /// Decoding on the CPU: the GGUF base products of `linears` (one x) and
@@ -99,7 +106,7 @@ public final class Linear: @unchecked Sendable {
 
     /// y (+)= x·Wᵀ through the frozen weight alone (no bias, no adapter).
     func frozenProduct(_ x: Tensor, into y: Tensor, accumulate: Bool, backend b: Backend) {
-        if let dense = frozen.dense {
+        if let dense = frozen.dense ?? promptWeight(rows: x.count / x.shape.last!) {
             b.linear(x, dense, bias: nil, into: y, accumulate: accumulate)
         } else {
             b.linear(x, frozen: frozen, bias: nil, into: y, accumulate: accumulate)
