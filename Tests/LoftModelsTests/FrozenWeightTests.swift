@@ -130,18 +130,47 @@ final class FrozenWeightTests: XCTestCase {
         let ids: [Int32] = [3, 17, 101, 5, 250, 42, 9]
         for format in [BaseWeightFormat(kind: .nf4, doubleQuant: true), BaseWeightFormat(kind: .int8), BaseWeightFormat(kind: .bf16)] {
             let (model, _) = try ModelLoader.load(tiny, baseWeights: format)
-            let before = model.logits(model.forward(ids: ids)).toArray()
+            let before = model.forward(ids: ids).toArray()   // forward returns the logits
             XCTAssertEqual(model.dequantizeFrozenWeights(limitBytes: 1000), 0, "over the limit: kept compact")
             XCTAssertNil(model.layers[0].q.frozen.dense)
             let added = model.dequantizeFrozenWeights(limitBytes: 1 << 30)
             XCTAssertEqual(added, 2 * 4 * (4 * 64 * 64 / 2 + 2 * 64 * 32 + 3 * 64 * 96), "\(format.summary)")
             XCTAssert(model.layers.allSatisfy { $0.projections.allSatisfy { $0.1.frozen.dense != nil } })
-            let after = model.logits(model.forward(ids: ids)).toArray()
+            let after = model.forward(ids: ids).toArray()
             let scale = Double(before.map { abs($0) }.max()!)
             let err = Double(zip(before, after).map { abs($0 - $1) }.max()!)
             XCTAssertLessThanOrEqual(err, 1e-5 * scale, "\(format.summary): max |Δ| \(err)")
             XCTAssertEqual(model.dequantizeFrozenWeights(limitBytes: 1 << 30), 0, "nothing left to dequantize")
         }
     }
-}
 
+    /// The f32 copies kept beside a GGUF base's blocks for prompt rows
+    /// (`keepPromptCopies`): a limit below their size keeps nothing; above
+    /// it every projection gets its dequantized values bit for bit, prompt
+    /// rows (more than the kernels' 16) keep their logits to sgemm's
+    /// summation order, and a few rows still go through the block kernels,
+    /// bit for bit as before.
+    func testPromptCopiesKeepTheLogitsAndDecodeOnBlocks() throws {
+        let (model, _) = try ModelLoader.load(TestPaths.smolLM2, baseWeights: BaseWeightFormat(kind: .gguf))
+        let prompt: [Int32] = (0 ..< 24).map { Int32(100 + 37 * $0) }, few: [Int32] = [1, 2, 3]
+        // forward returns the logits of every row
+        let (promptBefore, fewBefore) = (model.forward(ids: prompt).toArray(), model.forward(ids: few).toArray())
+        XCTAssertEqual(model.keepPromptCopies(limitBytes: 1 << 20), 0, "over the limit: nothing kept")
+        XCTAssertNil(model.layers[0].q.frozen.promptCopy)
+        let projections = model.layers.flatMap { $0.projections.map(\.1.frozen) }
+        let added = model.keepPromptCopies(limitBytes: 1 << 31)
+        XCTAssertEqual(added, projections.reduce(0) { $0 + $1.rows * $1.cols * 4 })
+        for w in [model.layers[0].q.frozen, model.layers[7].down.frozen] {
+            let (copy, values) = (try XCTUnwrap(w.promptCopy).toArray(), w.dequantized().toArray())
+            XCTAssert(zip(copy, values).allSatisfy { $0.bitPattern == $1.bitPattern })
+        }
+        let promptAfter = model.forward(ids: prompt).toArray()
+        let scale = Double(promptBefore.map { abs($0) }.max()!)
+        let err = Double(zip(promptBefore, promptAfter).map { abs($0 - $1) }.max()!)
+        XCTAssertLessThanOrEqual(err, 1e-5 * scale, "max |Δ| \(err)")
+        let before = QuantizedDecoding.multiplications
+        let fewAfter = model.forward(ids: few).toArray()
+        XCTAssertGreaterThan(QuantizedDecoding.multiplications, before, "few rows still take the block kernels")
+        XCTAssertEqual(fewAfter.map(\.bitPattern), fewBefore.map(\.bitPattern))
+    }
+}
