@@ -157,9 +157,7 @@ extension LlamaModel {
                            cpu.linearShared(input.rows(d), frozen: targets.map { $0.linear.frozen as FrozenMatrix },
                                             biases: targets.map(\.linear.bias), into: targets.map { $0.output.rows(d) },
                                             accumulate: accumulate,
-                                            lowRank: lowRank.map { $0.map {
-                                                .init(rows: $0.rows, a: $0.lora.a, b: $0.lora.b, packed: $0.lora.packed, scale: $0.lora.scale)
-                                            } }) {
+                                            lowRank: lowRank.map { $0.map { $0.lora.onRows($0.rows) } }) {
                             fusedRows = decodeRows
                             return
                         }

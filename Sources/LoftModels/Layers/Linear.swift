@@ -65,7 +65,7 @@ public final class Linear: @unchecked Sendable {
               linears.allSatisfy({ $0.frozen.dense == nil && $0.frozenAdapters.isEmpty && $0.lora?.magnitude == nil }) else { return false }
         let n = x.count / x.shape.last!
         let lowRank = linears.map { linear in
-            linear.lora.map { [CPUBackend.LowRankRows(rows: 0 ..< n, a: $0.a, b: $0.b, packed: $0.packed, scale: $0.scale)] } ?? []
+            linear.lora.map { [$0.onRows(0 ..< n)] } ?? []
         }
         return cpu.linearShared(x, frozen: linears.map { $0.frozen as FrozenMatrix }, biases: linears.map(\.bias), into: ys,
                                 accumulate: accumulate, lowRank: lowRank)
@@ -173,6 +173,11 @@ public final class LoRA: @unchecked Sendable {
     public func keepPacked(half: Bool) {
         guard a.device == .cpu, b.device == .cpu, a.dtype == .f32, b.dtype == .f32 else { return }
         packed = PackedLoRA(a: a, b: b, half: half)
+    }
+
+    /// This adapter on rows `rows` of a shared product (`CPUBackend.linearShared`).
+    func onRows(_ rows: Range<Int>) -> CPUBackend.LowRankRows {
+        CPUBackend.LowRankRows(rows: rows, a: a, b: b, packed: packed, scale: scale)
     }
 
     /// Up to this many rows without a backward, `forward` on the CPU updates

@@ -224,22 +224,25 @@ extension CPUBackend {
                          "addLowRankUpdate: x \(u.x.shape), A \(u.a.shape), B \(u.b.shape), y \(u.y.shape)")
         }
         let packs = updates.map { $0.packed ?? PackedLoRA(a: $0.a, b: $0.b, half: false) }
+        defer { withExtendedLifetime(packs) {} }   // the downs and ups hold raw pointers into them
         let downs = updates.indices.map { LowRankDown(x: updates[$0].x.floats, n: updates[$0].x.count / updates[$0].a.rowSize,
                                                       a: updates[$0].a, packed: packs[$0], scale: updates[$0].scale) }
         let (t, offsets) = lowRankDown(downs)
         defer { t.deallocate() }
+        let ups = updates.indices.map { QuantizedDecoding.LowRankUp(first: 0, count: downs[$0].n, t: t + offsets[$0], packed: packs[$0]) }
         func up(_ i: Int, _ outs: Range<Int>) {
-            let (u, n, r, m) = (updates[i], downs[i].n, updates[i].a.rows, updates[i].b.rows)
-            for row in 0 ..< n { packs[i].addUp(t + offsets[i] + row * r, outputs: outs, into: u.y.floats + row * m) }
+            for row in 0 ..< ups[i].count {
+                ups[i].add(row: row, from: outs.lowerBound, count: outs.count, outputs: updates[i].b.rows, y: updates[i].y.floats)
+            }
         }
         let work = updates.indices.reduce(0) { $0 + downs[$1].n * updates[$1].a.rows * updates[$1].b.rows }
         if work < Self.lowRankSplitMinimum || CPUBackend.threads < 2 {
             for i in updates.indices { up(i, 0 ..< updates[i].b.rows) }
             return true
         }
-        var ups: [(Int, Range<Int>)] = []
-        for (i, u) in updates.enumerated() { for lo in stride(from: 0, to: u.b.rows, by: 64) { ups.append((i, lo ..< min(lo + 64, u.b.rows))) } }
-        teamRun(ups.count, threads: CPUBackend.threads) { up(ups[$0].0, ups[$0].1) }
+        var pieces: [(Int, Range<Int>)] = []
+        for (i, u) in updates.enumerated() { for lo in stride(from: 0, to: u.b.rows, by: 64) { pieces.append((i, lo ..< min(lo + 64, u.b.rows))) } }
+        teamRun(pieces.count, threads: CPUBackend.threads) { up(pieces[$0].0, pieces[$0].1) }
         return true
     }
 
@@ -324,7 +327,7 @@ struct LowRankDowns {
 /// the half copies: half the bytes a decode step reads for each adapter.
 public final class PackedLoRA: @unchecked Sendable {
     public let half: Bool
-    public let rank: Int, outputs: Int
+    public let rank: Int
     /// A [r, k] as half bits (nil for f32: the kernels read the tensor).
     let aHalf: UnsafeMutablePointer<UInt16>?
     /// B packed: `loft_lora_packed_count(m, r)` floats or halves.
@@ -333,7 +336,7 @@ public final class PackedLoRA: @unchecked Sendable {
     public init(a: Tensor, b: Tensor, half: Bool) {
         precondition(a.rows == b.rowSize, "PackedLoRA: A \(a.shape) and B \(b.shape) disagree on the rank")
         self.half = half
-        (rank, outputs) = (a.rows, b.rows)
+        rank = a.rows
         let count = loft_lora_packed_count(b.rows, a.rows)
         let bValues = b.toArray()
         if half {
@@ -350,13 +353,6 @@ public final class PackedLoRA: @unchecked Sendable {
             loft_lora_pack(bValues, b.rows, a.rows, packed)
             self.b = UnsafeMutableRawPointer(packed)
         }
-    }
-
-    /// y[j] += B[j] · t for j in `outputs` (y: the row's whole output).
-    @inline(__always)
-    public func addUp(_ t: UnsafePointer<Float>, outputs: Range<Int>, into y: UnsafeMutablePointer<Float>) {
-        if half { loft_lora_up_f16(t, rank, b.assumingMemoryBound(to: UInt16.self), outputs.lowerBound, outputs.count, y) }
-        else { loft_lora_up(t, rank, b.assumingMemoryBound(to: Float.self), outputs.lowerBound, outputs.count, y) }
     }
 
     deinit {

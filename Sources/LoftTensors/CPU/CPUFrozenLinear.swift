@@ -65,12 +65,7 @@ extension CPUBackend {
         for (i, w) in ws.enumerated() {
             var acc = accumulate
             if let bias = biases[i] {
-                precondition(bias.count == w.rows, "linear: bias \(bias.shape) for \(w.rows) outputs")
-                let (yp, bp) = (ys[i].floats, bias.floats)
-                for r in 0 ..< n {
-                    let row = yp + r * w.rows
-                    if accumulate { for j in 0 ..< w.rows { row[j] += bp[j] } } else { row.update(from: bp, count: w.rows) }
-                }
+                Self.startWithBias(bias, rows: n, into: ys[i].floats, outputs: w.rows, accumulate: accumulate)
                 acc = true
             }
             let ups = (i < lists.count ? lists[i] : []).map { u, packed -> QuantizedDecoding.LowRankUp in
@@ -86,18 +81,24 @@ extension CPUBackend {
         return true
     }
 
+    /// Each of the n rows of y (`outputs` wide) set to the bias, or the bias
+    /// added when accumulating: the products then accumulate onto it.
+    static func startWithBias(_ bias: Tensor, rows n: Int, into y: UnsafeMutablePointer<Float>, outputs m: Int, accumulate: Bool) {
+        precondition(bias.count == m, "linear: bias \(bias.shape) for \(m) outputs")
+        let bp = bias.floats
+        for r in 0 ..< n {
+            let row = y + r * m
+            if accumulate { for j in 0 ..< m { row[j] += bp[j] } } else { row.update(from: bp, count: m) }
+        }
+    }
+
     public func linear(_ x: Tensor, frozen w: FrozenMatrix, bias: Tensor?, into y: Tensor, accumulate: Bool) {
         let (n, k, m) = (x.count / x.shape.last!, x.shape.last!, w.rows)
         precondition(w.cols == k && y.count == n * m, "linear: x \(x.shape) · w [\(w.rows), \(w.cols)]ᵀ into y \(y.shape)")
         var beta: Float = accumulate ? 1 : 0
         let yp = y.floats, xp = x.floats
         if let bias {
-            precondition(bias.count == m, "linear: bias \(bias.shape) for \(m) outputs")
-            let bp = bias.floats
-            for r in 0 ..< n {
-                let row = yp + r * m
-                if accumulate { for j in 0 ..< m { row[j] += bp[j] } } else { row.update(from: bp, count: m) }
-            }
+            Self.startWithBias(bias, rows: n, into: yp, outputs: m, accumulate: accumulate)
             beta = 1
         }
         if m == 0 || n == 0 { return }

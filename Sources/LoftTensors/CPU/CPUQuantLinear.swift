@@ -180,10 +180,7 @@ public enum QuantizedDecoding {
     public static func multiply(_ x: UnsafePointer<Float>, rows n: Int, cols k: Int, products: [Product], mode: Mode,
                                 preludeCount: Int = 0, prelude: (Int) -> Void = { _ in },
                                 preludeRegions: [(UnsafeRawPointer, Int)] = []) {
-        guard !products.isEmpty, n > 0 else {
-            for i in 0 ..< preludeCount { prelude(i) }
-            return
-        }
+        guard !products.isEmpty, n > 0 else { return }
         multiplications &+= products.count
         // x rounded once per activation layout (32-element blocks, or the K-quants' 256).
         var rounded: [Int: UnsafeMutableRawPointer] = [:]
