@@ -26,6 +26,8 @@ import transformers  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -131,6 +133,15 @@ TINY = {
     "qwen3": (Qwen3Config, Qwen3ForCausalLM, dict(head_dim=32, tie_word_embeddings=True, attention_bias=False,
                                                   use_sliding_window=False, rope_parameters=rope(1000000.0)), 6,
               "Qwen3: q_norm/k_norm, head_dim 32 != hidden/heads (16), tied embeddings, rope_theta 1e6"),
+    "gemma3": (Gemma3TextConfig, Gemma3ForCausalLM, dict(
+        num_hidden_layers=3, head_dim=32, tie_word_embeddings=True, rms_norm_eps=1e-6,
+        hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=24, sliding_window=8,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0}}), 7,
+        "Gemma 3 text: (1+w) norms, four per layer, q/k norms, embeddings x sqrt(64), GeGLU (tanh gelu), "
+        "query_pre_attn_scalar 24 != head_dim 32, layers sliding(8)/full/sliding, local rope 1e4 unscaled, "
+        "global rope 1e6 with linear factor 2, tied embeddings"),
 }
 
 
@@ -144,7 +155,9 @@ def scale_weights(model, seed):
                 continue
             seen.add(id(p))
             noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
-            if "norm" in name:  # input_layernorm, post_attention_layernorm, norm, q_norm, k_norm
+            if "norm" in name and isinstance(model, Gemma3ForCausalLM):  # applied as (1 + w)
+                p.copy_(0.1 * noise)
+            elif "norm" in name:  # input_layernorm, post_attention_layernorm, norm, q_norm, k_norm
                 p.copy_(1.0 + 0.1 * noise)
             elif name.endswith(".bias"):
                 p.copy_(0.1 * noise)
@@ -156,9 +169,20 @@ def add_legacy_rope_keys(path):
     """transformers 5.x writes only `rope_parameters`; published checkpoints (and
     transformers 4.x) use `rope_theta` + `rope_scaling`. Write both so a loader can
     be tested on either spelling (the model is reloaded from this file before
-    the references are computed, so transformers accepts it as is)."""
+    the references are computed, so transformers accepts it as is). Gemma 3's
+    rope_parameters are per layer type; its legacy keys are rope_theta and
+    rope_scaling for global layers and rope_local_base_freq for sliding ones."""
     with open(path) as f:
         cfg = json.load(f)
+    if "full_attention" in cfg["rope_parameters"]:
+        full = dict(cfg["rope_parameters"]["full_attention"])
+        cfg["rope_theta"] = full.pop("rope_theta")
+        cfg["rope_scaling"] = None if full.get("rope_type") == "default" else full
+        cfg["rope_local_base_freq"] = cfg["rope_parameters"]["sliding_attention"]["rope_theta"]
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+            f.write("\n")
+        return
     rp = dict(cfg["rope_parameters"])
     cfg["rope_theta"] = rp.pop("rope_theta")
     cfg["rope_scaling"] = None if rp.get("rope_type") == "default" else rp
@@ -327,6 +351,17 @@ def make_tiny():
     ok = all(bool(f(T(0), T(0), T(i), T(j))) == (i - 8 < j <= i) for i in range(SEQ_LEN) for j in range(SEQ_LEN))
     print(f"  check: sliding mask is 'i-8 < j <= i' (8 keys incl. self): {ok}")
     assert ok
+    # gemma3: the sliding layers' window matters (a model without it differs after position 7)
+    gem = results["gemma3"][0]
+    gem.config.layer_types = ["full_attention"] * 3
+    gfull = logits_of(Gemma3ForCausalLM.from_pretrained(os.path.join(FIX, "tiny", "gemma3"), dtype=torch.float32,
+                                                        attn_implementation="eager",
+                                                        layer_types=["full_attention"] * 3), input_ids)
+    g = results["gemma3"][1]
+    d_early = (gfull[:8] - g[:8]).abs().max().item()
+    d_late = (gfull[8:] - g[8:]).abs().max().item()
+    print(f"  check: gemma3 with every layer full: positions 0-7 differ by {d_early:.3g} (local rope), 8-19 by {d_late:.3g}")
+    assert d_late > 1e-2
 
 
 # ---------------------------------------------------------------------------

@@ -182,6 +182,16 @@ def sentencepiece_gguf():
     return AutoTokenizer.from_pretrained(d, gguf_file="sp.gguf").backend_tokenizer
 
 
+GEMMA3_GGUF = os.environ.get("LOFT_TEST_GEMMA3", os.path.expanduser("~/.cache/loft/models/gemma-3-270m-q4_k_m.gguf"))
+
+
+def gemma3():
+    """Gemma 3 270M's SentencePiece vocabulary (262 144 pieces with scores) from its GGUF
+    (tools/fetch-gemma3.sh), as transformers' GGUF loader builds it."""
+    d, f = os.path.split(GEMMA3_GGUF)
+    return AutoTokenizer.from_pretrained(d, gguf_file=f).backend_tokenizer
+
+
 def smollm2():
     d, f = os.path.split(GGUF)
     t = AutoTokenizer.from_pretrained(d, gguf_file=f).backend_tokenizer
@@ -306,7 +316,7 @@ def main():
     builders = {"smollm2": smollm2, "llama3": llama3, "qwen": qwen, "gpt2": gpt2,
                 "mistral-v1": lambda: sentencepiece("mistral-v1.sentencepiece.model"),
                 "mistral-v3": lambda: sentencepiece("mistral-v3.sentencepiece.model"),
-                "sentencepiece-gguf": sentencepiece_gguf}
+                "sentencepiece-gguf": sentencepiece_gguf, "gemma3": gemma3}
     only = sys.argv[1:]
     for name, build in builders.items():
         if only and name not in only:

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 tools/fetch-model.sh >/dev/null
+tools/fetch-gemma3.sh >/dev/null
 # OpenBLAS chooses its GEMM kernels when it loads; on CPUs newer than its tables
 # it falls back to slow SSE3 ones, so name the right ones (the loft binary does
 # this itself, see BLASKernels.swift; the test process needs it from outside).

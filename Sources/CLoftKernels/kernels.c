@@ -109,6 +109,10 @@ void loft_swiglu(const float *gate, const float *up, float *out, long n) { DISPA
 void loft_swiglu_backward(const float *dOut, const float *gate, const float *up, float *dGate, float *dUp, long n) {
     DISPATCH(loft_swiglu_backward, dOut, gate, up, dGate, dUp, n)
 }
+void loft_geglu(const float *gate, const float *up, float *out, long n) { DISPATCH(loft_geglu, gate, up, out, n) }
+void loft_geglu_backward(const float *dOut, const float *gate, const float *up, float *dGate, float *dUp, long n) {
+    DISPATCH(loft_geglu_backward, dOut, gate, up, dGate, dUp, n)
+}
 void loft_exp(const float *x, float *out, long n) { DISPATCH(loft_exp, x, out, n) }
 void loft_lora_row(const float *x, long k, const float *a, long r, const float *b, long m, float scale, float *y) {
     DISPATCH(loft_lora_row, x, k, a, r, b, m, scale, y)

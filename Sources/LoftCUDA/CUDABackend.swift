@@ -246,17 +246,29 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         gpu.launch(name, grid: CUDADevice.grid(count), block: 256, args)
     }
 
-    public func swiglu(gate: Tensor, up: Tensor, into out: Tensor) {
-        precondition(gate.count == up.count && gate.count == out.count, "swiglu: \(gate.shape), \(up.shape) into \(out.shape)")
-        elementwise("loft_swiglu", out.count, [.pointer(f32(gate, "swiglu")), .pointer(f32(up, "swiglu")), .pointer(f32(out, "swiglu")), .long(out.count)])
+    public func swiglu(gate: Tensor, up: Tensor, into out: Tensor) { gated("swiglu", gate, up, out) }
+    public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        gatedBackward("swiglu", dOut, gate, up, dGate, dUp)
+    }
+    public func geglu(gate: Tensor, up: Tensor, into out: Tensor) { gated("geglu", gate, up, out) }
+    public func gegluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        gatedBackward("geglu", dOut, gate, up, dGate, dUp)
     }
 
-    public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+    /// out = act(gate) · up with kernel `loft_<name>`.
+    private func gated(_ name: String, _ gate: Tensor, _ up: Tensor, _ out: Tensor) {
+        precondition(gate.count == up.count && gate.count == out.count, "\(name): \(gate.shape), \(up.shape) into \(out.shape)")
+        elementwise("loft_\(name)", out.count, [.pointer(f32(gate, name)), .pointer(f32(up, name)), .pointer(f32(out, name)), .long(out.count)])
+    }
+
+    /// The gradients with kernel `loft_<name>_backward`.
+    private func gatedBackward(_ name: String, _ dOut: Tensor, _ gate: Tensor, _ up: Tensor, _ dGate: Tensor, _ dUp: Tensor) {
+        let what = name + "Backward"
         precondition(dOut.count == gate.count && gate.count == up.count && dGate.count == gate.count && dUp.count == gate.count,
-                     "swigluBackward: shapes disagree")
-        elementwise("loft_swiglu_backward", dOut.count,
-                    [.pointer(f32(dOut, "swigluBackward")), .pointer(f32(gate, "swigluBackward")), .pointer(f32(up, "swigluBackward")),
-                     .pointer(f32(dGate, "swigluBackward")), .pointer(f32(dUp, "swigluBackward")), .long(dOut.count)])
+                     "\(what): shapes disagree")
+        elementwise("loft_\(name)_backward", dOut.count,
+                    [.pointer(f32(dOut, what)), .pointer(f32(gate, what)), .pointer(f32(up, what)),
+                     .pointer(f32(dGate, what)), .pointer(f32(dUp, what)), .long(dOut.count)])
     }
 
     public func add(_ a: Tensor, _ b: Tensor, into y: Tensor) {

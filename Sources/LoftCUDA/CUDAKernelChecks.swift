@@ -245,15 +245,25 @@ public final class CUDAKernelChecks {
         let n = 10_000 + randomInt(5000)
         let a = random(n, scale: 4), b = random(n), c = random(n)
         func pair(_ v: [Float]) -> (Tensor, Tensor) { (cpuTensor(v, [n]), gpuTensor(v, [n])) }
-        let (sc, sg) = (cpu.zeros([n]), poisoned([n]))
-        cpu.swiglu(gate: pair(a).0, up: pair(b).0, into: sc)
-        gpu.swiglu(gate: pair(a).1, up: pair(b).1, into: sg)
-        out.append(check("swiglu", sg, sc))
-        let (dgc, duc, dgg, dug) = (cpu.zeros([n]), cpu.zeros([n]), poisoned([n]), poisoned([n]))
-        cpu.swigluBackward(pair(c).0, gate: pair(a).0, up: pair(b).0, dGate: dgc, dUp: duc)
-        gpu.swigluBackward(pair(c).1, gate: pair(a).1, up: pair(b).1, dGate: dgg, dUp: dug)
-        out.append(check("swigluBackward dgate", dgg, dgc))
-        out.append(check("swigluBackward dup", dug, duc))
+        typealias Gated = (Backend) -> (Tensor, Tensor, Tensor) -> Void
+        typealias GatedBackward = (Backend) -> (Tensor, Tensor, Tensor, Tensor, Tensor) -> Void
+        let activations: [(String, Gated, GatedBackward)] = [
+            ("swiglu", { b in { b.swiglu(gate: $0, up: $1, into: $2) } },
+             { b in { b.swigluBackward($0, gate: $1, up: $2, dGate: $3, dUp: $4) } }),
+            ("geglu", { b in { b.geglu(gate: $0, up: $1, into: $2) } },
+             { b in { b.gegluBackward($0, gate: $1, up: $2, dGate: $3, dUp: $4) } }),
+        ]
+        for (name, forward, backward) in activations {
+            let (sc, sg) = (cpu.zeros([n]), poisoned([n]))
+            forward(cpu)(pair(a).0, pair(b).0, sc)
+            forward(gpu)(pair(a).1, pair(b).1, sg)
+            out.append(check(name, sg, sc))
+            let (dgc, duc, dgg, dug) = (cpu.zeros([n]), cpu.zeros([n]), poisoned([n]), poisoned([n]))
+            backward(cpu)(pair(c).0, pair(a).0, pair(b).0, dgc, duc)
+            backward(gpu)(pair(c).1, pair(a).1, pair(b).1, dgg, dug)
+            out.append(check("\(name)Backward dgate", dgg, dgc))
+            out.append(check("\(name)Backward dup", dug, duc))
+        }
         let (yc, yg) = (cpu.zeros([n]), poisoned([n]))
         cpu.add(pair(a).0, pair(b).0, into: yc)
         gpu.add(pair(a).1, pair(b).1, into: yg)

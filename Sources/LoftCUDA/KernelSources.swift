@@ -153,6 +153,24 @@ public enum KernelSources {
             dgate[i] = dy * u * s * (1.0f + x * (1.0f - s));
         }
     }
+    // gelu_tanh(x) = x·sigmoid(2u), u = √(2/π)(x + 0.044715x³): the CPU kernel's form.
+    extern "C" __global__ void loft_geglu(const float *gate, const float *up, float *out, long long n) {
+        LOFT_GRID_STRIDE(i, n) {
+            float x = gate[i];
+            float s = 1.0f / (1.0f + expf(-1.5957691216057308f * (x + 0.044715f * x * x * x)));
+            out[i] = x * s * up[i];
+        }
+    }
+    extern "C" __global__ void loft_geglu_backward(const float *dout, const float *gate, const float *up,
+                                                   float *dgate, float *dup, long long n) {
+        LOFT_GRID_STRIDE(i, n) {
+            float x = gate[i];
+            float s = 1.0f / (1.0f + expf(-1.5957691216057308f * (x + 0.044715f * x * x * x)));
+            float dy = dout[i], u = up[i];
+            dup[i] = dy * x * s;
+            dgate[i] = dy * u * (s + x * s * (1.0f - s) * (1.5957691216057308f * (1.0f + 0.134145f * x * x)));
+        }
+    }
     // The CPU backend's stream exactly: SplitMix64 of (seed + index · golden
     // ratio), top 24 bits as a uniform in [0, 1); the same seed gives the same
     // mask on either backend.
@@ -229,6 +247,7 @@ public enum KernelSources {
         out[j] = (float)acc;
     }
     """#, kernels: ["loft_add", "loft_axpy", "loft_scale", "loft_multiply", "loft_swiglu", "loft_swiglu_backward",
+                    "loft_geglu", "loft_geglu_backward",
                     "loft_dropout_mask", "loft_adamw", "loft_sum_of_squares", "loft_embedding", "loft_embedding_backward",
                     "loft_scale_columns", "loft_column_dots"])
 

@@ -156,7 +156,8 @@ public final class TrainingStep {
         let m = model, b = m.backend, c = m.config
         let batch = pass.batch, n = batch.count
         let dx = b.zeros([n, c.hiddenSize], dtype: .f32)
-        b.rmsNormBackward(dHidden, x: pass.x, weight: m.finalNorm, weightOffset: 0, rstd: pass.rstd, dx: dx, accumulate: false, dweight: nil)
+        b.rmsNormBackward(dHidden, x: pass.x, weight: m.finalNorm, weightOffset: c.normWeightOffset, rstd: pass.rstd,
+                          dx: dx, accumulate: false, dweight: nil)
         let scratch = LayerGradients(config: c, tokens: n, backend: b)
         for i in m.layers.indices.reversed() {
             let s: LayerActivations
@@ -170,7 +171,8 @@ public final class TrainingStep {
             if !gradientCheckpointing { pass.saved.removeLast() }
         }
         if let embedding = m.trainedEmbedding {
-            // embed_tokens in modules_to_save: dx is now ∂L/∂(embedding rows).
+            // embed_tokens in modules_to_save: dx is now ∂L/∂(scaled embedding rows).
+            if let scale = c.embeddingScale { b.scale(dx, by: scale) }
             let g = embedding.gradient ?? b.zeros(embedding.value.shape, dtype: .f32)
             embedding.gradient = g
             b.embeddingBackward(ids: batch.ids, dOut: dx, dTable: g)

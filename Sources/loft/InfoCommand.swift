@@ -41,6 +41,12 @@ struct InfoCommand: ParsableCommand {
             "storage": opened.weights.storageSummary,
         ]
         if let w = c.slidingWindow { info["sliding_window"] = w }
+        let sliding = c.layerTypes.filter { $0 == .sliding }.count
+        if !c.layerTypes.isEmpty {
+            info["sliding_layers"] = sliding
+            if let local = c.localRopeTheta { info["local_rope_theta"] = local }
+        }
+        info["supported_architectures"] = Architecture.allCases.map(\.rawValue)
         let bnb = (opened.weights as? SafetensorsWeights)?.bnb?.format.summary
         if let bnb { info["bitsandbytes"] = bnb }
         if json { printJSON(info); return }
@@ -56,6 +62,9 @@ struct InfoCommand: ParsableCommand {
         context        \(c.maxPositionEmbeddings)
         storage        \(storage)
         """)
+        if !c.layerTypes.isEmpty, let w = c.slidingWindow {
+            print("attention      \(sliding) of \(c.layers) layers see the last \(w) tokens (RoPE base \(Int(c.localRopeTheta ?? c.ropeTheta))), the rest all (base \(Int(c.ropeTheta)))")
+        }
         if let bnb { print("bitsandbytes   \(bnb), read as stored (the frozen base of QLoRA)") }
     }
 }

@@ -70,6 +70,10 @@ final class CPUStandIn: CheckableBackend, @unchecked Sendable {
     func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
         cpu.swigluBackward(dOut, gate: gate, up: up, dGate: dGate, dUp: dUp)
     }
+    func geglu(gate: Tensor, up: Tensor, into out: Tensor) { cpu.geglu(gate: gate, up: up, into: out) }
+    func gegluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        cpu.gegluBackward(dOut, gate: gate, up: up, dGate: dGate, dUp: dUp)
+    }
     func add(_ a: Tensor, _ b: Tensor, into y: Tensor) { cpu.add(a, b, into: y) }
     func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor) { cpu.axpy(alpha, x, y) }
     func scale(_ x: Tensor, by alpha: Float) { cpu.scale(x, by: alpha) }

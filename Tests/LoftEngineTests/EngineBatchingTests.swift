@@ -13,8 +13,9 @@ final class EngineBatchingTests: XCTestCase {
     /// one of them continuing a cached prefix) against the model with each
     /// adapter attached, run alone. Tolerance 1e-5 of the largest |logit|.
     func testPerRowAdapterLogitsEqualAttachedLoRA() throws {
-        // every switch of the Llama family: q/k norm, attention bias, sliding window, dynamic RoPE
-        for family in ["llama", "qwen3", "qwen2", "mistral", "llama_rope_dynamic"] {
+        // every switch of the Llama family: q/k norm, attention bias, sliding window, dynamic RoPE;
+        // Gemma 3's sandwich norms, GeGLU, local/global layers (prompts of 17 and 23 pass its window of 8)
+        for family in ["llama", "qwen3", "qwen2", "mistral", "llama_rope_dynamic", "gemma3"] {
             try checkPerRowAdapterLogits(SharedTestPaths.fixtures(of: "LoftModelsTests").appendingPathComponent("tiny/\(family)").path)
         }
     }

@@ -9,7 +9,7 @@ import LoftTensors
 /// Tolerance: 1e-4 of the largest |logit| for each model.
 final class TinyModelTests: XCTestCase {
     static let names = ["llama", "llama_rope_llama3", "llama_rope_linear", "llama_rope_dynamic", "llama_tied",
-                        "mistral", "qwen2", "qwen3"]
+                        "mistral", "qwen2", "qwen3", "gemma3"]
 
     struct Expected: Decodable {
         struct Packed: Decodable {
@@ -63,14 +63,19 @@ final class TinyModelTests: XCTestCase {
     }
 
     func testCachedDecodingEqualsFullForward() throws {
-        // The logits of the last token, decoded one at a time with the cache, equal a full forward.
-        let (model, expected) = try load("qwen3")
+        for name in ["qwen3", "gemma3"] { try cachedDecodingEqualsFullForward(name) }
+    }
+
+    func cachedDecodingEqualsFullForward(_ name: String) throws {
+        // The logits of the last token, decoded one at a time with the cache, equal a full
+        // forward (12 tokens: past gemma3's sliding window of 8).
+        let (model, expected) = try load(name)
         let ids = Array(expected.input_ids.prefix(12))
         let cache = KVCache(config: model.config, capacity: ids.count, backend: model.backend)
         _ = model.forward(ids: Array(ids.prefix(8)), cache: cache)
         var last: [Float] = []
         for id in ids.dropFirst(8) { last = model.forward(ids: [id], cache: cache).toArray() }
         let full = model.forward(ids: ids, logitRows: [ids.count - 1]).toArray()
-        assertClose(last, full, "cached vs full")
+        assertClose(last, full, "\(name) cached vs full")
     }
 }

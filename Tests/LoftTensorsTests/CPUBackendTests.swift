@@ -141,6 +141,22 @@ final class CPUBackendTests: XCTestCase {
         XCTAssertLessThan(relativeError(du.toArray(), Ref.gradient(of: { Ref.dot(Ref.swiglu(g, $0), r) }, at: u)), backwardTolerance, "seed \(seed)")
     }
 
+    func testGeGLUForwardAndBackward() {
+        let seed = freshSeed()
+        var rng = SeededRandom(seed: seed)
+        // 53 values: three full 16-lane vectors and a partial tail; scale 4 reaches
+        // the tails where tanh saturates (gelu(-8) ≈ 0) as well as the middle.
+        let n = 53
+        let g = rng.normals(n, scale: 4), u = rng.normals(n), r = rng.normals(n)
+        let out = cpu.zeros([n], dtype: .f32)
+        cpu.geglu(gate: tensor(g, [n]), up: tensor(u, [n]), into: out)
+        XCTAssertLessThan(relativeError(out.toArray(), Ref.geglu(g, u)), forwardTolerance, "seed \(seed)")
+        let dg = cpu.zeros([n], dtype: .f32), du = cpu.zeros([n], dtype: .f32)
+        cpu.gegluBackward(tensor(r, [n]), gate: tensor(g, [n]), up: tensor(u, [n]), dGate: dg, dUp: du)
+        XCTAssertLessThan(relativeError(dg.toArray(), Ref.gradient(of: { Ref.dot(Ref.geglu($0, u), r) }, at: g)), backwardTolerance, "seed \(seed)")
+        XCTAssertLessThan(relativeError(du.toArray(), Ref.gradient(of: { Ref.dot(Ref.geglu(g, $0), r) }, at: u)), backwardTolerance, "seed \(seed)")
+    }
+
     func testCrossEntropyWithIgnoredRows() {
         let seed = freshSeed()
         var rng = SeededRandom(seed: seed)

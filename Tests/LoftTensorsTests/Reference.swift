@@ -88,6 +88,12 @@ enum Ref {
         zip(g, u).map { x, y in x / (1 + Foundation.exp(-x)) * y }
     }
 
+    /// gelu with PyTorch's tanh approximation, written as the textbook formula
+    /// (the kernel uses the sigmoid form, so this is an independent check).
+    static func geglu(_ g: [Double], _ u: [Double]) -> [Double] {
+        zip(g, u).map { x, y in 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))) * y }
+    }
+
     /// Mean cross-entropy over labelled rows.
     static func crossEntropy(_ logits: [Double], labels: [Int], vocab: Int) -> Double {
         var total = 0.0

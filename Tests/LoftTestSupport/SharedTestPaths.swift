@@ -23,4 +23,13 @@ public enum SharedTestPaths {
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/loft").path
         return cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
     }
+
+    /// Gemma 3 270M as GGUF Q4_K_M, cached by `tools/fetch-gemma3.sh`
+    /// (LOFT_TEST_GEMMA3 overrides it). CI fetches it too; a missing file fails loudly.
+    public static var gemma3: String {
+        if let p = ProcessInfo.processInfo.environment["LOFT_TEST_GEMMA3"] { return p }
+        let cache = ProcessInfo.processInfo.environment["LOFT_CACHE"]
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/loft").path
+        return cache + "/models/gemma-3-270m-q4_k_m.gguf"
+    }
 }

@@ -87,6 +87,10 @@ final class TokenizerConformanceTests: XCTestCase {
     }
 
     func testSmolLM2FromGGUFMatchesHF() throws { try check(try smol(), "smollm2", lossless: true) }
+    /// Gemma 3's 262 144-piece SentencePiece vocabulary from its GGUF (no space prefix, byte fallback).
+    func testGemma3FromGGUFMatchesHF() throws {
+        try check(try SharedTokenizers.load("gemma3") { try Tokenizer(gguf: GGUFFile(path: TestPaths.gemma3)) }, "gemma3", lossless: false)
+    }
     func testLlama3TiktokenMatchesHF() throws { try check(try tiktoken("llama3"), "llama3", lossless: true) }
     func testQwenTiktokenMatchesHF() throws { try check(try tiktoken("qwen"), "qwen", lossless: false, normalizes: true) }
     func testGPT2TiktokenMatchesHF() throws { try check(try tiktoken("gpt2"), "gpt2", lossless: true) }

@@ -90,6 +90,8 @@ final class PEFTExactnessTests: XCTestCase {
     func testOneStepTinyLlama() throws { try checkOneStep("tiny_llama") }
     func testOneStepTinyLlamaWithCheckpointing() throws { try checkOneStep("tiny_llama", checkpointing: true) }
     func testOneStepTinyQwen3() throws { try checkOneStep("tiny_qwen3") }
+    func testOneStepTinyGemma3() throws { try checkOneStep("tiny_gemma3") }
+    func testOneStepTinyGemma3WithCheckpointing() throws { try checkOneStep("tiny_gemma3", checkpointing: true) }
     func testOneStepRSLoRAOnSomeModules() throws { try checkOneStep("tiny_llama_rslora") }
 
     /// - finalWeights: also compare the adapter after the run. Adam moves every
@@ -136,5 +138,6 @@ final class PEFTExactnessTests: XCTestCase {
 
     func testLossCurveTinyLlama() throws { try checkLossCurve("tiny_llama") }
     func testLossCurveTinyQwen3() throws { try checkLossCurve("tiny_qwen3") }
+    func testLossCurveTinyGemma3() throws { try checkLossCurve("tiny_gemma3") }
     func testLossCurveRealSmolLM2() throws { try checkLossCurve("smollm2", finalWeights: false) }
 }

@@ -41,6 +41,12 @@ void loft_swiglu(const float *gate, const float *up, float *out, long n);
 /* The gradients of out = silu(gate) * up given dOut: dGate and dUp. */
 void loft_swiglu_backward(const float *dOut, const float *gate, const float *up, float *dGate, float *dUp, long n);
 
+/* out = gelu_tanh(gate) * up (Gemma's GeGLU; PyTorch's gelu(approximate="tanh")). */
+void loft_geglu(const float *gate, const float *up, float *out, long n);
+
+/* The gradients of out = gelu_tanh(gate) * up given dOut: dGate and dUp. */
+void loft_geglu_backward(const float *dOut, const float *gate, const float *up, float *dGate, float *dUp, long n);
+
 /* y[0..<m] += B · (scale · A · x) for one row x[0..<k], A [r, k] and B [m, r]
    row-major: a LoRA adapter's update of one decoding row, without the two
    GEMV calls, the scratch tensor and the scaling pass (the scaled A·x is

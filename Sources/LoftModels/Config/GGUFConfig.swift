@@ -34,7 +34,7 @@ extension ModelConfig {
             }
         }
         // llama.cpp keeps Llama 3's frequency factors as a tensor, computed from these settings.
-        let config = ModelConfig(
+        var config = ModelConfig(
             architecture: arch,
             vocabSize: vocab,
             hiddenSize: hidden,
@@ -53,6 +53,7 @@ extension ModelConfig {
             slidingWindow: arch == .mistral ? optionalInt("attention.sliding_window") : nil,
             bosTokenID: m["tokenizer.ggml.bos_token_id"]?.int,
             eosTokenIDs: m["tokenizer.ggml.eos_token_id"]?.int.map { [$0] } ?? [])
+        if arch == .gemma3 { config.applyGemma3(gguf: file) }
         try config.validate(source: source)
         return config
     }

@@ -15,8 +15,11 @@ extension ModelConfig {
 
     public static func fromHF(json: [String: Any], source: String) throws -> ModelConfig {
         let modelType = json["model_type"] as? String ?? ""
-        guard let arch = Architecture(rawValue: modelType) else {
-            throw FormatError(source, "model_type '\(modelType)' is not supported; Loft supports \(Architecture.supportedList)")
+        guard let arch = Architecture(modelType: modelType) else {
+            if modelType == "gemma3" {
+                throw FormatError(source, "model_type 'gemma3' is the multimodal Gemma 3 checkpoint; Loft reads its text model (model_type gemma3_text, e.g. google/gemma-3-270m or gemma-3-1b)")
+            }
+            throw FormatError(source, "model_type '\(modelType)' is not supported; Loft supports \(Architecture.supportedList) (gemma3 as gemma3_text)")
         }
         func int(_ key: String) throws -> Int {
             guard let v = (json[key] as? NSNumber)?.intValue else {
@@ -36,7 +39,7 @@ extension ModelConfig {
         let ropeParams = (json["rope_parameters"] as? [String: Any]) ?? (json["rope_scaling"] as? [String: Any])
         let theta = (json["rope_theta"] as? NSNumber)?.doubleValue
             ?? (ropeParams?["rope_theta"] as? NSNumber)?.doubleValue ?? 10000
-        let config = ModelConfig(
+        var config = ModelConfig(
             architecture: arch,
             vocabSize: try int("vocab_size"),
             hiddenSize: hidden,
@@ -55,6 +58,7 @@ extension ModelConfig {
             slidingWindow: slidingWindow(json, arch),
             bosTokenID: optionalInt("bos_token_id"),
             eosTokenIDs: eos)
+        if arch == .gemma3 { try config.applyGemma3(hf: json, source: source) }
         try config.validate(source: source)
         return config
     }
@@ -65,6 +69,7 @@ extension ModelConfig {
         switch arch {
         case .mistral: return w
         case .qwen2, .qwen3: return (json["use_sliding_window"] as? Bool ?? false) ? w : nil
+        case .gemma3: return w
         case .llama: return nil
         }
     }

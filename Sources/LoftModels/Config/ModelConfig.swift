@@ -11,12 +11,36 @@ public enum RoPEScaling: Sendable, Equatable {
     case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
 }
 
-/// The architectures Loft runs. All are Llama-family decoders that differ in
-/// a few switches, so one model file serves them through this config.
+/// The architectures Loft runs. All are pre-norm decoders that differ in a
+/// few switches of this config (Families/Gemma3.swift says what Gemma 3 sets),
+/// so one model file serves them.
 public enum Architecture: String, Sendable, CaseIterable {
-    case llama, mistral, qwen2, qwen3
+    case llama, mistral, qwen2, qwen3, gemma3
 
     public static var supportedList: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// The architecture of a config.json's `model_type` (Gemma 3's text model is `gemma3_text`).
+    public init?(modelType: String) {
+        if modelType == "gemma3_text" { self = .gemma3; return }
+        if modelType == "gemma3" { return nil }  // the multimodal checkpoint: its weights sit under language_model
+        self.init(rawValue: modelType)
+    }
+}
+
+/// The activation of the gated MLP: down(act(gate(x)) · up(x)).
+public enum HiddenActivation: String, Sendable {
+    /// SwiGLU (Llama, Mistral, Qwen).
+    case silu
+    /// GeGLU with PyTorch's tanh-approximated gelu (Gemma's `gelu_pytorch_tanh`).
+    case geluTanh
+}
+
+/// Which attention a layer runs when layers differ (Gemma 3's local/global pattern).
+public enum LayerAttention: String, Sendable {
+    /// Full causal attention, RoPE with `ropeTheta` and `ropeScaling`.
+    case full
+    /// The last `slidingWindow` keys only, RoPE with `localRopeTheta` and no scaling.
+    case sliding
 }
 
 /// Everything the model code needs to know about a checkpoint's shape.
@@ -43,6 +67,24 @@ public struct ModelConfig: Sendable, Equatable {
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
 
+    // Switches beyond Llama's (Gemma 3 sets them all; Families/Gemma3.swift).
+    /// The gated MLP's activation.
+    public var hiddenActivation: HiddenActivation = .silu
+    /// RMSNorm weights are stored as w − 1 and applied as (1 + w): 1 for Gemma, else 0.
+    public var normWeightOffset: Float = 0
+    /// Token embeddings are multiplied by this (Gemma: √hidden_size, rounded to float).
+    public var embeddingScale: Float?
+    /// An RMSNorm on the attention output and on the MLP output before each
+    /// joins the residual stream, beside the usual pre-norms (Gemma 2/3).
+    public var sandwichNorms = false
+    /// The scale of q·k when it is not 1/√head_dim (Gemma's query_pre_attn_scalar^-½).
+    public var attentionScale: Float?
+    /// Per layer, full or sliding-window attention; empty when every layer is
+    /// alike (then `slidingWindow`, when set, applies to all, as in Mistral).
+    public var layerTypes: [LayerAttention] = []
+    /// The RoPE base of sliding layers (Gemma 3's rope_local_base_freq).
+    public var localRopeTheta: Double?
+
     public init(architecture: Architecture, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int,
                 heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
                 ropeScaling: RoPEScaling = .none, maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false,
@@ -68,12 +110,23 @@ public struct ModelConfig: Sendable, Equatable {
         self.eosTokenIDs = eosTokenIDs
     }
 
+    /// The attention window of layer `layer` (nil: full causal attention).
+    public func window(layer: Int) -> Int? {
+        guard !layerTypes.isEmpty else { return slidingWindow }
+        return layerTypes[layer] == .sliding ? slidingWindow : nil
+    }
+
+    /// Whether layer `layer` rotates with the local RoPE base.
+    public func usesLocalRoPE(layer: Int) -> Bool {
+        localRopeTheta != nil && !layerTypes.isEmpty && layerTypes[layer] == .sliding
+    }
+
     /// Parameters of the base model (embeddings counted once when tied).
     public var parameterCount: Int {
         let attention = hiddenSize * heads * headDim * 2 + hiddenSize * kvHeads * headDim * 2
             + (attentionBias ? (heads + 2 * kvHeads) * headDim : 0) + (qkNorm ? 2 * headDim : 0)
         let mlp = 3 * hiddenSize * intermediateSize
-        let perLayer = attention + mlp + 2 * hiddenSize
+        let perLayer = attention + mlp + (sandwichNorms ? 4 : 2) * hiddenSize
         return vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + layers * perLayer + hiddenSize
     }
 
@@ -88,5 +141,11 @@ public struct ModelConfig: Sendable, Equatable {
         }
         if heads % kvHeads != 0 { throw bad("num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)") }
         if headDim % 2 != 0 { throw bad("head_dim \(headDim) is odd; rotary embeddings need an even head size") }
+        if !layerTypes.isEmpty && layerTypes.count != layers {
+            throw bad("layer_types lists \(layerTypes.count) layers but num_hidden_layers is \(layers)")
+        }
+        if layerTypes.contains(.sliding) && (slidingWindow ?? 0) <= 0 {
+            throw bad("layer_types has sliding_attention layers but sliding_window is not set")
+        }
     }
 }

@@ -6,8 +6,17 @@ import Foundation
 public enum RoPEFrequencies {
     /// The frequencies to rotate positions [0, sequenceLength) with, and the
     /// factor that scales cos and sin (1 for these scalings).
-    public static func compute(_ c: ModelConfig, sequenceLength: Int) -> (invFreq: [Float], attentionScale: Float) {
+    /// `local`: the frequencies of sliding-window layers with a base of their
+    /// own (`ModelConfig.localRopeTheta`), which Gemma 3 never scales.
+    public static func compute(_ c: ModelConfig, sequenceLength: Int, local: Bool = false) -> (invFreq: [Float], attentionScale: Float) {
         let dim = c.headDim
+        if local, let theta = c.localRopeTheta {
+            var plain = c
+            plain.ropeTheta = theta
+            plain.ropeScaling = .none
+            plain.localRopeTheta = nil
+            return compute(plain, sequenceLength: sequenceLength)
+        }
         var base = c.ropeTheta
         if case .dynamic(let factor, let original) = c.ropeScaling, sequenceLength > original {
             // NTK-aware: grow the base so the longest wavelength covers the sequence.

@@ -15,6 +15,7 @@ public enum GGUFExporter {
         case .llama, .mistral: return "llama"
         case .qwen2: return "qwen2"
         case .qwen3: return "qwen3"
+        case .gemma3: return "gemma3"
         }
     }
 
@@ -64,7 +65,7 @@ public enum GGUFExporter {
             ("\(arch).vocab_size", .uint32(UInt32(c.vocabSize))),
             ("\(arch).rope.dimension_count", .uint32(UInt32(c.headDim))),
         ]
-        if c.headDim * c.heads != c.hiddenSize || c.architecture == .qwen3 {
+        if c.headDim * c.heads != c.hiddenSize || c.architecture == .qwen3 || c.architecture == .gemma3 {
             m.append(("\(arch).attention.key_length", .uint32(UInt32(c.headDim))))
             m.append(("\(arch).attention.value_length", .uint32(UInt32(c.headDim))))
         }
@@ -76,7 +77,7 @@ public enum GGUFExporter {
         case .dynamic, .llama3:
             throw FormatError(name, "GGUF export of \(c.ropeScaling) RoPE scaling is not supported yet; export a model with default or linear RoPE")
         }
-        if let w = c.slidingWindow, c.architecture == .mistral {
+        if let w = c.slidingWindow, c.architecture == .mistral || c.architecture == .gemma3 {
             m.append(("\(arch).attention.sliding_window", .uint32(UInt32(w))))
         }
         return m
@@ -93,7 +94,7 @@ public enum GGUFExporter {
         for (k, v) in try modelMetadata(c, name: name) { w.set(k, v) }
         w.set("general.file_type", .uint32(type.llamaFileType))
         if type.isQuantized { w.set("general.quantization_version", .uint32(2)) }  // GGML_QNT_VERSION
-        if let window = c.slidingWindow {
+        if let window = c.slidingWindow, c.architecture != .gemma3 {
             notes.append("the model uses sliding-window attention (\(window) tokens); llama.cpp's \(ggufArchitecture(c.architecture)) architecture attends to the whole context")
         }
         let tok = try tokenizerMetadata(opened: opened, sourcePath: sourcePath, adapter: adapter)
@@ -102,14 +103,16 @@ public enum GGUFExporter {
 
         let (tensors, merged) = try ModelMerger.mergedTensors(model, source: sourcePath)
         let permute = c.architecture == .llama || c.architecture == .mistral
-        let tied = !tensors.contains { GGUFWeights.ggufName($0.name) == "output.weight" }
+        let tied = !tensors.contains { GGUFWeights.ggufName($0.name, architecture: c.architecture) == "output.weight" }
         var counts: [String: Int] = [:]
         var fallbacks = 0
         for t in tensors {
-            guard let g = GGUFWeights.ggufName(t.name) else {
+            guard let g = GGUFWeights.ggufName(t.name, architecture: c.architecture) else {
                 throw FormatError(sourcePath, "no GGUF name for weight \(t.name)")
             }
             var values = t.values
+            // llama.cpp's Gemma files store every norm as 1 + w (GGUFWeights subtracts it on load).
+            if c.normWeightOffset != 0 && t.name.hasSuffix("norm.weight") { values = values.map { $0 + c.normWeightOffset } }
             if permute && (t.name.hasSuffix("q_proj.weight") || t.name.hasSuffix("k_proj.weight")
                            || t.name.hasSuffix("q_proj.bias") || t.name.hasSuffix("k_proj.bias")) {
                 let heads = t.name.contains("q_proj") ? c.heads : c.kvHeads

@@ -52,7 +52,7 @@ public enum GGUFLoRAExporter {
         for slot in slots {
             let linear = model.layers[slot.layer].projections.first { $0.0.hasSuffix(slot.module) }!.1
             let hf = "model.layers.\(slot.layer).\(model.layers[slot.layer].projections.first { $0.0.hasSuffix(slot.module) }!.0).weight"
-            guard let g = GGUFWeights.ggufName(hf) else { throw FormatError(path, "no GGUF name for \(hf)") }
+            guard let g = GGUFWeights.ggufName(hf, architecture: c.architecture) else { throw FormatError(path, "no GGUF name for \(hf)") }
             let a = bk.download(slot.lora.a)
             var b = bk.download(slot.lora.b)
             if permute && (slot.module == "q_proj" || slot.module == "k_proj") {

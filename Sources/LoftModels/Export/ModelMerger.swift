@@ -143,7 +143,14 @@ public enum ModelMerger {
                     if let n = layer.kNorm { try add(p + "self_attn.k_norm.weight", n) }
                 }
             }
-            try add(p + "post_attention_layernorm.weight", layer.mlpNorm)
+            if let post = layer.postAttentionNorm, let postFF = layer.postFeedforwardNorm {
+                // Gemma: post_attention_layernorm is the attention output's norm.
+                try add(p + "post_attention_layernorm.weight", post)
+                try add(p + "pre_feedforward_layernorm.weight", layer.mlpNorm)
+                try add(p + "post_feedforward_layernorm.weight", postFF)
+            } else {
+                try add(p + "post_attention_layernorm.weight", layer.mlpNorm)
+            }
         }
         try add("model.norm.weight", model.finalNorm)
         if model.lmHead.storage !== model.embedding.storage {
@@ -375,6 +382,7 @@ public enum ModelMerger {
         case .mistral: className = "MistralForCausalLM"
         case .qwen2: className = "Qwen2ForCausalLM"
         case .qwen3: className = "Qwen3ForCausalLM"
+        case .gemma3: return gemma3HFConfig(c)
         }
         var j: [String: Any] = [
             "architectures": [className],
@@ -420,9 +428,58 @@ public enum ModelMerger {
             j["sliding_window"] = NSNull()
             j["use_sliding_window"] = false
         }
+        addSpecialTokens(c, to: &j)
+        return j
+    }
+
+    static func addSpecialTokens(_ c: ModelConfig, to j: inout [String: Any]) {
         if let b = c.bosTokenID { j["bos_token_id"] = b }
         if c.eosTokenIDs.count == 1 { j["eos_token_id"] = c.eosTokenIDs[0] }
         else if !c.eosTokenIDs.isEmpty { j["eos_token_id"] = c.eosTokenIDs }
+    }
+
+    /// Gemma 3's config.json (model_type gemma3_text), with the RoPE settings
+    /// in both of transformers' spellings (rope_parameters per layer type, and
+    /// rope_theta/rope_scaling/rope_local_base_freq for older versions).
+    static func gemma3HFConfig(_ c: ModelConfig) -> [String: Any] {
+        var global: [String: Any] = ["rope_type": "default", "rope_theta": c.ropeTheta]
+        var legacyScaling: Any = NSNull()
+        if case .linear(let f) = c.ropeScaling {
+            global["rope_type"] = "linear"; global["factor"] = f
+            legacyScaling = ["rope_type": "linear", "factor": f]
+        }
+        let local = c.localRopeTheta ?? 10_000
+        let scalar = 1 / Double(c.attentionScale ?? 1 / Float(c.headDim).squareRoot())
+        var j: [String: Any] = [
+            "architectures": ["Gemma3ForCausalLM"],
+            "model_type": "gemma3_text",
+            "vocab_size": c.vocabSize,
+            "hidden_size": c.hiddenSize,
+            "intermediate_size": c.intermediateSize,
+            "num_hidden_layers": c.layers,
+            "num_attention_heads": c.heads,
+            "num_key_value_heads": c.kvHeads,
+            "head_dim": c.headDim,
+            "hidden_activation": "gelu_pytorch_tanh",
+            "rms_norm_eps": c.rmsNormEps,
+            "max_position_embeddings": c.maxPositionEmbeddings,
+            "tie_word_embeddings": c.tieWordEmbeddings,
+            "attention_bias": c.attentionBias,
+            "attention_dropout": 0.0,
+            "query_pre_attn_scalar": Int(exactly: (scalar * scalar).rounded()) ?? 256,
+            "sliding_window": c.slidingWindow ?? 4096,
+            "layer_types": (0 ..< c.layers).map { c.window(layer: $0) == nil ? "full_attention" : "sliding_attention" },
+            "rope_parameters": ["full_attention": global,
+                                "sliding_attention": ["rope_type": "default", "rope_theta": local] as [String: Any]],
+            "rope_theta": c.ropeTheta,
+            "rope_local_base_freq": local,
+            "rope_scaling": legacyScaling,
+            "final_logit_softcapping": NSNull(),
+            "attn_logit_softcapping": NSNull(),
+            "initializer_range": 0.02,
+            "use_cache": true,
+        ]
+        addSpecialTokens(c, to: &j)
         return j
     }
 }

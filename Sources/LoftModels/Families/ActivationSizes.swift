@@ -11,6 +11,7 @@ extension LayerActivations {
         if c.qkNorm { total += n * qDim + n * kvDim + n * c.heads + n * c.kvHeads }
         total += n * qDim + c.heads * n          // attended, lse
         total += 3 * n * ff                      // gate, up, activated
+        if c.sandwichNorms { total += 3 * n * h + 2 * n }  // attention and MLP outputs, scratch; their rstd
         return total
     }
 
@@ -27,7 +28,7 @@ extension LayerGradients {
     /// Elements `LayerGradients` of `n` tokens allocates.
     public static func elementCount(config c: ModelConfig, tokens n: Int) -> Int {
         let (h, qDim, kvDim, ff) = (c.hiddenSize, c.heads * c.headDim, c.kvHeads * c.headDim, c.intermediateSize)
-        return n * h + 2 * n * qDim + 2 * n * kvDim + 3 * n * ff
+        return n * h + 2 * n * qDim + 2 * n * kvDim + 3 * n * ff + (c.sandwichNorms ? n * h : 0)
     }
 }
 

@@ -121,6 +121,8 @@ extension LlamaModel {
         if case .dynamic = c.ropeScaling {
             ropes = sequences.map { RoPEFrequencies.compute(c, sequenceLength: $0.cached + $0.ids.count) }
         }
+        // Sliding layers with a base of their own (Gemma 3) are never scaled.
+        let localRope = batch.localInvFreq.map { (invFreq: $0, attentionScale: Float(1)) }
         let x = embed(batch)
         let s = LayerActivations(config: c, tokens: ids.count, backend: b)
         let eps = Float(c.rmsNormEps)
@@ -203,11 +205,12 @@ extension LlamaModel {
             }
         }
         for (i, layer) in layers.enumerated() {
-            b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: 0, into: s.normed1, rstd: s.rstd1)
+            b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: c.normWeightOffset, into: s.normed1, rstd: s.rstd1)
             project([(layer.q, "q", s.q), (layer.k, "k", s.k), (layer.v, "v", s.v)], i, s.normed1, accumulate: false)
             normalizeQK(layer, s, tokens: n)
-            for (j, r) in ropes.enumerated() {
-                let rows = ropes.count == 1 ? 0 ..< n : offsets[j] ..< offsets[j + 1]
+            let layerRopes = c.usesLocalRoPE(layer: i) ? localRope.map { [$0] } ?? ropes : ropes
+            for (j, r) in layerRopes.enumerated() {
+                let rows = layerRopes.count == 1 ? 0 ..< n : offsets[j] ..< offsets[j + 1]
                 let pos = Array(positions[rows])
                 b.rope(s.q.rows(rows), heads: c.heads, headDim: c.headDim, positions: pos, invFreq: r.invFreq,
                        attentionScale: r.attentionScale, inverse: false)
@@ -222,14 +225,18 @@ extension LlamaModel {
                 let span = seq.spanStart ..< start + rows.count
                 b.attention(q: s.q.rows(rows), k: arena.keys[i].rows(span), v: arena.values[i].rows(span),
                             out: s.attended.rows(rows), lse: nil,
-                            spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
-                                                queryOffset: seq.cached, window: c.slidingWindow))
+                            spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, scale: c.attentionScale,
+                                                queryOffset: seq.cached, window: c.window(layer: i)))
             }
-            project([(layer.o, "o", x)], i, s.attended, accumulate: true)
-            b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: 0, into: s.normed2, rstd: s.rstd2)
+            addSublayer(x, s, norm: layer.postAttentionNorm, output: s.attentionOutput, rstd: s.attentionOutputRstd) { out, accumulate in
+                project([(layer.o, "o", out)], i, s.attended, accumulate: accumulate)
+            }
+            b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: c.normWeightOffset, into: s.normed2, rstd: s.rstd2)
             project([(layer.gate, "gate", s.gate), (layer.up, "up", s.up)], i, s.normed2, accumulate: false)
-            b.swiglu(gate: s.gate, up: s.up, into: s.activated)
-            project([(layer.down, "down", x)], i, s.activated, accumulate: true)
+            activate(gate: s.gate, up: s.up, into: s.activated)
+            addSublayer(x, s, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd) { out, accumulate in
+                project([(layer.down, "down", out)], i, s.activated, accumulate: accumulate)
+            }
         }
         if logitRows.isEmpty { return b.zeros([1, c.vocabSize], dtype: .f32).rows(0 ..< 0) }
         let hidden = finalHidden(x, rows: logitRows)

@@ -14,6 +14,10 @@ public final class LayerActivations: @unchecked Sendable {
     public let qRaw: Tensor?, kRaw: Tensor?, qRstd: Tensor?, kRstd: Tensor?
     public let attended: Tensor, lse: Tensor
     public let gate: Tensor, up: Tensor, activated: Tensor
+    /// With sandwich norms (Gemma): the attention and MLP outputs before their
+    /// post-norms, their 1/rms, and scratch for the normed output.
+    public let attentionOutput: Tensor?, attentionOutputRstd: Tensor?
+    public let mlpOutput: Tensor?, mlpOutputRstd: Tensor?, sublayerNormed: Tensor?
     /// Per-projection adapter state ("q", "k", "v", "o", "gate", "up", "down").
     public var lora: [String: LoRA.Saved] = [:]
 
@@ -33,6 +37,12 @@ public final class LayerActivations: @unchecked Sendable {
         }
         attended = t([n, qDim]); lse = t([c.heads, n])
         gate = t([n, ff]); up = t([n, ff]); activated = t([n, ff])
+        if c.sandwichNorms {
+            attentionOutput = t([n, h]); attentionOutputRstd = t([n])
+            mlpOutput = t([n, h]); mlpOutputRstd = t([n]); sublayerNormed = t([n, h])
+        } else {
+            attentionOutput = nil; attentionOutputRstd = nil; mlpOutput = nil; mlpOutputRstd = nil; sublayerNormed = nil
+        }
         for name in adapted { lora[name] = LoRA.Saved() }
     }
 }
@@ -41,11 +51,14 @@ public final class LayerActivations: @unchecked Sendable {
 public final class LayerGradients: @unchecked Sendable {
     public let normed: Tensor, q: Tensor, k: Tensor, v: Tensor, attended: Tensor
     public let gate: Tensor, up: Tensor, activated: Tensor
+    /// ∂L/∂(sublayer output) before a post-norm (sandwich norms only).
+    public let sublayer: Tensor?
 
     public init(config c: ModelConfig, tokens n: Int, backend b: Backend) {
         let (h, qDim, kvDim, ff) = (c.hiddenSize, c.heads * c.headDim, c.kvHeads * c.headDim, c.intermediateSize)
         func t(_ shape: [Int]) -> Tensor { b.zeros(shape, dtype: .f32) }
         normed = t([n, h]); q = t([n, qDim]); k = t([n, kvDim]); v = t([n, kvDim]); attended = t([n, qDim])
         gate = t([n, ff]); up = t([n, ff]); activated = t([n, ff])
+        sublayer = c.sandwichNorms ? t([n, h]) : nil
     }
 }

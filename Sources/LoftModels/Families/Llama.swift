@@ -1,9 +1,10 @@
 import Foundation
 import LoftTensors
 
-/// The Llama-family decoder: SmolLM2, TinyLlama, Llama 2/3, Mistral, Qwen2/2.5
-/// and Qwen3 differ only in switches of `ModelConfig` (attention bias, q/k
-/// norm, sliding window, tied embeddings, RoPE scaling).
+/// The Llama-family decoder: SmolLM2, TinyLlama, Llama 2/3, Mistral, Qwen2/2.5,
+/// Qwen3 and Gemma 3 differ only in switches of `ModelConfig` (attention bias,
+/// q/k norm, sliding window, tied embeddings, RoPE scaling; Gemma 3's are
+/// listed in Gemma3.swift).
 ///
 /// Forward and backward are written out layer by layer (as llm.c does);
 /// `LayerActivations` holds what a layer's backward needs, and gradient
@@ -15,6 +16,8 @@ public final class LlamaModel: @unchecked Sendable {
         public var qNorm: Tensor?, kNorm: Tensor?
         public var mlpNorm: Tensor
         public var gate: Linear, up: Linear, down: Linear
+        /// Norms of the attention and MLP outputs (`ModelConfig.sandwichNorms`).
+        public var postAttentionNorm: Tensor? = nil, postFeedforwardNorm: Tensor? = nil
 
         /// The projections by their Hugging Face module names.
         public var projections: [(String, Linear)] {
@@ -119,6 +122,9 @@ public final class LlamaModel: @unchecked Sendable {
         var layers: [Layer] = []
         for i in 0 ..< c.layers {
             let p = "model.layers.\(i)."
+            // With sandwich norms (Gemma) post_attention_layernorm normalises the
+            // attention output and pre_feedforward_layernorm is the MLP's input norm.
+            let mlpNormName = c.sandwichNorms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"
             layers.append(Layer(
                 attentionNorm: try load(p + "input_layernorm.weight", [h]),
                 q: try linear(p + "self_attn.q_proj", qDim, h, bias: c.attentionBias),
@@ -127,10 +133,12 @@ public final class LlamaModel: @unchecked Sendable {
                 o: try linear(p + "self_attn.o_proj", h, qDim),
                 qNorm: try optional(p + "self_attn.q_norm.weight", [c.headDim], if: c.qkNorm),
                 kNorm: try optional(p + "self_attn.k_norm.weight", [c.headDim], if: c.qkNorm),
-                mlpNorm: try load(p + "post_attention_layernorm.weight", [h]),
+                mlpNorm: try load(p + mlpNormName, [h]),
                 gate: try linear(p + "mlp.gate_proj", c.intermediateSize, h),
                 up: try linear(p + "mlp.up_proj", c.intermediateSize, h),
-                down: try linear(p + "mlp.down_proj", h, c.intermediateSize)))
+                down: try linear(p + "mlp.down_proj", h, c.intermediateSize),
+                postAttentionNorm: try optional(p + "post_attention_layernorm.weight", [h], if: c.sandwichNorms),
+                postFeedforwardNorm: try optional(p + "post_feedforward_layernorm.weight", [h], if: c.sandwichNorms)))
         }
         self.layers = layers
         finalNorm = try load("model.norm.weight", [h])
@@ -153,14 +161,24 @@ public final class LlamaModel: @unchecked Sendable {
         public let segments: [Int]
         public let invFreq: [Float]
         public let attentionScale: Float
+        /// The frequencies of sliding layers with a RoPE base of their own (Gemma 3).
+        public var localInvFreq: [Float]? = nil
         public var count: Int { ids.count }
+
+        /// The frequencies layer `layer` rotates with.
+        public func invFreq(layer: Int, _ c: ModelConfig) -> [Float] {
+            c.usesLocalRoPE(layer: layer) ? localInvFreq ?? invFreq : invFreq
+        }
     }
 
     public func batch(ids: [Int32], positions: [Int32]? = nil, segments: [Int] = [0], start: Int = 0) -> Batch {
         let positions = positions ?? (0 ..< ids.count).map { Int32(start + $0) }
-        let rope = RoPEFrequencies.compute(config, sequenceLength: Int(positions.max() ?? 0) + 1)
+        let length = Int(positions.max() ?? 0) + 1
+        let rope = RoPEFrequencies.compute(config, sequenceLength: length)
         return Batch(ids: ids, positions: positions, segments: segments, invFreq: rope.invFreq,
-                     attentionScale: rope.attentionScale)
+                     attentionScale: rope.attentionScale,
+                     localInvFreq: config.localRopeTheta == nil ? nil
+                        : RoPEFrequencies.compute(config, sequenceLength: length, local: true).invFreq)
     }
 
     /// Runs the decoder over `ids` and returns logits for the rows in
@@ -186,6 +204,7 @@ public final class LlamaModel: @unchecked Sendable {
     public func embed(_ batch: Batch) -> Tensor {
         let x = backend.zeros([batch.count, config.hiddenSize], dtype: .f32)
         backend.embedding(ids: batch.ids, table: embedding, into: x)
+        if let scale = config.embeddingScale { backend.scale(x, by: scale) }
         return x
     }
 
@@ -200,7 +219,8 @@ public final class LlamaModel: @unchecked Sendable {
             picked = x
         }
         let out = b.zeros([picked.rows, config.hiddenSize], dtype: .f32)
-        b.rmsNorm(picked, weight: finalNorm, eps: Float(config.rmsNormEps), weightOffset: 0, into: out, rstd: rstd)
+        b.rmsNorm(picked, weight: finalNorm, eps: Float(config.rmsNormEps), weightOffset: config.normWeightOffset,
+                  into: out, rstd: rstd)
         return out
     }
 
@@ -219,51 +239,79 @@ public final class LlamaModel: @unchecked Sendable {
     /// scratch for inference).
     public func forwardLayer(_ i: Int, x: Tensor, batch: Batch, saved s: LayerActivations, cache: KVCache? = nil) {
         let c = config, b = backend, layer = layers[i]
-        let eps = Float(c.rmsNormEps)
+        let eps = Float(c.rmsNormEps), offset = c.normWeightOffset
         let n = batch.count
+        let invFreq = batch.invFreq(layer: i, c)
         if s.keepsInput { b.copy(x, into: s.input) }
-        b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: 0, into: s.normed1, rstd: s.rstd1)
+        b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: offset, into: s.normed1, rstd: s.rstd1)
         Linear.forwardShared([layer.q, layer.k, layer.v], s.normed1, into: [s.q, s.k, s.v], backend: b,
                              saved: [s.lora["q"], s.lora["k"], s.lora["v"]])
         normalizeQK(layer, s, tokens: n)
-        b.rope(s.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
+        b.rope(s.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: invFreq,
                attentionScale: batch.attentionScale, inverse: false)
-        b.rope(s.k, heads: c.kvHeads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
+        b.rope(s.k, heads: c.kvHeads, headDim: c.headDim, positions: batch.positions, invFreq: invFreq,
                attentionScale: batch.attentionScale, inverse: false)
         if let cache {
             let (keys, values) = cache.append(layer: i, k: s.k, v: s.v, backend: b)
             b.attention(q: s.q, k: keys, v: values, out: s.attended, lse: nil,
-                        spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
-                                            queryOffset: cache.length, window: c.slidingWindow))
+                        spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, scale: c.attentionScale,
+                                            queryOffset: cache.length, window: c.window(layer: i)))
         } else {
-            b.attention(q: s.q, k: s.k, v: s.v, out: s.attended, lse: s.lse, spec: attentionSpec(batch))
+            b.attention(q: s.q, k: s.k, v: s.v, out: s.attended, lse: s.lse, spec: attentionSpec(batch, layer: i))
         }
-        layer.o.forward(s.attended, into: x, backend: b, accumulate: true, saved: s.lora["o"])
+        addSublayer(x, s, norm: layer.postAttentionNorm, output: s.attentionOutput, rstd: s.attentionOutputRstd) { out, accumulate in
+            layer.o.forward(s.attended, into: out, backend: b, accumulate: accumulate, saved: s.lora["o"])
+        }
         if s.keepsInput { b.copy(x, into: s.middle) }
 
-        b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: 0, into: s.normed2, rstd: s.rstd2)
+        b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: offset, into: s.normed2, rstd: s.rstd2)
         Linear.forwardShared([layer.gate, layer.up], s.normed2, into: [s.gate, s.up], backend: b,
                              saved: [s.lora["gate"], s.lora["up"]])
-        b.swiglu(gate: s.gate, up: s.up, into: s.activated)
-        layer.down.forward(s.activated, into: x, backend: b, accumulate: true, saved: s.lora["down"])
+        activate(gate: s.gate, up: s.up, into: s.activated)
+        addSublayer(x, s, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd) { out, accumulate in
+            layer.down.forward(s.activated, into: out, backend: b, accumulate: accumulate, saved: s.lora["down"])
+        }
+    }
+
+    /// x += sublayer, or x += norm(sublayer) with sandwich norms (Gemma): then
+    /// the sublayer's output and its 1/rms are kept in `output` and `rstd` for
+    /// the backward. `compute(into, accumulate)` writes the sublayer's output.
+    func addSublayer(_ x: Tensor, _ s: LayerActivations, norm: Tensor?, output: Tensor?, rstd: Tensor?,
+                     _ compute: (Tensor, Bool) -> Void) {
+        guard let norm, let output, let rstd, let normed = s.sublayerNormed else {
+            compute(x, true)
+            return
+        }
+        compute(output, false)
+        backend.rmsNorm(output, weight: norm, eps: Float(config.rmsNormEps), weightOffset: config.normWeightOffset,
+                        into: normed, rstd: rstd)
+        backend.add(x, normed, into: x)
+    }
+
+    /// The gated MLP's activation: silu (SwiGLU) or tanh-gelu (GeGLU).
+    func activate(gate: Tensor, up: Tensor, into out: Tensor) {
+        switch config.hiddenActivation {
+        case .silu: backend.swiglu(gate: gate, up: up, into: out)
+        case .geluTanh: backend.geglu(gate: gate, up: up, into: out)
+        }
     }
 
     /// Qwen3's per-head RMSNorm of q and k (keeping their raw values and
     /// 1/rms for the backward); nothing for models without it.
     func normalizeQK(_ layer: Layer, _ s: LayerActivations, tokens n: Int) {
-        let c = config, b = backend, eps = Float(c.rmsNormEps)
+        let c = config, b = backend, eps = Float(c.rmsNormEps), offset = c.normWeightOffset
         guard let qn = layer.qNorm, let kn = layer.kNorm, let qRaw = s.qRaw, let kRaw = s.kRaw else { return }
         b.copy(s.q, into: qRaw)
         b.copy(s.k, into: kRaw)
-        b.rmsNorm(qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, eps: eps, weightOffset: 0,
+        b.rmsNorm(qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, eps: eps, weightOffset: offset,
                   into: s.q.reshaped([n * c.heads, c.headDim]), rstd: s.qRstd)
-        b.rmsNorm(kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, eps: eps, weightOffset: 0,
+        b.rmsNorm(kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, eps: eps, weightOffset: offset,
                   into: s.k.reshaped([n * c.kvHeads, c.headDim]), rstd: s.kRstd)
     }
 
-    func attentionSpec(_ batch: Batch) -> AttentionSpec {
-        AttentionSpec(heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim,
-                      segments: batch.segments, window: config.slidingWindow)
+    func attentionSpec(_ batch: Batch, layer: Int) -> AttentionSpec {
+        AttentionSpec(heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim, scale: config.attentionScale,
+                      segments: batch.segments, window: config.window(layer: layer))
     }
 
     /// The backward of one layer: dx holds ∂L/∂(layer output) and becomes
@@ -271,35 +319,51 @@ public final class LlamaModel: @unchecked Sendable {
     /// frozen weights get none.
     public func backwardLayer(_ i: Int, dx: Tensor, batch: Batch, saved s: LayerActivations, scratch g: LayerGradients) {
         let c = config, b = backend, layer = layers[i]
-        let n = batch.count
-        // MLP: x_out = middle + down(swiglu(gate(n2), up(n2)))
-        layer.down.backward(dx, saved: s.lora["down"], dx: g.activated, accumulate: false, backend: b)
-        b.swigluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
+        let n = batch.count, offset = c.normWeightOffset
+        let invFreq = batch.invFreq(layer: i, c)
+        // MLP: x_out = middle + [postNorm](down(act(gate(n2)) · up(n2)))
+        let dMLP = sublayerGradient(dx, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd, g)
+        layer.down.backward(dMLP, saved: s.lora["down"], dx: g.activated, accumulate: false, backend: b)
+        switch c.hiddenActivation {
+        case .silu: b.swigluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
+        case .geluTanh: b.gegluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
+        }
         layer.gate.backward(g.gate, saved: s.lora["gate"], dx: g.normed, accumulate: false, backend: b)
         layer.up.backward(g.up, saved: s.lora["up"], dx: g.normed, accumulate: true, backend: b)
-        b.rmsNormBackward(g.normed, x: s.middle, weight: layer.mlpNorm, weightOffset: 0, rstd: s.rstd2,
+        b.rmsNormBackward(g.normed, x: s.middle, weight: layer.mlpNorm, weightOffset: offset, rstd: s.rstd2,
                           dx: dx, accumulate: true, dweight: nil)
-        // Attention: middle = input + o(attention(rope(q(n1)), rope(k(n1)), v(n1)))
-        layer.o.backward(dx, saved: s.lora["o"], dx: g.attended, accumulate: false, backend: b)
+        // Attention: middle = input + [postNorm](o(attention(rope(q(n1)), rope(k(n1)), v(n1))))
+        let dAttention = sublayerGradient(dx, norm: layer.postAttentionNorm, output: s.attentionOutput,
+                                          rstd: s.attentionOutputRstd, g)
+        layer.o.backward(dAttention, saved: s.lora["o"], dx: g.attended, accumulate: false, backend: b)
         b.attentionBackward(dOut: g.attended, q: s.q, k: s.k, v: s.v, out: s.attended, lse: s.lse,
-                            dq: g.q, dk: g.k, dv: g.v, spec: attentionSpec(batch))
-        b.rope(g.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
+                            dq: g.q, dk: g.k, dv: g.v, spec: attentionSpec(batch, layer: i))
+        b.rope(g.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: invFreq,
                attentionScale: batch.attentionScale, inverse: true)
-        b.rope(g.k, heads: c.kvHeads, headDim: c.headDim, positions: batch.positions, invFreq: batch.invFreq,
+        b.rope(g.k, heads: c.kvHeads, headDim: c.headDim, positions: batch.positions, invFreq: invFreq,
                attentionScale: batch.attentionScale, inverse: true)
         if let qn = layer.qNorm, let kn = layer.kNorm, let qRaw = s.qRaw, let kRaw = s.kRaw,
            let qRstd = s.qRstd, let kRstd = s.kRstd {
             let dq = g.q.reshaped([n * c.heads, c.headDim]), dk = g.k.reshaped([n * c.kvHeads, c.headDim])
-            b.rmsNormBackward(dq, x: qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, weightOffset: 0,
+            b.rmsNormBackward(dq, x: qRaw.reshaped([n * c.heads, c.headDim]), weight: qn, weightOffset: offset,
                               rstd: qRstd, dx: dq, accumulate: false, dweight: nil)
-            b.rmsNormBackward(dk, x: kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, weightOffset: 0,
+            b.rmsNormBackward(dk, x: kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, weightOffset: offset,
                               rstd: kRstd, dx: dk, accumulate: false, dweight: nil)
         }
         layer.q.backward(g.q, saved: s.lora["q"], dx: g.normed, accumulate: false, backend: b)
         layer.k.backward(g.k, saved: s.lora["k"], dx: g.normed, accumulate: true, backend: b)
         layer.v.backward(g.v, saved: s.lora["v"], dx: g.normed, accumulate: true, backend: b)
-        b.rmsNormBackward(g.normed, x: s.input, weight: layer.attentionNorm, weightOffset: 0, rstd: s.rstd1,
+        b.rmsNormBackward(g.normed, x: s.input, weight: layer.attentionNorm, weightOffset: offset, rstd: s.rstd1,
                           dx: dx, accumulate: true, dweight: nil)
+    }
+
+    /// ∂L/∂(sublayer output) from ∂L/∂x: dx itself, or through the sublayer's
+    /// post-norm (written to `g.sublayer`) with sandwich norms.
+    func sublayerGradient(_ dx: Tensor, norm: Tensor?, output: Tensor?, rstd: Tensor?, _ g: LayerGradients) -> Tensor {
+        guard let norm, let output, let rstd, let d = g.sublayer else { return dx }
+        backend.rmsNormBackward(dx, x: output, weight: norm, weightOffset: config.normWeightOffset, rstd: rstd,
+                                dx: d, accumulate: false, dweight: nil)
+        return d
     }
 }
 

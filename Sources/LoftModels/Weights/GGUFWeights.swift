@@ -15,8 +15,9 @@ public final class GGUFWeights: WeightSource {
         self.config = config
     }
 
-    /// Hugging Face name → llama.cpp name.
-    static func ggufName(_ hf: String) -> String? {
+    /// Hugging Face name → llama.cpp name. Gemma's post_attention_layernorm is
+    /// a norm of its own (post_attention_norm); Llama's is the MLP's pre-norm.
+    static func ggufName(_ hf: String, architecture: Architecture = .llama) -> String? {
         let fixed: [String: String] = [
             "model.embed_tokens.weight": "token_embd.weight",
             "model.norm.weight": "output_norm.weight",
@@ -26,6 +27,12 @@ public final class GGUFWeights: WeightSource {
         let parts = hf.split(separator: ".")
         guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
         let rest = parts[3...].joined(separator: ".")
+        if architecture == .gemma3 {
+            let gemma = ["post_attention_layernorm.weight": "post_attention_norm.weight",
+                         "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+                         "post_feedforward_layernorm.weight": "post_ffw_norm.weight"]
+            if let n = gemma[rest] { return "blk.\(layer).\(n)" }
+        }
         let map: [String: String] = [
             "input_layernorm.weight": "attn_norm.weight",
             "post_attention_layernorm.weight": "ffn_norm.weight",
@@ -41,13 +48,17 @@ public final class GGUFWeights: WeightSource {
     }
 
     public func contains(_ name: String) -> Bool {
-        Self.ggufName(name).flatMap { file.tensor(named: $0) } != nil
+        Self.ggufName(name, architecture: config.architecture).flatMap { file.tensor(named: $0) } != nil
     }
 
     public func load(_ name: String) throws -> Tensor? {
-        guard let g = Self.ggufName(name), let info = file.tensor(named: g) else { return nil }
+        guard let g = Self.ggufName(name, architecture: config.architecture), let info = file.tensor(named: g) else { return nil }
         let t = Tensor.uninitialized(info.shape)
         try file.dequantizeRows(info, rows: 0 ..< file.rowCount(info), into: t.floats)
+        // llama.cpp stores Gemma's norms as 1 + w; the model applies (1 + w) itself.
+        if config.normWeightOffset != 0 && name.hasSuffix("norm.weight") {
+            for i in 0 ..< t.count { t.floats[i] -= config.normWeightOffset }
+        }
         // llama.cpp permutes q/k rows for its RoPE layout in Llama-architecture files only.
         if config.architecture == .llama || config.architecture == .mistral {
             if name.hasSuffix("q_proj.weight") {
@@ -62,7 +73,7 @@ public final class GGUFWeights: WeightSource {
     /// A weight as the file's own blocks, read in place (the q/k permutation
     /// becomes a row map instead of a copy).
     func blocks(_ name: String, shape: [Int]) throws -> FrozenWeight {
-        guard let g = Self.ggufName(name), let info = file.tensor(named: g) else {
+        guard let g = Self.ggufName(name, architecture: config.architecture), let info = file.tensor(named: g) else {
             throw FormatError(path, "weight \(name) is missing; the checkpoint does not match its config")
         }
         guard info.shape == shape else {

@@ -65,6 +65,10 @@ public protocol Backend: AnyObject, Sendable, BackendDropout, BackendOptimizer8b
     func swiglu(gate: Tensor, up: Tensor, into out: Tensor)
     /// dgate, dup = the gradients of swiglu.
     func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor)
+    /// out = gelu_tanh(gate) · up (Gemma's GeGLU: PyTorch's `gelu(approximate="tanh")`).
+    func geglu(gate: Tensor, up: Tensor, into out: Tensor)
+    /// dgate, dup = the gradients of geglu.
+    func gegluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor)
     /// y = a + b (y may alias a or b).
     func add(_ a: Tensor, _ b: Tensor, into y: Tensor)
     /// y = y + alpha · x.

@@ -136,6 +136,12 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {   // `lock` 
     public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
         timed("swiglu backward", Self.dims(gate)) { inner.swigluBackward(dOut, gate: gate, up: up, dGate: dGate, dUp: dUp) }
     }
+    public func geglu(gate: Tensor, up: Tensor, into out: Tensor) {
+        timed("geglu", Self.dims(gate)) { inner.geglu(gate: gate, up: up, into: out) }
+    }
+    public func gegluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        timed("geglu backward", Self.dims(gate)) { inner.gegluBackward(dOut, gate: gate, up: up, dGate: dGate, dUp: dUp) }
+    }
     public func add(_ a: Tensor, _ b: Tensor, into y: Tensor) { timed("add", Self.dims(a)) { inner.add(a, b, into: y) } }
     public func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor) { timed("axpy", Self.dims(x)) { inner.axpy(alpha, x, y) } }
     public func scale(_ x: Tensor, by alpha: Float) { timed("scale", Self.dims(x)) { inner.scale(x, by: alpha) } }

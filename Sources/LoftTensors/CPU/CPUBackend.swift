@@ -114,19 +114,32 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
-    public func swiglu(gate: Tensor, up: Tensor, into out: Tensor) {
-        precondition(gate.count == up.count && gate.count == out.count, "swiglu: \(gate.shape), \(up.shape) into \(out.shape)")
+    public func swiglu(gate: Tensor, up: Tensor, into out: Tensor) { gated(loft_swiglu, "swiglu", gate, up, out) }
+    public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        gatedBackward(loft_swiglu_backward, dOut, gate, up, dGate, dUp)
+    }
+    public func geglu(gate: Tensor, up: Tensor, into out: Tensor) { gated(loft_geglu, "geglu", gate, up, out) }
+    public func gegluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        gatedBackward(loft_geglu_backward, dOut, gate, up, dGate, dUp)
+    }
+
+    /// out = act(gate) · up with one of the C kernels, split over the cores.
+    private func gated(_ kernel: (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int) -> Void,
+                       _ name: String, _ gate: Tensor, _ up: Tensor, _ out: Tensor) {
+        precondition(gate.count == up.count && gate.count == out.count, "\(name): \(gate.shape), \(up.shape) into \(out.shape)")
         let (g, u, o) = (gate.floats, up.floats, out.floats)
         parallelChunks(out.count, minimumPerChunk: 1 << 14) { r in
-            loft_swiglu(g + r.lowerBound, u + r.lowerBound, o + r.lowerBound, r.count)
+            kernel(g + r.lowerBound, u + r.lowerBound, o + r.lowerBound, r.count)
         }
     }
 
-    public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+    private func gatedBackward(_ kernel: (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?,
+                                          UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?, Int) -> Void,
+                               _ dOut: Tensor, _ gate: Tensor, _ up: Tensor, _ dGate: Tensor, _ dUp: Tensor) {
         let (d, g, u, dg, du) = (dOut.floats, gate.floats, up.floats, dGate.floats, dUp.floats)
         parallelChunks(dOut.count, minimumPerChunk: 1 << 14) { r in
             let i = r.lowerBound
-            loft_swiglu_backward(d + i, g + i, u + i, dg + i, du + i, r.count)
+            kernel(d + i, g + i, u + i, dg + i, du + i, r.count)
         }
     }
 
