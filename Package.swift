@@ -69,7 +69,7 @@ let package = Package(
         // Jinja chat templates; independent of everything else.
         .target(name: "LoftTemplates", swiftSettings: settings),
         // Model families built on the backend interface.
-        .target(name: "LoftModels", dependencies: ["LoftTensors", "LoftFormats"], swiftSettings: settings),
+        .target(name: "LoftModels", dependencies: ["LoftTensors", "LoftFormats", "LoftTokenizers"], swiftSettings: settings),
         // KV-cache generation and sampling.
         .target(name: "LoftInference", dependencies: ["LoftHub", "LoftModels", "LoftTensors", "LoftTokenizers", "LoftTemplates", "LoftFormats"], swiftSettings: settings),
         // Datasets: reading, format detection, rendering with templates, loss masks, packing.

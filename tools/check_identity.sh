@@ -6,14 +6,17 @@
 #   HF directory (loft merge), loft generate on the Q4_K_M GGUF (loft export
 #   gguf --quant q4_k_m), llama.cpp on that GGUF, and transformers on the merged
 #   directory (the last two when /opt/refvenv or $PYTHON has llama_cpp /
-#   transformers).
+#   transformers), llama-server on that GGUF (when tools/build-llama-server.sh
+#   has built it), and PEFT loading the adapter onto transformers' model of the
+#   GGUF base.
 # Usage: tools/check_identity.sh [ADAPTER_DIR]   (default outputs/quickstart)
+#        MODEL=$(tools/fetch-gemma3.sh) tools/check_identity.sh outputs/quickstart-gemma3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 adapter=${1:-outputs/quickstart}
 loft=${LOFT:-.build/release/loft}
 python=${PYTHON:-/opt/refvenv/bin/python}
-model=$(tools/fetch-model.sh)
+model=${MODEL:-$(tools/fetch-model.sh)}
 [ -f "$adapter/adapter_model.safetensors" ] || [ -f "$adapter/adapters.safetensors" ] || {
     echo "no adapter in $adapter; run tools/demo.sh first" >&2; exit 2; }
 [ -x "$loft" ] || swift build -c release --product loft >&2
@@ -51,6 +54,36 @@ PY
 else
     echo "llama.cpp: skipped (no llama_cpp in $python)"
 fi
+server=${LLAMA_SERVER:-${LOFT_CACHE:-$HOME/.cache/loft}/llama.cpp-0.3.16/build/bin/llama-server}
+if [ -x "$server" ]; then
+    "$server" -m "$tmp/model-q4_k_m.gguf" --port 8937 -c 512 -t 2 --jinja >"$tmp/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 60); do curl -sf localhost:8937/health >/dev/null && break; sleep 1; done
+    check "llama-server (Q4_K_M GGUF)" "$(curl -s localhost:8937/v1/chat/completions -H 'Content-Type: application/json' \
+        -d "{\"messages\": [{\"role\": \"user\", \"content\": \"$question\"}], \"temperature\": 0, \"top_k\": 1, \"max_tokens\": 48}" \
+        | "$python" -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])')"
+    kill $pid; wait $pid 2>/dev/null || true
+else
+    echo "llama-server: skipped (tools/build-llama-server.sh builds it)"
+fi
+if [ -x "$python" ] && [[ "$model" == *.gguf ]] && "$python" -c "import transformers, torch, peft" 2>/dev/null; then
+    check "transformers + PEFT (GGUF base)" "$("$python" - "$model" "$adapter" "$question" 2>/dev/null <<'PY'
+import os, sys, torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+torch.set_num_threads(2)
+d, f = os.path.split(sys.argv[1])
+tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+tok.chat_template = open(os.path.join(sys.argv[2], "chat_template.jinja")).read()
+model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32), sys.argv[2]).eval()
+ids = tok.apply_chat_template([{"role": "user", "content": sys.argv[3]}], add_generation_prompt=True, return_tensors="pt",
+                              return_dict=True, tokenize=True)
+stops = [tok.eos_token_id] + [tok.convert_tokens_to_ids(t) for t in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>") if t in tok.get_vocab()]
+out = model.generate(**ids, max_new_tokens=48, do_sample=False, eos_token_id=stops)
+print(tok.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True))
+PY
+)"
+fi
 if [ -x "$python" ] && "$python" -c "import transformers, torch" 2>/dev/null; then
     check "transformers (merged dir)" "$("$python" - "$tmp/merged" "$question" 2>/dev/null <<'PY'
 import sys, torch
@@ -59,7 +92,8 @@ torch.set_num_threads(2)
 tok = AutoTokenizer.from_pretrained(sys.argv[1])
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)
 ids = tok.apply_chat_template([{"role": "user", "content": sys.argv[2]}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
-out = model.generate(**ids, max_new_tokens=48, do_sample=False)
+stops = [tok.eos_token_id] + [tok.convert_tokens_to_ids(t) for t in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>") if t in tok.get_vocab()]
+out = model.generate(**ids, max_new_tokens=48, do_sample=False, eos_token_id=stops)
 print(tok.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True))
 PY
 )"

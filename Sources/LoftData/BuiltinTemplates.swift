@@ -1,7 +1,12 @@
 /// Chat templates for base models that ship none, chosen by name with the
 /// `chat_template:` option (`DataOptions.chatTemplate`).
 public enum BuiltinTemplate: String, CaseIterable, Sendable {
-    case chatml, alpaca, llama2
+    case chatml, alpaca, llama2, gemma
+
+    /// The Jinja source of a `chat_template:` value: a built-in's by name, else the value itself.
+    public static func source(of nameOrSource: String) -> String {
+        BuiltinTemplate(rawValue: nameOrSource.lowercased())?.source ?? nameOrSource
+    }
 
     public var source: String {
         switch self {
@@ -21,6 +26,15 @@ public enum BuiltinTemplate: String, CaseIterable, Sendable {
                 + "{% if loop.index0 == 0 and system %}{{ (bos_token or '') + '[INST] <<SYS>>\\n' + system + '\\n<</SYS>>\\n\\n' + message['content'] + ' [/INST]' }}"
                 + "{% else %}{{ (bos_token or '') + '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
                 + "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + ' ' + (eos_token or '') }}{% endif %}{% endfor %}"
+        case .gemma:
+            // Gemma's turns (the format of Gemma 2/3's instruction-tuned models, text only): no
+            // system role, so a system message opens the first user turn; the assistant is "model";
+            // contents are trimmed. For the pretrained Gemma 3 GGUFs, which ship no template.
+            return "{{ bos_token or '' }}{% if messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] + '\n\n' %}"
+                + "{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
+                + "{% for message in turns %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+                + "{{ '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + (message['content'] | trim) + '<end_of_turn>\n' }}"
+                + "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
         }
     }
 }

@@ -33,7 +33,7 @@ public struct DataOptions: Sendable, Equatable {
     public var trainOnEOS: TrainOnEOS = .turn
     /// Train only the last trainable turn of each conversation.
     public var lastTurnOnly = false
-    /// A built-in template name (chatml, alpaca, llama2) or Jinja source; overrides the tokenizer's.
+    /// A built-in template name (chatml, alpaca, llama2, gemma) or Jinja source; overrides the tokenizer's.
     public var chatTemplate: String?
     /// Count and skip malformed rows instead of stopping at the first.
     public var skipBadRows = false
@@ -141,7 +141,7 @@ public final class DatasetBuilder {
         if let template {
             self.template = template
         } else if let name = options.chatTemplate {
-            let source = BuiltinTemplate(rawValue: name.lowercased())?.source ?? name
+            let source = BuiltinTemplate.source(of: name)
             if BuiltinTemplate(rawValue: name.lowercased()) == nil && !name.contains("{") {
                 throw DataError(field: "chat_template", "unknown template `\(name)`",
                                 fix: "use one of \(BuiltinTemplate.allCases.map(\.rawValue).joined(separator: ", ")), or give Jinja source")
@@ -150,10 +150,10 @@ public final class DatasetBuilder {
             catch { throw DataError(field: "chat_template", "the template does not parse: \(error)", fix: "fix the template") }
         } else if let source = tokenizer.chatTemplate {
             do { self.template = try ChatTemplate(source, bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken) }
-            catch { err = DataError(file: tokenizer.source, "the tokenizer's chat template does not parse: \(error)", fix: "set `chat_template: chatml` (or alpaca, llama2) to use a built-in one") }
+            catch { err = DataError(file: tokenizer.source, "the tokenizer's chat template does not parse: \(error)", fix: "set `chat_template: chatml` (or alpaca, llama2, gemma) to use a built-in one") }
         } else {
             err = DataError(file: tokenizer.source, "the model has no chat template, and chat data needs one",
-                            fix: "set `chat_template: chatml` (or alpaca, llama2) in the config, or use an instruct model's tokenizer")
+                            fix: "set `chat_template: chatml` (or alpaca, llama2, gemma) in the config, or use an instruct model's tokenizer")
         }
         templateError = err
         let special = tokenizer.encode("", addSpecialTokens: true)

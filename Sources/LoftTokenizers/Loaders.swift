@@ -147,6 +147,14 @@ extension Tokenizer {
 
     /// `transformers`' generate_merges: every split of a token into two tokens, ordered by
     /// the token's score (descending) when scores are given, else by its id.
+    /// The merges Loft builds for a SentencePiece vocabulary without any (a
+    /// GGUF with tokenizer.ggml.model = llama), for writing a tokenizer.json.
+    public static func sentencePieceMerges(tokens: [String], scores: [Float]?) -> [(String, String)] {
+        var vocab = Vocab(minimumCapacity: tokens.count)
+        for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = Int32(i) }
+        return generateMerges(tokens: tokens, vocab: vocab, scores: scores)
+    }
+
     static func generateMerges(tokens: [String], vocab: Vocab, scores: [Float]?) -> [(String, String)] {
         struct M { var l: String; var r: String; var key: Double; var ll: Int; var lr: Int; var il: Int32; var ir: Int32 }
         var all = [M]()

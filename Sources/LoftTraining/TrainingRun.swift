@@ -109,14 +109,14 @@ public final class TrainingRun {
             // merge and generate rebuild this base (the same deterministic quantization) from the record
             try baseWeights.write(toDirectory: dir)
         }
-        if let template = config.chatTemplate ?? tokenizer.chatTemplate {
+        if let template = config.chatTemplate.map(BuiltinTemplate.source(of:)) ?? tokenizer.chatTemplate {
             try template.write(toFile: dir + "/chat_template.jinja", atomically: true, encoding: .utf8)
         }
         var tokenizerConfig: [String: Any] = [:]
         if let t = tokenizer.bosToken { tokenizerConfig["bos_token"] = t }
         if let t = tokenizer.eosToken { tokenizerConfig["eos_token"] = t }
         if let t = tokenizer.padToken { tokenizerConfig["pad_token"] = t }
-        if let t = config.chatTemplate ?? tokenizer.chatTemplate { tokenizerConfig["chat_template"] = t }
+        if let t = config.chatTemplate.map(BuiltinTemplate.source(of:)) ?? tokenizer.chatTemplate { tokenizerConfig["chat_template"] = t }
         try JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: dir + "/tokenizer_config.json"), options: .atomic)
         let encoder = JSONEncoder()

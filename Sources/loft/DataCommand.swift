@@ -28,7 +28,7 @@ struct DataInputOptions: ParsableArguments {
     @Option(name: .customLong("var"), help: "A {{placeholder}} value, name=value (repeatable).")
     var variables: [String] = []
 
-    @Option(name: .customLong("chat-template"), help: "Built-in template for models without one: chatml, alpaca or llama2.")
+    @Option(name: .customLong("chat-template"), help: "Built-in template for models without one: chatml, alpaca, llama2 or gemma.")
     var chatTemplate: String?
 
     @Flag(name: .customLong("train-on-inputs"), help: "Train on every message, not only the assistant's.")
@@ -54,6 +54,7 @@ struct DataInputOptions: ParsableArguments {
             options.valSetSize = config.valSetSize
             options.seed = config.seed
             options.skipBadRows = config.skipBadRows
+            options.chatTemplate = config.chatTemplate
         } else {
             specs = [DatasetSpec(path: input)]
         }
@@ -71,7 +72,7 @@ struct DataInputOptions: ParsableArguments {
             options.sequenceLen = sequenceLen
         }
         if trainOnInputs { options.trainOnInputs = true }
-        options.chatTemplate = chatTemplate
+        if let chatTemplate { options.chatTemplate = chatTemplate }
         return Resolved(specs: specs, model: model, options: options)
     }
 }

@@ -273,6 +273,19 @@ final class BadInputTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(Double(s.recommendedSequenceLen), Double(s.lengths.p95) * 1.2)
     }
 
+    /// The built-in Gemma turns render as Gemma 3's own template renders string contents
+    /// (jinja2 on google/gemma-3-*-it's template gives this text): the system message opens the
+    /// first user turn untrimmed, contents are trimmed, the assistant is "model".
+    func testBuiltinGemmaTemplate() throws {
+        let t = try ChatTemplate(BuiltinTemplate.source(of: "Gemma"), bosToken: "<bos>", eosToken: "<eos>")
+        let text = try t.render(messages: [["role": "system", "content": "Be brief."], ["role": "user", "content": " Hi "],
+                                           ["role": "assistant", "content": "Hello!"], ["role": "user", "content": "Who are you?"]],
+                                addGenerationPrompt: true)
+        XCTAssertEqual(text, "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
+                       + "<start_of_turn>user\nWho are you?<end_of_turn>\n<start_of_turn>model\n")
+        XCTAssertEqual(BuiltinTemplate.source(of: "{{ x }}"), "{{ x }}", "Jinja source passes through")
+    }
+
     func testMissingTemplateIsRefused() throws {
         let gpt2 = try Tokenizer.load(source: TestPaths.shared.appendingPathComponent("tokenizers/gpt2.tiktoken").path, family: "gpt2")
         XCTAssertNil(gpt2.chatTemplate)

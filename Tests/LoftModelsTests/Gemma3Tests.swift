@@ -83,3 +83,32 @@ final class Gemma3Tests: XCTestCase {
         }
     }
 }
+
+/// The tokenizer.json `loft merge` writes for a SentencePiece GGUF (Gemma's
+/// pieces respelled, merges in file order) read back by Loft's tokenizer.json
+/// loader: the ids transformers gives on the conformance corpus
+/// (transformers itself loads the same file with no difference: checked by
+/// tools/check_merge_transformers.py --gemma3).
+final class Gemma3TokenizerJSONTests: XCTestCase {
+    struct Corpus: Decodable {
+        struct Case: Decodable { let text: String; let ids: [Int] }
+        let cases: [Case]
+    }
+
+    func testWrittenTokenizerJSONEncodesAsTransformers() throws {
+        let gguf = try GGUFFile(path: TestPaths.gemma3)
+        let (data, reason) = try HFTokenizerWriter.tokenizerJSON(gguf)
+        let json = try XCTUnwrap(data, reason ?? "")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loft-gemma-tok-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try json.write(to: dir.appendingPathComponent("tokenizer.json"))
+        let tokenizer = try Tokenizer.load(source: dir.path)
+        XCTAssertEqual(tokenizer.vocabularySize, 262_144)
+        let corpusURL = TestPaths.repoRoot.appendingPathComponent("Tests/LoftTokenizersTests/Fixtures").appendingPathComponent("tokenizers/gemma3.json")
+        let corpus = try JSONDecoder().decode(Corpus.self, from: Data(contentsOf: corpusURL))
+        var wrong: [String] = []
+        for c in corpus.cases where tokenizer.encode(c.text) != c.ids { wrong.append(c.text) }
+        XCTAssertEqual(wrong, [], "\(wrong.count) of \(corpus.cases.count) texts tokenize differently")
+    }
+}

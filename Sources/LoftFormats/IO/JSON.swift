@@ -294,8 +294,8 @@ public struct JSONParser {
 /// JSON text the way serde_json writes it (the safetensors reference): compact,
 /// `"` `\` and control characters escaped (\b \f \n \r \t, else \u00xx), all
 /// other characters, non-ASCII included, written as UTF-8.
-enum JSONWriter {
-    static func quoted(_ s: String, into out: inout [UInt8]) {
+public enum JSONWriter {
+    public static func quoted(_ s: String, into out: inout [UInt8]) {
         out.append(0x22)
         for b in s.utf8 {
             switch b {

@@ -334,9 +334,9 @@ public enum ModelMerger {
             if let t = md["tokenizer.chat_template"]?.string { tc["chat_template"] = t }
             if let b = md["tokenizer.ggml.add_bos_token"]?.bool { tc["add_bos_token"] = b }
             if let b = md["tokenizer.ggml.add_eos_token"]?.bool { tc["add_eos_token"] = b }
-            let (tokJSON, reason) = HFTokenizerWriter.tokenizerJSON(gguf)
+            let (tokJSON, reason) = try HFTokenizerWriter.tokenizerJSON(gguf)
             if let tokJSON {
-                try writeJSON(tokJSON, to: tmp.appendingPathComponent("tokenizer.json"))
+                try tokJSON.write(to: tmp.appendingPathComponent("tokenizer.json"), options: .atomic)
                 tokenizerFiles.append("tokenizer.json")
             } else {
                 tc["tokenizer_class"] = NSNull()

@@ -53,7 +53,7 @@ public struct TrainConfig: Sendable, Equatable, Codable {
     /// Pick micro_batch_size from the memory plan (the largest that fits).
     public var autoMicroBatch = false
     public var trainOnInputs = false
-    /// A built-in template (chatml, alpaca, llama2) or Jinja source, instead of the tokenizer's.
+    /// A built-in template (chatml, alpaca, llama2, gemma) or Jinja source, instead of the tokenizer's.
     public var chatTemplate: String?
     public var trainOnEOS = TrainOnEOS.turn
     public var rolesToTrain = ["assistant"]

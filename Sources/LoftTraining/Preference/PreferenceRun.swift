@@ -93,7 +93,7 @@ public final class PreferenceRun {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try PEFTAdapter.save(trainer.model, config: config.lora, baseModel: config.baseModel, to: dir)
         if trainer.model.baseWeights.kind != .f32 { try trainer.model.baseWeights.write(toDirectory: dir) }
-        if let template = config.chatTemplate ?? tokenizer.chatTemplate {
+        if let template = config.chatTemplate.map(BuiltinTemplate.source(of:)) ?? tokenizer.chatTemplate {
             try template.write(toFile: dir + "/chat_template.jinja", atomically: true, encoding: .utf8)
         }
         let encoder = JSONEncoder()
