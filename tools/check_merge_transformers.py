@@ -34,6 +34,7 @@ CASES = {
     "tiny_llama": ("Tests/LoftModelsTests/Fixtures/tiny/llama", "Tests/LoftTrainingTests/Fixtures/tiny_llama/initial_adapter"),
     "tiny_qwen3": ("Tests/LoftModelsTests/Fixtures/tiny/qwen3", "Tests/LoftTrainingTests/Fixtures/tiny_qwen3/initial_adapter"),
     "tiny_gemma3": ("Tests/LoftModelsTests/Fixtures/tiny/gemma3", "Tests/LoftTrainingTests/Fixtures/tiny_gemma3/initial_adapter"),
+    "tiny_gemma2": ("Tests/LoftModelsTests/Fixtures/tiny/gemma2", "Tests/LoftTrainingTests/Fixtures/tiny_gemma2/initial_adapter"),
 }
 IDS = [1, 17, 42, 99, 5, 63, 120, 7]
 

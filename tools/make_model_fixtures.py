@@ -26,6 +26,8 @@ import transformers  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
+    Gemma2Config,
+    Gemma2ForCausalLM,
     Gemma3ForCausalLM,
     Gemma3TextConfig,
     LlamaConfig,
@@ -142,6 +144,14 @@ TINY = {
         "Gemma 3 text: (1+w) norms, four per layer, q/k norms, embeddings x sqrt(64), GeGLU (tanh gelu), "
         "query_pre_attn_scalar 24 != head_dim 32, layers sliding(8)/full/sliding, local rope 1e4 unscaled, "
         "global rope 1e6 with linear factor 2, tied embeddings"),
+    "gemma2": (Gemma2Config, Gemma2ForCausalLM, dict(
+        num_hidden_layers=3, head_dim=32, tie_word_embeddings=True, rms_norm_eps=1e-6,
+        hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=24, sliding_window=8,
+        attn_logit_softcapping=2.0, final_logit_softcapping=5.0,
+        rope_parameters=rope(10000.0)), 8,
+        "Gemma 2: (1+w) norms, four per layer, no q/k norms, embeddings x sqrt(64), GeGLU, query_pre_attn_scalar 24, "
+        "layers sliding(8)/full/sliding (the default pattern), attention scores soft-capped at 2 and logits at 5 "
+        "(small, so that the caps matter for random weights), tied embeddings"),
 }
 
 
@@ -155,7 +165,7 @@ def scale_weights(model, seed):
                 continue
             seen.add(id(p))
             noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
-            if "norm" in name and isinstance(model, Gemma3ForCausalLM):  # applied as (1 + w)
+            if "norm" in name and isinstance(model, (Gemma2ForCausalLM, Gemma3ForCausalLM)):  # applied as (1 + w)
                 p.copy_(0.1 * noise)
             elif "norm" in name:  # input_layernorm, post_attention_layernorm, norm, q_norm, k_norm
                 p.copy_(1.0 + 0.1 * noise)
@@ -362,6 +372,13 @@ def make_tiny():
     d_late = (gfull[8:] - g[8:]).abs().max().item()
     print(f"  check: gemma3 with every layer full: positions 0-7 differ by {d_early:.3g} (local rope), 8-19 by {d_late:.3g}")
     assert d_late > 1e-2
+    # gemma2: both soft-caps change the logits
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        uncapped = Gemma2ForCausalLM.from_pretrained(os.path.join(FIX, "tiny", "gemma2"), dtype=torch.float32,
+                                                     attn_implementation="eager", **{key: None})
+        d = (logits_of(uncapped, input_ids) - results["gemma2"][1]).abs().max().item()
+        print(f"  check: gemma2 without {key}: logits move by {d:.3g}")
+        assert d > 1e-2
 
 
 # ---------------------------------------------------------------------------

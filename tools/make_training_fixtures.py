@@ -2,7 +2,7 @@
 """Regenerate the PyTorch+PEFT reference fixtures for LoftTrainingTests.
 
     /opt/refvenv/bin/python tools/make_training_fixtures.py              # everything
-    /opt/refvenv/bin/python tools/make_training_fixtures.py --only tiny  # tiny_llama, tiny_llama_rslora, tiny_qwen3, tiny_gemma3
+    /opt/refvenv/bin/python tools/make_training_fixtures.py --only tiny  # tiny_llama, tiny_llama_rslora, tiny_qwen3, tiny_gemma3, tiny_gemma2
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only dora  # tiny_llama_dora, tiny_qwen2_dora
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only modules_to_save  # tiny_llama_tied_full_*
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only smollm2 [--gguf PATH]
@@ -282,6 +282,9 @@ def make_tiny():
 
     m, path = load_tiny("gemma3")
     run_case("tiny_gemma3", m, ids, labels, 4, 8, ALL_TARGETS, False, 5e-3, 20, path, path)
+
+    m, path = load_tiny("gemma2")
+    run_case("tiny_gemma2", m, ids, labels, 4, 8, ALL_TARGETS, False, 5e-3, 20, path, path)
 
 
 def make_dora():

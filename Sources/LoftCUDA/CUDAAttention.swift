@@ -40,6 +40,8 @@ extension CUDABackend {
         let nq = q.count / (spec.heads * d), nk = k.count / (spec.kvHeads * d)
         precondition(v.count == k.count, "attention: k \(k.shape) and v \(v.shape) differ")
         precondition(spec.queryOffset + nq <= nk, "attention: queries reach position \(spec.queryOffset + nq) past \(nk) keys")
+        // Models that soft-cap scores (Gemma 2) are refused on CUDA at load (LlamaModel.init).
+        precondition(spec.softcap == nil, "attention: soft-capped scores (Gemma 2) are computed on the CPU backend only")
         return (nq, nk)
     }
 

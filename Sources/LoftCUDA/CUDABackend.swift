@@ -255,6 +255,16 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         gatedBackward("geglu", dOut, gate, up, dGate, dUp)
     }
 
+    public func softcap(_ x: Tensor, cap: Float) {
+        elementwise("loft_softcap", x.count, [.pointer(f32(x, "softcap")), .float(cap), .long(x.count)])
+    }
+
+    public func softcapBackward(_ dy: Tensor, capped: Tensor, cap: Float) {
+        precondition(dy.count == capped.count, "softcapBackward: \(dy.shape) and \(capped.shape)")
+        elementwise("loft_softcap_backward", dy.count,
+                    [.pointer(f32(dy, "softcapBackward")), .pointer(f32(capped, "softcapBackward")), .float(cap), .long(dy.count)])
+    }
+
     /// out = act(gate) · up with kernel `loft_<name>`.
     private func gated(_ name: String, _ gate: Tensor, _ up: Tensor, _ out: Tensor) {
         precondition(gate.count == up.count && gate.count == out.count, "\(name): \(gate.shape), \(up.shape) into \(out.shape)")

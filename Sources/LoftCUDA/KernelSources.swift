@@ -153,6 +153,12 @@ public enum KernelSources {
             dgate[i] = dy * u * s * (1.0f + x * (1.0f - s));
         }
     }
+    extern "C" __global__ void loft_softcap(float *x, float cap, long long n) {
+        LOFT_GRID_STRIDE(i, n) x[i] = cap * tanhf(x[i] / cap);
+    }
+    extern "C" __global__ void loft_softcap_backward(float *dy, const float *capped, float cap, long long n) {
+        LOFT_GRID_STRIDE(i, n) { float u = capped[i] / cap; dy[i] *= 1.0f - u * u; }
+    }
     // gelu_tanh(x) = x·sigmoid(2u), u = √(2/π)(x + 0.044715x³): the CPU kernel's form.
     extern "C" __global__ void loft_geglu(const float *gate, const float *up, float *out, long long n) {
         LOFT_GRID_STRIDE(i, n) {
@@ -247,7 +253,7 @@ public enum KernelSources {
         out[j] = (float)acc;
     }
     """#, kernels: ["loft_add", "loft_axpy", "loft_scale", "loft_multiply", "loft_swiglu", "loft_swiglu_backward",
-                    "loft_geglu", "loft_geglu_backward",
+                    "loft_geglu", "loft_geglu_backward", "loft_softcap", "loft_softcap_backward",
                     "loft_dropout_mask", "loft_adamw", "loft_sum_of_squares", "loft_embedding", "loft_embedding_backward",
                     "loft_scale_columns", "loft_column_dots"])
 

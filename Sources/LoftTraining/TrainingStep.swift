@@ -85,12 +85,16 @@ public final class TrainingStep {
         // SmolLM2) is a fresh mmap whose pages fault in during the GEMM, which
         // made the LM head's forward run at half its backward's rate.
         let logitsBuffer = b.zeros([max(1, min(n, lossChunkRows)), c.vocabSize], dtype: .f32)
+        // Gemma 2's soft-capped logits: the capped values, for the gradient through the cap.
+        let cappedBuffer = c.finalLogitSoftcap == nil ? nil : b.zeros(logitsBuffer.shape, dtype: .f32)
         var r0 = 0
         while r0 < n {
             let r1 = min(n, r0 + lossChunkRows)
-            let logits = logitsBuffer.rows(0 ..< r1 - r0)
+            let logits = logitsBuffer.rows(0 ..< r1 - r0), capped = cappedBuffer?.rows(0 ..< r1 - r0)
             b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
+            m.softcapLogits(logits, saving: capped)
             lossSum += b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]), dLogits: logits, gradScale: gradScale)
+            if let capped { m.softcapLogitsBackward(logits, capped: capped) }
             if let head = m.trainedLMHead {
                 // lm_head in modules_to_save: dW += dlogitsᵀ·h
                 let g = head.gradient ?? b.zeros(head.value.shape, dtype: .f32)
@@ -216,6 +220,7 @@ extension TrainingStep {
             let r1 = min(batch.count, r0 + lossChunkRows)
             let logits = logitsBuffer.rows(0 ..< r1 - r0)
             b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
+            m.softcapLogits(logits)
             total += b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]), dLogits: nil, gradScale: 0)
             r0 = r1
         }

@@ -70,6 +70,8 @@ final class CPUStandIn: CheckableBackend, @unchecked Sendable {
     func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
         cpu.swigluBackward(dOut, gate: gate, up: up, dGate: dGate, dUp: dUp)
     }
+    func softcap(_ x: Tensor, cap: Float) { cpu.softcap(x, cap: cap) }
+    func softcapBackward(_ dy: Tensor, capped: Tensor, cap: Float) { cpu.softcapBackward(dy, capped: capped, cap: cap) }
     func geglu(gate: Tensor, up: Tensor, into out: Tensor) { cpu.geglu(gate: gate, up: up, into: out) }
     func gegluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
         cpu.gegluBackward(dOut, gate: gate, up: up, dGate: dGate, dUp: dUp)

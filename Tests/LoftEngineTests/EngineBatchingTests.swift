@@ -15,7 +15,7 @@ final class EngineBatchingTests: XCTestCase {
     func testPerRowAdapterLogitsEqualAttachedLoRA() throws {
         // every switch of the Llama family: q/k norm, attention bias, sliding window, dynamic RoPE;
         // Gemma 3's sandwich norms, GeGLU, local/global layers (prompts of 17 and 23 pass its window of 8)
-        for family in ["llama", "qwen3", "qwen2", "mistral", "llama_rope_dynamic", "gemma3"] {
+        for family in ["llama", "qwen3", "qwen2", "mistral", "llama_rope_dynamic", "gemma3", "gemma2"] {
             try checkPerRowAdapterLogits(SharedTestPaths.fixtures(of: "LoftModelsTests").appendingPathComponent("tiny/\(family)").path)
         }
     }

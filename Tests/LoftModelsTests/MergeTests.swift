@@ -71,6 +71,21 @@ final class MergeTests: XCTestCase {
         let (model, _) = try ModelLoader.load(base)
         let written = try ModelConfig.fromHF(json: ModelMerger.hfConfig(model.config), source: "written")
         XCTAssertEqual(written, model.config)
+        // Gemma 2's too (its soft-caps and one RoPE base).
+        let (gemma2, _) = try ModelLoader.load(TestPaths.fixtures.appendingPathComponent("tiny/gemma2").path)
+        XCTAssertEqual(try ModelConfig.fromHF(json: ModelMerger.hfConfig(gemma2.config), source: "written"), gemma2.config)
+        XCTAssertEqual(gemma2.config.attentionSoftcap, 2)
+        XCTAssertEqual(gemma2.config.finalLogitSoftcap, 5)
+    }
+
+    func testTinyGemma2MergeMatchesAdapterAndKeepsFloats() throws {
+        let out = try check(base: TestPaths.fixtures.appendingPathComponent("tiny/gemma2").path,
+                            adapter: Self.trainingFixtures.appendingPathComponent("tiny_gemma2/initial_adapter").path,
+                            ids: ids, name: "tiny_gemma2")
+        // transformers' strict config refuses an integer where a float belongs.
+        let text = try String(contentsOfFile: out + "/config.json", encoding: .utf8)
+        XCTAssertTrue(text.contains("\"final_logit_softcapping\": 5.0"), text)
+        XCTAssertTrue(text.contains("\"rms_norm_eps\": 1e-06"), text)
     }
 
     func testSmolLM2GGUFMergeMatchesAdapter() throws {
@@ -149,7 +164,7 @@ final class MergeTransformersFixtureTests: XCTestCase {
     func testMergedDirectoriesMatchTransformersLogits() throws {
         let data = try Data(contentsOf: TestPaths.fixtures.appendingPathComponent("merge/expected.json"))
         let expected = try JSONDecoder().decode(Expected.self, from: data)
-        XCTAssertEqual(expected.cases.count, 3)
+        XCTAssertEqual(expected.cases.count, 4)
         for (name, c) in expected.cases.sorted(by: { $0.key < $1.key }) {
             let out = FileManager.default.temporaryDirectory.appendingPathComponent("loft-mergefx-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: out) }

@@ -141,6 +141,20 @@ final class CPUBackendTests: XCTestCase {
         XCTAssertLessThan(relativeError(du.toArray(), Ref.gradient(of: { Ref.dot(Ref.swiglu(g, $0), r) }, at: u)), backwardTolerance, "seed \(seed)")
     }
 
+    func testSoftcapForwardAndBackward() {
+        let seed = freshSeed()
+        var rng = SeededRandom(seed: seed)
+        let n = 41, cap: Float = 2.5
+        let x = rng.normals(n, scale: 4), r = rng.normals(n)
+        let capped = tensor(x, [n])
+        cpu.softcap(capped, cap: cap)
+        let ref = { (v: [Double]) in v.map { Double(cap) * Foundation.tanh($0 / Double(cap)) } }
+        XCTAssertLessThan(relativeError(capped.toArray(), ref(x)), forwardTolerance, "seed \(seed)")
+        let dy = tensor(r, [n])
+        cpu.softcapBackward(dy, capped: capped, cap: cap)
+        XCTAssertLessThan(relativeError(dy.toArray(), Ref.gradient(of: { Ref.dot(ref($0), r) }, at: x)), backwardTolerance, "seed \(seed)")
+    }
+
     func testGeGLUForwardAndBackward() {
         let seed = freshSeed()
         var rng = SeededRandom(seed: seed)

@@ -92,6 +92,8 @@ final class PEFTExactnessTests: XCTestCase {
     func testOneStepTinyQwen3() throws { try checkOneStep("tiny_qwen3") }
     func testOneStepTinyGemma3() throws { try checkOneStep("tiny_gemma3") }
     func testOneStepTinyGemma3WithCheckpointing() throws { try checkOneStep("tiny_gemma3", checkpointing: true) }
+    /// Gemma 2: both soft-caps (attention scores and logits) in the backward.
+    func testOneStepTinyGemma2() throws { try checkOneStep("tiny_gemma2") }
     func testOneStepRSLoRAOnSomeModules() throws { try checkOneStep("tiny_llama_rslora") }
 
     /// - finalWeights: also compare the adapter after the run. Adam moves every
@@ -139,5 +141,6 @@ final class PEFTExactnessTests: XCTestCase {
     func testLossCurveTinyLlama() throws { try checkLossCurve("tiny_llama") }
     func testLossCurveTinyQwen3() throws { try checkLossCurve("tiny_qwen3") }
     func testLossCurveTinyGemma3() throws { try checkLossCurve("tiny_gemma3") }
+    func testLossCurveTinyGemma2() throws { try checkLossCurve("tiny_gemma2") }
     func testLossCurveRealSmolLM2() throws { try checkLossCurve("smollm2", finalWeights: false) }
 }

@@ -54,6 +54,7 @@ extension ModelConfig {
             bosTokenID: m["tokenizer.ggml.bos_token_id"]?.int,
             eosTokenIDs: m["tokenizer.ggml.eos_token_id"]?.int.map { [$0] } ?? [])
         if arch == .gemma3 { config.applyGemma3(gguf: file) }
+        if arch == .gemma2 { config.applyGemma2(gguf: file) }
         try config.validate(source: source)
         return config
     }

@@ -59,6 +59,7 @@ extension ModelConfig {
             bosTokenID: optionalInt("bos_token_id"),
             eosTokenIDs: eos)
         if arch == .gemma3 { try config.applyGemma3(hf: json, source: source) }
+        if arch == .gemma2 { try config.applyGemma2(hf: json, source: source) }
         try config.validate(source: source)
         return config
     }
@@ -69,7 +70,7 @@ extension ModelConfig {
         switch arch {
         case .mistral: return w
         case .qwen2, .qwen3: return (json["use_sliding_window"] as? Bool ?? false) ? w : nil
-        case .gemma3: return w
+        case .gemma2, .gemma3: return w
         case .llama: return nil
         }
     }

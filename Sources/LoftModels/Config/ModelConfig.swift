@@ -15,7 +15,7 @@ public enum RoPEScaling: Sendable, Equatable {
 /// few switches of this config (Families/Gemma3.swift says what Gemma 3 sets),
 /// so one model file serves them.
 public enum Architecture: String, Sendable, CaseIterable {
-    case llama, mistral, qwen2, qwen3, gemma3
+    case llama, mistral, qwen2, qwen3, gemma2, gemma3
 
     public static var supportedList: String { allCases.map(\.rawValue).joined(separator: ", ") }
 
@@ -84,6 +84,10 @@ public struct ModelConfig: Sendable, Equatable {
     public var layerTypes: [LayerAttention] = []
     /// The RoPE base of sliding layers (Gemma 3's rope_local_base_freq).
     public var localRopeTheta: Double?
+    /// Attention scores become cap·tanh(score/cap) before the softmax (Gemma 2's attn_logit_softcapping).
+    public var attentionSoftcap: Float?
+    /// Output logits become cap·tanh(logit/cap) (Gemma 2's final_logit_softcapping).
+    public var finalLogitSoftcap: Float?
 
     public init(architecture: Architecture, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int,
                 heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,

@@ -16,6 +16,7 @@ public enum GGUFExporter {
         case .qwen2: return "qwen2"
         case .qwen3: return "qwen3"
         case .gemma3: return "gemma3"
+        case .gemma2: return "gemma2"
         }
     }
 
@@ -65,7 +66,7 @@ public enum GGUFExporter {
             ("\(arch).vocab_size", .uint32(UInt32(c.vocabSize))),
             ("\(arch).rope.dimension_count", .uint32(UInt32(c.headDim))),
         ]
-        if c.headDim * c.heads != c.hiddenSize || c.architecture == .qwen3 || c.architecture == .gemma3 {
+        if c.headDim * c.heads != c.hiddenSize || [.qwen3, .gemma2, .gemma3].contains(c.architecture) {
             m.append(("\(arch).attention.key_length", .uint32(UInt32(c.headDim))))
             m.append(("\(arch).attention.value_length", .uint32(UInt32(c.headDim))))
         }
@@ -77,9 +78,11 @@ public enum GGUFExporter {
         case .dynamic, .llama3:
             throw FormatError(name, "GGUF export of \(c.ropeScaling) RoPE scaling is not supported yet; export a model with default or linear RoPE")
         }
-        if let w = c.slidingWindow, c.architecture == .mistral || c.architecture == .gemma3 {
+        if let w = c.slidingWindow, [.mistral, .gemma2, .gemma3].contains(c.architecture) {
             m.append(("\(arch).attention.sliding_window", .uint32(UInt32(w))))
         }
+        if let cap = c.attentionSoftcap { m.append(("\(arch).attn_logit_softcapping", .float32(cap))) }
+        if let cap = c.finalLogitSoftcap { m.append(("\(arch).final_logit_softcapping", .float32(cap))) }
         return m
     }
 
@@ -94,7 +97,7 @@ public enum GGUFExporter {
         for (k, v) in try modelMetadata(c, name: name) { w.set(k, v) }
         w.set("general.file_type", .uint32(type.llamaFileType))
         if type.isQuantized { w.set("general.quantization_version", .uint32(2)) }  // GGML_QNT_VERSION
-        if let window = c.slidingWindow, c.architecture != .gemma3 {
+        if let window = c.slidingWindow, c.layerTypes.isEmpty {
             notes.append("the model uses sliding-window attention (\(window) tokens); llama.cpp's \(ggufArchitecture(c.architecture)) architecture attends to the whole context")
         }
         let tok = try tokenizerMetadata(opened: opened, sourcePath: sourcePath, adapter: adapter)

@@ -370,8 +370,56 @@ public enum ModelMerger {
     }
 
     static func writeJSON(_ object: Any, to url: URL) throws {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.write(to: url, options: .atomic)
+        var out: [UInt8] = []
+        appendJSON(object, indent: 0, to: &out)
+        out.append(0x0A)
+        try Data(out).write(to: url, options: .atomic)
+    }
+
+    /// Pretty JSON with sorted keys, like JSONSerialization's, except that a
+    /// float stays a float: Foundation writes 30.0 as 30, and transformers'
+    /// strict configs then refuse it (Gemma 2's final_logit_softcapping: "expected
+    /// float, got int").
+    static func appendJSON(_ value: Any, indent: Int, to out: inout [UInt8]) {
+        func newline(_ level: Int) { out.append(0x0A); out += [UInt8](repeating: 0x20, count: 2 * level) }
+        switch value {
+        case is NSNull:
+            out += Array("null".utf8)
+        case let s as String:
+            JSONWriter.quoted(s, into: &out)
+        case let n as NSNumber:
+            switch String(cString: n.objCType) {
+            case "c", "B": out += Array((n.boolValue ? "true" : "false").utf8)
+            case "d", "f":
+                let d = n.doubleValue
+                out += Array((d.isFinite ? "\(d)" : "null").utf8)
+            default: out += Array("\(n.int64Value)".utf8)
+            }
+        case let a as [Any]:
+            if a.isEmpty { out += Array("[]".utf8); return }
+            out.append(UInt8(ascii: "["))
+            for (i, v) in a.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                newline(indent + 1)
+                appendJSON(v, indent: indent + 1, to: &out)
+            }
+            newline(indent)
+            out.append(UInt8(ascii: "]"))
+        case let o as [String: Any]:
+            if o.isEmpty { out += Array("{}".utf8); return }
+            out.append(UInt8(ascii: "{"))
+            for (i, k) in o.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                newline(indent + 1)
+                JSONWriter.quoted(k, into: &out)
+                out += Array(": ".utf8)
+                appendJSON(o[k]!, indent: indent + 1, to: &out)
+            }
+            newline(indent)
+            out.append(UInt8(ascii: "}"))
+        default:
+            JSONWriter.quoted("\(value)", into: &out)
+        }
     }
 
     /// A config.json for a model that came without one (a GGUF source).
@@ -382,7 +430,7 @@ public enum ModelMerger {
         case .mistral: className = "MistralForCausalLM"
         case .qwen2: className = "Qwen2ForCausalLM"
         case .qwen3: className = "Qwen3ForCausalLM"
-        case .gemma3: return gemma3HFConfig(c)
+        case .gemma2, .gemma3: return gemmaHFConfig(c)
         }
         var j: [String: Any] = [
             "architectures": [className],
@@ -440,8 +488,9 @@ public enum ModelMerger {
 
     /// Gemma 3's config.json (model_type gemma3_text), with the RoPE settings
     /// in both of transformers' spellings (rope_parameters per layer type, and
-    /// rope_theta/rope_scaling/rope_local_base_freq for older versions).
-    static func gemma3HFConfig(_ c: ModelConfig) -> [String: Any] {
+    /// rope_theta/rope_scaling/rope_local_base_freq for older versions), or
+    /// Gemma 2's (one RoPE base, the soft-caps).
+    static func gemmaHFConfig(_ c: ModelConfig) -> [String: Any] {
         var global: [String: Any] = ["rope_type": "default", "rope_theta": c.ropeTheta]
         var legacyScaling: Any = NSNull()
         if case .linear(let f) = c.ropeScaling {
@@ -474,11 +523,17 @@ public enum ModelMerger {
             "rope_theta": c.ropeTheta,
             "rope_local_base_freq": local,
             "rope_scaling": legacyScaling,
-            "final_logit_softcapping": NSNull(),
-            "attn_logit_softcapping": NSNull(),
+            "final_logit_softcapping": c.finalLogitSoftcap.map { Double($0) as Any } ?? NSNull(),
+            "attn_logit_softcapping": c.attentionSoftcap.map { Double($0) as Any } ?? NSNull(),
             "initializer_range": 0.02,
             "use_cache": true,
         ]
+        if c.architecture == .gemma2 {
+            j["architectures"] = ["Gemma2ForCausalLM"]
+            j["model_type"] = "gemma2"
+            j["rope_parameters"] = ["rope_type": "default", "rope_theta": c.ropeTheta] as [String: Any]
+            for k in ["rope_local_base_freq", "rope_scaling"] { j[k] = nil }
+        }
         addSpecialTokens(c, to: &j)
         return j
     }

@@ -226,7 +226,7 @@ extension LlamaModel {
                 b.attention(q: s.q.rows(rows), k: arena.keys[i].rows(span), v: arena.values[i].rows(span),
                             out: s.attended.rows(rows), lse: nil,
                             spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, scale: c.attentionScale,
-                                                queryOffset: seq.cached, window: c.window(layer: i)))
+                                                queryOffset: seq.cached, window: c.window(layer: i), softcap: c.attentionSoftcap))
             }
             addSublayer(x, s, norm: layer.postAttentionNorm, output: s.attentionOutput, rstd: s.attentionOutputRstd) { out, accumulate in
                 project([(layer.o, "o", out)], i, s.attended, accumulate: accumulate)

@@ -25,12 +25,24 @@ extension ModelConfig {
         (0 ..< layers).map { ($0 + 1) % pattern == 0 ? .full : .sliding }
     }
 
+    /// What Gemma 2 and 3 share: (1 + w) norms, scaled embeddings, GeGLU, four norms a layer.
     mutating func applyGemmaCommon() {
         hiddenActivation = .geluTanh
         normWeightOffset = 1
         embeddingScale = Float(Double(hiddenSize).squareRoot())
         sandwichNorms = true
-        qkNorm = true
+    }
+
+    /// The sliding/global pattern from `layer_types`, or every `pattern`-th layer global.
+    static func gemmaLayerTypes(_ json: [String: Any], layers: Int, pattern: Int, source: String) throws -> [LayerAttention] {
+        guard let types = json["layer_types"] as? [String] else { return gemma3LayerTypes(layers: layers, pattern: pattern) }
+        return try types.enumerated().map { i, t in
+            switch t {
+            case "sliding_attention": return .sliding
+            case "full_attention": return .full
+            default: throw FormatError(source, "layer_types[\(i)] is '\(t)'; expected sliding_attention or full_attention")
+            }
+        }
     }
 
     /// Reads Gemma 3's own keys of a config.json (transformers 4's flat
@@ -38,6 +50,7 @@ extension ModelConfig {
     /// layer type) and refuses what Loft does not compute.
     mutating func applyGemma3(hf json: [String: Any], source: String) throws {
         applyGemmaCommon()
+        qkNorm = true
         if json["tie_word_embeddings"] == nil { tieWordEmbeddings = true }  // Gemma3TextConfig's default
         if let act = json["hidden_activation"] as? String, act != "gelu_pytorch_tanh" {
             throw FormatError(source, "hidden_activation '\(act)' is not supported for gemma3; Loft computes gelu_pytorch_tanh")
@@ -52,18 +65,8 @@ extension ModelConfig {
         }
         let scalar = (json["query_pre_attn_scalar"] as? NSNumber)?.doubleValue ?? 256
         attentionScale = Float(1 / scalar.squareRoot())
-        if let types = json["layer_types"] as? [String] {
-            layerTypes = try types.enumerated().map { i, t in
-                switch t {
-                case "sliding_attention": return .sliding
-                case "full_attention": return .full
-                default: throw FormatError(source, "layer_types[\(i)] is '\(t)'; expected sliding_attention or full_attention")
-                }
-            }
-        } else {
-            layerTypes = Self.gemma3LayerTypes(layers: layers,
-                                               pattern: (json["sliding_window_pattern"] as? NSNumber)?.intValue ?? 6)
-        }
+        layerTypes = try Self.gemmaLayerTypes(json, layers: layers,
+                                              pattern: (json["sliding_window_pattern"] as? NSNumber)?.intValue ?? 6, source: source)
         if slidingWindow == nil { slidingWindow = 4096 }
         let maxPositions = maxPositionEmbeddings
         if let perType = json["rope_parameters"] as? [String: Any], let full = perType["full_attention"] as? [String: Any] {
@@ -87,6 +90,7 @@ extension ModelConfig {
     /// except in the 27B model, whose query_pre_attn_scalar is hidden/heads.
     mutating func applyGemma3(gguf file: GGUFFile) {
         applyGemmaCommon()
+        qkNorm = true
         layerTypes = Self.gemma3LayerTypes(layers: layers)
         slidingWindow = file.metadata["gemma3.attention.sliding_window"]?.int ?? 4096
         localRopeTheta = 10_000

@@ -1,4 +1,5 @@
 import Foundation
+import LoftFormats
 import LoftTensors
 
 /// The Llama-family decoder: SmolLM2, TinyLlama, Llama 2/3, Mistral, Qwen2/2.5,
@@ -102,6 +103,9 @@ public final class LlamaModel: @unchecked Sendable {
     public init(config: ModelConfig, weights: WeightSource, backend: Backend = CPUBackend.shared,
                 baseWeights: BaseWeightFormat = .f32) throws {
         self.config = config
+        if config.attentionSoftcap != nil && backend.device != .cpu {
+            throw FormatError(weights.path, "\(config.architecture.rawValue) soft-caps its attention scores, which Loft computes on the CPU backend only so far; run with --device cpu")
+        }
         let baseWeights = try weights.baseFormat(requested: baseWeights)
         self.baseWeights = baseWeights
         self.backend = backend
@@ -228,10 +232,27 @@ public final class LlamaModel: @unchecked Sendable {
         let out = backend.zeros([hidden.rows, config.vocabSize], dtype: .f32)
         if trainedLMHead == nil, let head = compactLMHead, QuantizedDecoding.usesKernels(rows: hidden.rows) {
             backend.linear(hidden, frozen: head, bias: nil, into: out, accumulate: false)
-            return out
+        } else {
+            backend.linear(hidden, lmHead, bias: nil, into: out, accumulate: false)
         }
-        backend.linear(hidden, lmHead, bias: nil, into: out, accumulate: false)
+        softcapLogits(out)
         return out
+    }
+
+    /// Gemma 2's final soft-cap of raw logits, in place (nothing for other
+    /// models); with `capped`, keeps a copy of the result for
+    /// `softcapLogitsBackward` (a loss head's cross-entropy overwrites the
+    /// logits with their gradient).
+    public func softcapLogits(_ logits: Tensor, saving capped: Tensor? = nil) {
+        guard let cap = config.finalLogitSoftcap else { return }
+        backend.softcap(logits, cap: cap)
+        if let capped { backend.copy(logits, into: capped) }
+    }
+
+    /// ∂L/∂(capped logits) → ∂L/∂(raw logits), in place, given the capped values.
+    public func softcapLogitsBackward(_ dLogits: Tensor, capped: Tensor) {
+        guard let cap = config.finalLogitSoftcap else { return }
+        backend.softcapBackward(dLogits, capped: capped, cap: cap)
     }
 
     /// One decoder layer, updating the residual stream x[N, hidden] in place.
@@ -255,7 +276,7 @@ public final class LlamaModel: @unchecked Sendable {
             let (keys, values) = cache.append(layer: i, k: s.k, v: s.v, backend: b)
             b.attention(q: s.q, k: keys, v: values, out: s.attended, lse: nil,
                         spec: AttentionSpec(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, scale: c.attentionScale,
-                                            queryOffset: cache.length, window: c.window(layer: i)))
+                                            queryOffset: cache.length, window: c.window(layer: i), softcap: c.attentionSoftcap))
         } else {
             b.attention(q: s.q, k: s.k, v: s.v, out: s.attended, lse: s.lse, spec: attentionSpec(batch, layer: i))
         }
@@ -311,7 +332,7 @@ public final class LlamaModel: @unchecked Sendable {
 
     func attentionSpec(_ batch: Batch, layer: Int) -> AttentionSpec {
         AttentionSpec(heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim, scale: config.attentionScale,
-                      segments: batch.segments, window: config.window(layer: layer))
+                      segments: batch.segments, window: config.window(layer: layer), softcap: config.attentionSoftcap)
     }
 
     /// The backward of one layer: dx holds ∂L/∂(layer output) and becomes

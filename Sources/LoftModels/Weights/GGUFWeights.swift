@@ -27,7 +27,7 @@ public final class GGUFWeights: WeightSource {
         let parts = hf.split(separator: ".")
         guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
         let rest = parts[3...].joined(separator: ".")
-        if architecture == .gemma3 {
+        if architecture == .gemma3 || architecture == .gemma2 {
             let gemma = ["post_attention_layernorm.weight": "post_attention_norm.weight",
                          "pre_feedforward_layernorm.weight": "ffn_norm.weight",
                          "post_feedforward_layernorm.weight": "post_ffw_norm.weight"]

@@ -69,6 +69,10 @@ public protocol Backend: AnyObject, Sendable, BackendDropout, BackendOptimizer8b
     func geglu(gate: Tensor, up: Tensor, into out: Tensor)
     /// dgate, dup = the gradients of geglu.
     func gegluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor)
+    /// x = cap · tanh(x / cap), in place (Gemma 2's logit soft-capping).
+    func softcap(_ x: Tensor, cap: Float)
+    /// dy ·= 1 − (capped / cap)², in place: the gradient through `softcap`, given its output.
+    func softcapBackward(_ dy: Tensor, capped: Tensor, cap: Float)
     /// y = a + b (y may alias a or b).
     func add(_ a: Tensor, _ b: Tensor, into y: Tensor)
     /// y = y + alpha · x.
@@ -104,9 +108,11 @@ public struct AttentionSpec: Sendable {
     public var queryOffset: Int
     public var segments: [Int]
     public var window: Int?
+    /// Scores become softcap·tanh(score/softcap) before the softmax (Gemma 2).
+    public var softcap: Float?
 
     public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float? = nil, queryOffset: Int = 0,
-                segments: [Int] = [0], window: Int? = nil) {
+                segments: [Int] = [0], window: Int? = nil, softcap: Float? = nil) {
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
@@ -114,6 +120,7 @@ public struct AttentionSpec: Sendable {
         self.queryOffset = queryOffset
         self.segments = segments
         self.window = window
+        self.softcap = softcap
     }
 }
 

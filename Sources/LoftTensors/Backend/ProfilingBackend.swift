@@ -136,6 +136,10 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {   // `lock` 
     public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
         timed("swiglu backward", Self.dims(gate)) { inner.swigluBackward(dOut, gate: gate, up: up, dGate: dGate, dUp: dUp) }
     }
+    public func softcap(_ x: Tensor, cap: Float) { timed("softcap", Self.dims(x)) { inner.softcap(x, cap: cap) } }
+    public func softcapBackward(_ dy: Tensor, capped: Tensor, cap: Float) {
+        timed("softcap backward", Self.dims(dy)) { inner.softcapBackward(dy, capped: capped, cap: cap) }
+    }
     public func geglu(gate: Tensor, up: Tensor, into out: Tensor) {
         timed("geglu", Self.dims(gate)) { inner.geglu(gate: gate, up: up, into: out) }
     }

@@ -69,11 +69,13 @@ extension CPUBackend {
     /// The keys [lo, hi) the block may see; fills `scores` (rows × (hi − lo))
     /// with softmax probabilities of the stacked queries `qs` (rows × d),
     /// writing each row's log-sum-exp when `writeLSE`, or recomputing the
-    /// probabilities from the saved one otherwise.
+    /// probabilities from the saved one otherwise. With a soft-cap the capped
+    /// scores are copied to `capped` when given (the backward's tanh′).
     @inline(__always)
     private func blockProbabilities(qs: UnsafePointer<Float>, k: UnsafePointer<Float>, block b: StackedBlock, task t: AttentionTask,
                                     spec: AttentionSpec, scores: UnsafeMutablePointer<Float>,
-                                    lse: UnsafeMutablePointer<Float>?, writeLSE: Bool, nq: Int) -> (Int, Int) {
+                                    lse: UnsafeMutablePointer<Float>?, writeLSE: Bool, nq: Int,
+                                    capped: UnsafeMutablePointer<Float>? = nil) -> (Int, Int) {
         let d = spec.headDim
         let ldk = spec.kvHeads * d
         let firstPos = spec.queryOffset + b.q0, lastPos = firstPos + b.n - 1
@@ -92,6 +94,11 @@ extension CPUBackend {
             var from = t.keyStart
             if let w = spec.window { from = max(from, pos - w + 1) }
             let a = from - lo, last = pos - lo  // inclusive, within the block's key range
+            if let cap = spec.softcap {
+                let inverse = 1 / cap
+                for j in a ... last { p[j] = cap * tanh(p[j] * inverse) }
+                if let capped { (capped + row * nk).update(from: p, count: nk) }
+            }
             if writeLSE || lse == nil {
                 let l = loft_softmax_row(p + a, last - a + 1)
                 if writeLSE, let lse { lse[head * nq + b.q0 + r] = l }
@@ -161,7 +168,8 @@ extension CPUBackend {
             let dprobs = UnsafeMutablePointer<Float>.allocate(capacity: maxRows * width)
             // Stacked q, dO, O and dQ of one block.
             let stacked = UnsafeMutablePointer<Float>.allocate(capacity: 4 * maxRows * d)
-            defer { probs.deallocate(); dprobs.deallocate(); stacked.deallocate() }
+            let capped: UnsafeMutablePointer<Float>? = spec.softcap == nil ? nil : .allocate(capacity: maxRows * width)
+            defer { probs.deallocate(); dprobs.deallocate(); stacked.deallocate(); capped?.deallocate() }
             let (qs, gs, os, dqs) = (stacked, stacked + maxRows * d, stacked + 2 * maxRows * d, stacked + 3 * maxRows * d)
             var q0 = t.queryStart
             while q0 < t.queryEnd {
@@ -170,7 +178,7 @@ extension CPUBackend {
                 b.gather(gp, ld: ldq, d: d, into: gs)
                 b.gather(op, ld: ldq, d: d, into: os)
                 let (lo, hi) = blockProbabilities(qs: qs, k: kp, block: b, task: t, spec: spec, scores: probs,
-                                                  lse: lp, writeLSE: false, nq: nq)
+                                                  lse: lp, writeLSE: false, nq: nq, capped: capped)
                 let nkb = hi - lo, rows = b.rows
                 let kBlock = kp + lo * ldk + t.kvHead * d, vBlock = vp + lo * ldk + t.kvHead * d
                 let dkBlock = dkp + lo * ldk + t.kvHead * d, dvBlock = dvp + lo * ldk + t.kvHead * d
@@ -186,6 +194,11 @@ extension CPUBackend {
                     for j in 0 ..< d { s += gs[r * d + j] * os[r * d + j] }
                     let pr = probs + r * nkb, dr = dprobs + r * nkb
                     for j in 0 ..< nkb { dr[j] = pr[j] * (dr[j] - s) }
+                    // Through the soft-cap: d(cap·tanh(x/cap))/dx = 1 − (capped/cap)².
+                    if let cap = spec.softcap, let cr = capped.map({ $0 + r * nkb }) {
+                        let inverse = 1 / cap
+                        for j in 0 ..< nkb { let u = cr[j] * inverse; dr[j] *= 1 - u * u }
+                    }
                 }
                 // dQ = dS · K · scale ; dK += dSᵀ · Q · scale
                 gemm(transA: false, transB: false, m: rows, n: d, k: nkb, alpha: spec.scale, a: dprobs, lda: nkb,

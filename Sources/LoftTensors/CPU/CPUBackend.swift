@@ -123,6 +123,22 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         gatedBackward(loft_geglu_backward, dOut, gate, up, dGate, dUp)
     }
 
+    public func softcap(_ x: Tensor, cap: Float) {
+        let p = x.floats, inverse = 1 / cap
+        parallelChunks(x.count, minimumPerChunk: 1 << 14) { r in
+            for i in r { p[i] = cap * tanh(p[i] * inverse) }
+        }
+    }
+
+    public func softcapBackward(_ dy: Tensor, capped: Tensor, cap: Float) {
+        precondition(dy.count == capped.count, "softcapBackward: \(dy.shape) and \(capped.shape)")
+        let (d, c) = (dy.floats, capped.floats)
+        let inverse = 1 / cap
+        parallelChunks(dy.count, minimumPerChunk: 1 << 14) { r in
+            for i in r { let u = c[i] * inverse; d[i] *= 1 - u * u }
+        }
+    }
+
     /// out = act(gate) · up with one of the C kernels, split over the cores.
     private func gated(_ kernel: (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int) -> Void,
                        _ name: String, _ gate: Tensor, _ up: Tensor, _ out: Tensor) {

@@ -34,15 +34,18 @@ public struct SequenceLogProbs {
         // One logits buffer for every chunk (a fresh 50 MB one per chunk faults its pages in during the GEMM).
         let longest = spans.map { min($0.rows.count, chunkRows) }.max() ?? 0
         let logitsBuffer = b.zeros([max(1, longest), c.vocabSize], dtype: .f32)
+        let cappedBuffer = c.finalLogitSoftcap == nil || unit == nil ? nil : b.zeros(logitsBuffer.shape, dtype: .f32)
         for (k, span) in spans.enumerated() {
             var r0 = span.rows.lowerBound
             while r0 < span.rows.upperBound {
                 let r1 = min(span.rows.upperBound, r0 + chunkRows)
-                let logits = logitsBuffer.rows(0 ..< r1 - r0)
+                let logits = logitsBuffer.rows(0 ..< r1 - r0), capped = cappedBuffer?.rows(0 ..< r1 - r0)
                 b.linear(hidden.rows(r0 ..< r1), m.lmHead, bias: nil, into: logits, accumulate: false)
+                m.softcapLogits(logits, saving: capped)  // Gemma 2
                 // cross-entropy = −log p; with gradScale 1 its dLogits are softmax − onehot = −∂logp/∂logits.
                 sums[k] -= b.crossEntropy(logits: logits, labels: Array(targets[r0 ..< r1]),
                                           dLogits: unit == nil ? nil : logits, gradScale: 1)
+                if let capped { m.softcapLogitsBackward(logits, capped: capped) }
                 if let unit { b.linearBackwardInput(logits, m.lmHead, into: unit.rows(r0 ..< r1), accumulate: false) }
                 r0 = r1
             }
