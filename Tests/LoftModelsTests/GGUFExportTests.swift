@@ -32,6 +32,39 @@ final class GGUFExportTests: XCTestCase {
         return (model.forward(ids: ids).toArray(), Dictionary(uniqueKeysWithValues: merged.map { ($0.name, $0) }))
     }
 
+    /// Gemma 2 and 3: every weight reads back as merged (the norms' 1 + w
+    /// added on export and removed on load), and the keys llama.cpp reads are
+    /// written (soft-caps, window, head size). The tiny models' own layer
+    /// pattern and query_pre_attn_scalar are not among them (llama.cpp fixes
+    /// those per architecture), so their GGUF configs read back with
+    /// llama.cpp's values, which is what a real checkpoint has.
+    func testGemmaExportsReadBackExactly() throws {
+        for arch in ["gemma2", "gemma3"] {
+            let base = TestPaths.fixtures.appendingPathComponent("tiny/\(arch)").path
+            let adapter = Self.trainingFixtures.appendingPathComponent("tiny_\(arch)/initial_adapter").path
+            let ref = try reference(base, adapter)
+            let out = temp("\(arch).gguf")
+            try GGUFExporter.export(modelPath: base, adapter: adapter, to: out, type: .f32)
+            let file = try GGUFFile(path: out)
+            XCTAssertEqual(file.architecture, arch)
+            let raw = try file.dequantize(file.tensor(named: "blk.0.post_ffw_norm.weight")!)
+            XCTAssertEqual(raw, ref.tensors["model.layers.0.post_feedforward_layernorm.weight"]!.values.map { $0 + 1 }, "\(arch): stored as 1 + w")
+            let config = try ModelConfig.fromGGUF(file)
+            let hf = try ModelConfig.fromHF(path: base + "/config.json")
+            XCTAssertEqual(config.slidingWindow, 8)
+            XCTAssertEqual(config.headDim, 32)
+            XCTAssertEqual(config.attentionSoftcap, hf.attentionSoftcap)
+            XCTAssertEqual(config.finalLogitSoftcap, hf.finalLogitSoftcap)
+            XCTAssertEqual(config.qkNorm, hf.qkNorm)
+            let weights = GGUFWeights(file: file, config: config)
+            for (name, t) in ref.tensors {
+                // A norm comes back as (w + 1) − 1 in float, as transformers' GGUF loader computes it.
+                let want = name.hasSuffix("norm.weight") ? t.values.map { ($0 + 1) - 1 } : t.values
+                XCTAssertEqual(try XCTUnwrap(weights.load(name), name).toArray(), want, "\(arch) \(name)")
+            }
+        }
+    }
+
     func testF32AndF16ExportsReadBackExactly() throws {
         // qwen2 has q/k/v biases; mistral is written as llama.cpp's "llama" architecture.
         for (arch, adapter) in [("llama", "tiny_llama"), ("qwen3", "tiny_qwen3"), ("qwen2", nil), ("mistral", nil)] {
