@@ -175,20 +175,18 @@ extension Tokenizer {
             local.sort { ($0.il, $0.ir) < ($1.il, $1.ir) }
             all += local
         }
-        // Stable sort on (key, len left, len right); reverse order for scores means key = -score.
-        let order = all.indices.sorted { a, b in
-            let x = all[a], y = all[b]
-            if x.key != y.key { return x.key < y.key }
-            if useScores {  // reverse=True in Python reverses the length tie-breaks too
-                if x.ll != y.ll { return x.ll > y.ll }
-                if x.lr != y.lr { return x.lr > y.lr }
-            } else {
-                if x.ll != y.ll { return x.ll < y.ll }
-                if x.lr != y.lr { return x.lr < y.lr }
-            }
-            return a < b
+        // Stable sort on (key, len left, len right); reverse order for scores means key = -score
+        // and reverses the length tie-breaks too (Python's reverse=True). Sorted as plain
+        // numbers: comparing the structs copied two strings per comparison (2 s for Gemma's 262k).
+        let sign = useScores ? -1 : 1
+        var order = all.indices.map { i in (all[i].key, sign * all[i].ll, sign * all[i].lr, i) }
+        order.sort { x, y in
+            if x.0 != y.0 { return x.0 < y.0 }
+            if x.1 != y.1 { return x.1 < y.1 }
+            if x.2 != y.2 { return x.2 < y.2 }
+            return x.3 < y.3
         }
-        return order.map { (all[$0].l, all[$0].r) }
+        return order.map { (all[$0.3].l, all[$0.3].r) }
     }
 
     // MARK: tiktoken
