@@ -230,7 +230,8 @@ public struct MemoryPlan: Sendable {
         // logits chunk) and the backward's first layer (residual, dx, the
         // shared gradient buffers, an adapter's temporaries).
         let chunk = min(n, 256)
-        let lossPhase = act * (3 * n * h + n) + 4 * chunk * c.vocabSize
+        // Gemma 2's soft-capped logits keep a second chunk: the capped values for the gradient.
+        let lossPhase = act * (3 * n * h + n) + 4 * chunk * c.vocabSize * (c.finalLogitSoftcap == nil ? 1 : 2)
         let widest = shapes.values.map(\.inFeatures).max() ?? h
         let backwardPhase = act * (2 * n * h + LayerGradients.elementCount(config: c, tokens: n) + n * lora.rank
                                    + (dropout ? n * widest : 0))
