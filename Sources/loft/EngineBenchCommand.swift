@@ -33,7 +33,7 @@ struct EngineBenchCommand: ParsableCommand {
     var rank = 16
 
     @Option(name: .customLong("adapter-precision"), help: "How the engine keeps adapters for decoding: f32 or f16 (as `loft serve --adapter-precision`).")
-    var adapterPrecision = "f32"
+    var adapterPrecision = AdapterPrecision.f32
 
     @Option(help: "Rounds of every case, interleaved (the report gives each case's median): on a shared machine one round mostly measures the neighbours.")
     var rounds = 1
@@ -42,7 +42,6 @@ struct EngineBenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if !["f16", "f32"].contains(adapterPrecision) { throw ValidationError("--adapter-precision \(adapterPrecision): use f16 or f32") }
         if rounds < 1 { throw ValidationError("--rounds must be at least 1") }
     }
 
@@ -55,7 +54,7 @@ struct EngineBenchCommand: ParsableCommand {
         let maxBatch = counts.max() ?? 16
         let engine = try BatchEngine(model: language.model, tokenizer: language.tokenizer, name: "base", modelPath: language.path,
                                      configuration: EngineConfiguration(maxBatch: maxBatch, contextLength: promptTokens + maxTokens + 16,
-                                                                        halfPrecisionAdapters: adapterPrecision == "f16"))
+                                                                        halfPrecisionAdapters: adapterPrecision.isHalf))
         defer { engine.shutdown() }
         for (i, d) in dirs.enumerated() { _ = try engine.loadAdapter(name: "a\(i)", directory: d) }
         let vocab = language.model.config.vocabSize
@@ -103,7 +102,7 @@ struct EngineBenchCommand: ParsableCommand {
         }
         if json {
             let out: [String: Any] = ["model": (model as NSString).lastPathComponent, "rank": rank, "max_tokens": maxTokens,
-                                      "adapter_precision": adapterPrecision,
+                                      "adapter_precision": adapterPrecision.rawValue,
                                       "prompt_tokens": promptTokens, "rows": rows,
                                       "max_adapters_in_one_step": engine.metrics().maxAdaptersInOneStep]
             print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))

@@ -30,7 +30,7 @@ struct GenerateCommand: ParsableCommand {
     var adapter: String?
 
     @Option(name: .customLong("adapter-precision"), help: "How the adapter's LoRA weights are kept for decoding on the CPU: f32 (default: the trained values exactly) or f16 (half the bytes each token reads, as `loft serve` keeps adapters by default).")
-    var adapterPrecision = "f32"
+    var adapterPrecision = AdapterPrecision.f32
 
     @Option(name: .customLong("max-new-tokens"), help: "How many tokens to generate at most.")
     var maxNewTokens = 32
@@ -45,7 +45,6 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must be ≥ 0") }
-        if !["f16", "f32"].contains(adapterPrecision) { throw ValidationError("--adapter-precision \(adapterPrecision): use f16 or f32") }
         if [ids != nil, prompt != nil, messages != nil].filter({ $0 }).count != 1 {
             throw ValidationError("give exactly one of --ids, --prompt and --messages")
         }
@@ -61,7 +60,7 @@ struct GenerateCommand: ParsableCommand {
         // on its own blocks, other compact bases on f32 copies: as LanguageModel.
         let m = try ModelLoader.load(try localModel(model), adapter: adapter, decoding: true).model
         m.dequantizeFrozenWeights()
-        m.packAdaptersForDecoding(half: adapterPrecision == "f16")
+        m.packAdaptersForDecoding(half: adapterPrecision.isHalf)
         if let bad = prompt.first(where: { Int($0) >= m.config.vocabSize }) {
             throw CLIError("--ids: \(bad) is outside the vocabulary of \(m.config.vocabSize)")
         }
@@ -87,7 +86,7 @@ struct GenerateCommand: ParsableCommand {
 
     /// Text in, text out, with the tokenizer and (for --chat) the chat template.
     func runText() throws {
-        let lm = try LanguageModel(path: try localModel(model), adapter: adapter, halfPrecisionAdapters: adapterPrecision == "f16")
+        let lm = try LanguageModel(path: try localModel(model), adapter: adapter, halfPrecisionAdapters: adapterPrecision.isHalf)
         let promptIDs: [Int32]
         if let messages {
             promptIDs = try lm.promptIDs(messagesFile: messages)

@@ -32,3 +32,11 @@ struct SamplingFlags: ParsableArguments {
                         repetitionPenalty: repetitionPenalty, seed: seed)
     }
 }
+
+/// `--adapter-precision`: how adapters' LoRA weights are kept for CPU decoding
+/// (`generate`, `serve`, `engine-bench`); argument parsing rejects other values.
+enum AdapterPrecision: String, ExpressibleByArgument, CaseIterable {
+    case f32, f16
+
+    var isHalf: Bool { self == .f16 }
+}

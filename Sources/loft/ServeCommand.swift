@@ -47,7 +47,7 @@ struct ServeCommand: ParsableCommand {
     var maxAdapters = 8
 
     @Option(name: .customLong("adapter-precision"), help: "How adapters' LoRA weights are kept for decoding: f16 (default: rounded to half, half the bytes a decode step reads for each adapter, as vLLM serves adapters in 16 bits; logits within a few thousandths of the adapter's own effect) or f32 (the trained values exactly).")
-    var adapterPrecision = "f16"
+    var adapterPrecision = AdapterPrecision.f16
 
     @Option(help: "The context length per request, prompt plus completion (default: the model's, up to 4096).")
     var ctx: Int?
@@ -61,7 +61,6 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         if maxBatch < 1 { throw ValidationError("--max-batch must be at least 1") }
         if maxAdapters < 1 { throw ValidationError("--max-adapters must be at least 1") }
-        if !["f16", "f32"].contains(adapterPrecision) { throw ValidationError("--adapter-precision \(adapterPrecision): use f16 or f32") }
         if let c = ctx, c < 16 { throw ValidationError("--ctx must be at least 16 tokens") }
         if maxBodyMB < 1 { throw ValidationError("--max-body-mb must be at least 1") }
         if apiKey != nil && apiKeyFile != nil { throw ValidationError("give --api-key or --api-key-file, not both") }
@@ -160,7 +159,7 @@ struct ServeCommand: ParsableCommand {
 
     func makeEngine() throws -> any GenerationEngine {
         let configuration = EngineConfiguration(maxBatch: maxBatch, contextLength: ctx, maxAdapters: maxAdapters,
-                                                halfPrecisionAdapters: adapterPrecision == "f16")
+                                                halfPrecisionAdapters: adapterPrecision.isHalf)
         return try BatchEngine(path: try localModel(model), configuration: configuration)
     }
 }
