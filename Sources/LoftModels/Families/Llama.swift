@@ -3,9 +3,9 @@ import LoftFormats
 import LoftTensors
 
 /// The Llama-family decoder: SmolLM2, TinyLlama, Llama 2/3, Mistral, Qwen2/2.5,
-/// Qwen3 and Gemma 3 differ only in switches of `ModelConfig` (attention bias,
-/// q/k norm, sliding window, tied embeddings, RoPE scaling; Gemma 3's are
-/// listed in Gemma3.swift).
+/// Qwen3, Gemma 2 and Gemma 3 differ only in switches of `ModelConfig`
+/// (attention bias, q/k norm, sliding window, tied embeddings, RoPE scaling;
+/// Gemma's are listed in Gemma3.swift and Gemma2.swift).
 ///
 /// Forward and backward are written out layer by layer (as llm.c does);
 /// `LayerActivations` holds what a layer's backward needs, and gradient
