@@ -5,6 +5,8 @@
 #   bench/run.sh [--threads N] [--only gemm,prefill,generate,train] [--train-steps 3]
 #                [--train-batch 4] [--train-seq 512] [--gradient-checkpointing]
 #                [--repeats 3] [--quick] [--no-bf16] [--no-tokenizer] [--out DIR]
+#                [--model GGUF]   (default: SmolLM2 from tools/fetch-model.sh;
+#                                  e.g. --model "$(tools/fetch-gemma3.sh)")
 #
 # 1. Python: $LOFT_BENCH_PYTHON if set (e.g. /opt/refvenv/bin/python), otherwise a
 #    venv at .venv-bench (created, then torch transformers peft gguf accelerate
@@ -32,6 +34,7 @@ only_given=0
 train_steps=3 train_batch=4 train_seq=512 repeats=3
 gc=0 quick=0 no_bf16=0 tokenizer=1
 out_dir=bench/results
+model_arg=
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads=$2; shift 2 ;;
@@ -45,7 +48,8 @@ while [ $# -gt 0 ]; do
         --no-bf16) no_bf16=1; shift ;;
         --no-tokenizer) tokenizer=0; shift ;;
         --out) out_dir=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --model) model_arg=$2; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -89,7 +93,7 @@ else
     swift build -c release --product loft >&2
     loft=$root/.build/release/loft
 fi
-model=$(tools/fetch-model.sh)
+model=${model_arg:-$(tools/fetch-model.sh)}
 
 # Same threads for both: OpenBLAS and torch thread counts, and, below the core
 # count, CPU affinity (Loft's own parallel loops use every core it may run on).
