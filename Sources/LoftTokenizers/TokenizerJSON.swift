@@ -14,9 +14,11 @@ extension Tokenizer {
         guard type == "BPE" else { throw FormatError(path, "model.type \(type) is not supported; only BPE") }
         guard let vocabAny = model["vocab"] as? [String: Any] else { throw FormatError(path, "model.vocab is missing or not an object") }
         var vocab = Vocab(minimumCapacity: vocabAny.count)
-        // Keys as spelled (VocabScanner), not through the dictionary above, which merges
-        // canonically equal spellings; the dictionary is the fallback.
-        let entries: [(String, Int)] = (try? VocabScanner.entries(data)).flatMap { $0 }
+        // Keys as spelled (`JSONParser.entries`), not through the dictionary above, which
+        // merges canonically equal spellings (Gemma's "//" and "\u{FEFF}//"); the
+        // dictionary is the fallback.
+        let entries: [(String, Int)] = (try? JSONParser.entries(at: ["model", "vocab"], in: data))
+            .flatMap { $0 }.map { $0.map { ($0.key, $0.value.int ?? -1) } }
             ?? vocabAny.map { ($0.key, ($0.value as? NSNumber)?.intValue ?? -1) }
         for (k, n) in entries {
             guard n >= 0, n < maxVocabulary else {
@@ -206,127 +208,3 @@ extension Tokenizer {
     }
 }
 
-/// Reads `model.vocab` of a tokenizer.json straight from its bytes, keys
-/// exactly as spelled and in file order. A Swift or Foundation dictionary
-/// merges keys that are canonically equal but spelled apart, and real
-/// vocabularies have such pairs (Gemma 3: "য়" precomposed and decomposed, "//"
-/// and "\u{FEFF}//"), which then lose a token and tokenize differently.
-struct VocabScanner {
-    let bytes: [UInt8]
-    var i = 0
-
-    struct Failure: Error {}
-
-    /// The entries, or nil when the file has no model.vocab object.
-    static func entries(_ data: Data) throws -> [(String, Int)]? {
-        var s = VocabScanner(bytes: [UInt8](data))
-        return try s.find(path: ["model", "vocab"])
-    }
-
-    mutating func find(path: ArraySlice<String>) throws -> [(String, Int)]? {
-        space()
-        guard peek == UInt8(ascii: "{") else { try skipValue(); return nil }
-        i += 1
-        var found: [(String, Int)]?
-        space()
-        if peek == UInt8(ascii: "}") { i += 1; return nil }
-        while true {
-            space()
-            let key = try string()
-            space(); try expect(":")
-            if key == path.first, found == nil {
-                if path.count == 1 { found = try intObject() } else { found = try find(path: path.dropFirst()) }
-            } else {
-                try skipValue()
-            }
-            space()
-            if peek == UInt8(ascii: ",") { i += 1; continue }
-            try expect("}")
-            return found
-        }
-    }
-
-    mutating func intObject() throws -> [(String, Int)] {
-        space(); try expect("{")
-        var out: [(String, Int)] = []
-        space()
-        if peek == UInt8(ascii: "}") { i += 1; return out }
-        while true {
-            space()
-            let key = try string()
-            space(); try expect(":"); space()
-            let start = i
-            while i < bytes.count, bytes[i] == UInt8(ascii: "-") || (bytes[i] >= 0x30 && bytes[i] <= 0x39) { i += 1 }
-            guard let n = Int(String(decoding: bytes[start ..< i], as: UTF8.self)) else { throw Failure() }
-            out.append((key, n))
-            space()
-            if peek == UInt8(ascii: ",") { i += 1; continue }
-            try expect("}")
-            return out
-        }
-    }
-
-    var peek: UInt8? { i < bytes.count ? bytes[i] : nil }
-
-    mutating func space() {
-        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
-    }
-
-    mutating func expect(_ c: Unicode.Scalar) throws {
-        guard peek == UInt8(ascii: c) else { throw Failure() }
-        i += 1
-    }
-
-    mutating func string() throws -> String {
-        try expect("\"")
-        var out: [UInt8] = []
-        while true {
-            guard let c = peek else { throw Failure() }
-            i += 1
-            if c == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
-            guard c == UInt8(ascii: "\\") else { out.append(c); continue }
-            guard let e = peek else { throw Failure() }
-            i += 1
-            switch e {
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "u"):
-                var v = try hex4()
-                if v >= 0xD800 && v < 0xDC00, peek == UInt8(ascii: "\\"), i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "u") {
-                    i += 2
-                    let low = try hex4()
-                    v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
-                }
-                out += Array(String(Unicode.Scalar(v) ?? "\u{FFFD}").utf8)
-            default: out.append(e)  // \" \\ \/
-            }
-        }
-    }
-
-    mutating func hex4() throws -> UInt32 {
-        guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i ..< i + 4], as: UTF8.self), radix: 16) else { throw Failure() }
-        i += 4
-        return v
-    }
-
-    /// Skips one value of any kind.
-    mutating func skipValue() throws {
-        space()
-        guard let c = peek else { throw Failure() }
-        if c == UInt8(ascii: "\"") { _ = try string(); return }
-        if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
-            var depth = 0
-            while let d = peek {
-                if d == UInt8(ascii: "\"") { _ = try string(); continue }
-                i += 1
-                if d == UInt8(ascii: "{") || d == UInt8(ascii: "[") { depth += 1 }
-                if d == UInt8(ascii: "}") || d == UInt8(ascii: "]") { depth -= 1; if depth == 0 { return } }
-            }
-            throw Failure()
-        }
-        while let d = peek, d != UInt8(ascii: ","), d != UInt8(ascii: "}"), d != UInt8(ascii: "]") { i += 1 }
-    }
-}

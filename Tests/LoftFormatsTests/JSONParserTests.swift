@@ -47,4 +47,19 @@ final class JSONParserTests: XCTestCase {
         }
         XCTAssertThrowsError(try JSONParser.parse(Data([0x22, 0xC3, 0x28, 0x22])), "invalid UTF-8")
     }
+
+    /// `entries(at:in:)`: the object at a path, keys as spelled and in order
+    /// (canonically equal spellings stay two keys), past values of every kind
+    /// that it steps over (escaped quotes and brackets inside strings, nesting).
+    func testEntriesKeepKeysAsSpelled() throws {
+        let doc = #"{"a": [1, "x\"]}", {"b": "]"}], "n": -1.5e3, "t": true, "model": {"merges": [["\"", "{"]], "#
+            + #""vocab": {"é": 1, "é": 2, "﻿//": 3, "//": 0}, "z": null}}"#
+        let entries = try XCTUnwrap(JSONParser.entries(at: ["model", "vocab"], in: Data(doc.utf8)))
+        XCTAssertEqual(entries.map { Array($0.key.unicodeScalars.map(\.value)) },
+                       [[0xE9], [0x65, 0x301], [0xFEFF, 0x2F, 0x2F], [0x2F, 0x2F]])
+        XCTAssertEqual(entries.map { $0.value.int }, [1, 2, 3, 0])
+        XCTAssertNil(try JSONParser.entries(at: ["model", "missing"], in: Data(doc.utf8)))
+        XCTAssertNil(try JSONParser.entries(at: ["n"], in: Data(doc.utf8)), "not an object")
+        XCTAssertThrowsError(try JSONParser.entries(at: ["model", "vocab"], in: Data(#"{"model": {"vocab": {"a": }}}"#.utf8)))
+    }
 }

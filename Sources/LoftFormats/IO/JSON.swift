@@ -98,6 +98,76 @@ public struct JSONParser {
         return try s.withUTF8 { try parse(UnsafeRawBufferPointer($0)) }
     }
 
+    /// The entries of the object reached from the root by `path` (each step a
+    /// key of an object), in file order with keys exactly as spelled, or nil
+    /// when the document has no object there. Unlike `parse`, keys that are
+    /// canonically equal but spelled apart stay apart (a Swift dictionary, and
+    /// so `parse`'s duplicate check, takes "য়" precomposed and decomposed for
+    /// one key); a tokenizer.json vocabulary holds such pairs as two tokens.
+    public static func entries(at path: [String], in data: Data) throws -> [(key: String, value: JSONValue)]? {
+        try data.withUnsafeBytes { bytes in
+            var p = JSONParser(bytes: bytes)
+            return try p.entries(at: path[...])
+        }
+    }
+
+    mutating func entries(at path: ArraySlice<String>) throws -> [(key: String, value: JSONValue)]? {
+        skipSpace()
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else { _ = try value(); return nil }
+        try nest()
+        defer { depth -= 1 }
+        i += 1
+        var out: [(key: String, value: JSONValue)] = []
+        var found: [(key: String, value: JSONValue)]?
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return path.isEmpty ? out : nil }
+        while true {
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key in an object") }
+            let key = try string()
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after the object key \"\(key)\"") }
+            i += 1
+            if path.isEmpty {
+                skipSpace()
+                out.append((key, try value()))
+            } else if key == path.first, found == nil {
+                found = try entries(at: path.dropFirst())
+            } else {
+                try skipValue()
+            }
+            skipSpace()
+            guard i < bytes.count else { throw fail("unexpected end of JSON inside an object") }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: "}") { i += 1; return path.isEmpty ? out : found }
+            throw fail("expected ',' or '}' in an object, found '\(printable(bytes[i]))'")
+        }
+    }
+
+    /// Steps over one value without building it (`entries` passes a
+    /// tokenizer.json's half a million merges this way); strictness is `parse`'s job.
+    mutating func skipValue() throws {
+        skipSpace()
+        var open = 0
+        repeat {
+            guard i < bytes.count else { throw fail("unexpected end of JSON") }
+            switch bytes[i] {
+            case UInt8(ascii: "\""):
+                i += 1
+                while i < bytes.count, bytes[i] != UInt8(ascii: "\"") { i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                i += 1
+            case UInt8(ascii: "{"), UInt8(ascii: "["): open += 1; i += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): open -= 1; i += 1
+            default:
+                if open == 0 {  // a number or literal at the top: up to the next separator
+                    while i < bytes.count, ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 }
+                } else {
+                    i += 1
+                }
+            }
+        } while open > 0
+    }
+
     func fail(_ message: String) -> Error { Error(message: message, offset: i) }
 
     func printable(_ b: UInt8) -> String {

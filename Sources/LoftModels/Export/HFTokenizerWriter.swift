@@ -19,10 +19,9 @@ public enum HFTokenizerWriter {
     /// The tokenizer.json file, or nil with the reason when the GGUF's
     /// tokenizer is neither byte-level BPE of a known pre-tokenizer nor SentencePiece.
     public static func tokenizerJSON(_ gguf: GGUFFile) throws -> (data: Data?, reason: String?) {
-        let (object, reason) = tokenizerObject(gguf)
-        guard let object, let tokens = gguf.metadata["tokenizer.ggml.tokens"]?.strings else { return (nil, reason) }
-        let spm = gguf.metadata["tokenizer.ggml.model"]?.string == "llama"
-        return (try encode(object, vocab: spm ? respelled(tokens) : tokens), nil)
+        let (object, vocab, reason) = tokenizerObject(gguf)
+        guard let object else { return (nil, reason) }
+        return (try encode(object, vocab: vocab), nil)
     }
 
     /// SentencePiece pieces made only of spaces (Gemma stores "  " raw) spelled with ▁.
@@ -55,14 +54,16 @@ public enum HFTokenizerWriter {
         return json
     }
 
-    static func tokenizerObject(_ gguf: GGUFFile) -> (json: [String: Any]?, reason: String?) {
+    /// The tokenizer.json object with `vocabPlaceholder` for the vocabulary,
+    /// and the vocabulary's tokens by id (as the file spells them).
+    static func tokenizerObject(_ gguf: GGUFFile) -> (json: [String: Any]?, vocab: [String], reason: String?) {
         let md = gguf.metadata
         if md["tokenizer.ggml.model"]?.string == "llama" { return sentencePieceJSON(gguf) }
         guard md["tokenizer.ggml.model"]?.string == "gpt2" else {
-            return (nil, "tokenizer.ggml.model is \(md["tokenizer.ggml.model"]?.string ?? "missing"), not byte-level BPE (gpt2) or SentencePiece (llama)")
+            return (nil, [], "tokenizer.ggml.model is \(md["tokenizer.ggml.model"]?.string ?? "missing"), not byte-level BPE (gpt2) or SentencePiece (llama)")
         }
         guard let tokens = md["tokenizer.ggml.tokens"]?.strings, !tokens.isEmpty else {
-            return (nil, "the GGUF has no tokenizer.ggml.tokens")
+            return (nil, [], "the GGUF has no tokenizer.ggml.tokens")
         }
         let types = md["tokenizer.ggml.token_type"]?.ints ?? []
         let merges = md["tokenizer.ggml.merges"]?.strings ?? []
@@ -82,7 +83,7 @@ public enum HFTokenizerWriter {
         case "qwen2", "deepseek-r1-qwen", "megrez":
             preTokenizer = ["type": "Sequence", "pretokenizers": [split(qwen2Regex), byteLevel(false)]]
         default:
-            return (nil, "tokenizer.ggml.pre = \(pre) has no tokenizer.json equivalent in Loft yet")
+            return (nil, [], "tokenizer.ggml.pre = \(pre) has no tokenizer.json equivalent in Loft yet")
         }
         var added: [[String: Any]] = []
         for (id, t) in tokens.enumerated() {
@@ -108,7 +109,7 @@ public enum HFTokenizerWriter {
                       "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                       "vocab": vocabPlaceholder, "merges": merges] as [String: Any],
         ]
-        return (json, nil)
+        return (json, tokens, nil)
     }
 
     /// A post-processor that puts the BOS token first, when the GGUF says to add it.
@@ -129,10 +130,10 @@ public enum HFTokenizerWriter {
     /// decoder. CONTROL and UNKNOWN pieces are special added tokens,
     /// USER_DEFINED ones plain added tokens, except runs of spaces, which
     /// transformers leaves to the model.
-    static func sentencePieceJSON(_ gguf: GGUFFile) -> (json: [String: Any]?, reason: String?) {
+    static func sentencePieceJSON(_ gguf: GGUFFile) -> (json: [String: Any]?, vocab: [String], reason: String?) {
         let md = gguf.metadata
         guard let tokens = md["tokenizer.ggml.tokens"]?.strings, !tokens.isEmpty else {
-            return (nil, "the GGUF has no tokenizer.ggml.tokens")
+            return (nil, [], "the GGUF has no tokenizer.ggml.tokens")
         }
         let types = md["tokenizer.ggml.token_type"]?.ints ?? []
         // Gemma's runs of spaces are raw spaces in the GGUF; tokenizer.json spells them
@@ -173,6 +174,6 @@ public enum HFTokenizerWriter {
                       "end_of_word_suffix": NSNull(), "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
                       "vocab": vocabPlaceholder, "merges": merges.map { [$0.0, $0.1] }] as [String: Any],
         ]
-        return (json, nil)
+        return (json, pieces, nil)
     }
 }
