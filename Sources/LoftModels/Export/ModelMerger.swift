@@ -432,27 +432,13 @@ public enum ModelMerger {
         case .qwen3: className = "Qwen3ForCausalLM"
         case .gemma2, .gemma3: return gemmaHFConfig(c)
         }
-        var j: [String: Any] = [
+        var j = commonConfig(c).merging([
             "architectures": [className],
             "model_type": c.architecture.rawValue,
-            "vocab_size": c.vocabSize,
-            "hidden_size": c.hiddenSize,
-            "intermediate_size": c.intermediateSize,
-            "num_hidden_layers": c.layers,
-            "num_attention_heads": c.heads,
-            "num_key_value_heads": c.kvHeads,
-            "head_dim": c.headDim,
             "hidden_act": "silu",
-            "rms_norm_eps": c.rmsNormEps,
             "rope_theta": c.ropeTheta,
-            "max_position_embeddings": c.maxPositionEmbeddings,
-            "tie_word_embeddings": c.tieWordEmbeddings,
-            "attention_bias": c.attentionBias,
-            "attention_dropout": 0.0,
             "mlp_bias": false,
-            "initializer_range": 0.02,
-            "use_cache": true,
-        ]
+        ]) { $1 }
         var rope: [String: Any] = ["rope_theta": c.ropeTheta, "rope_type": "default"]
         switch c.ropeScaling {
         case .none: j["rope_scaling"] = NSNull()
@@ -476,14 +462,31 @@ public enum ModelMerger {
             j["sliding_window"] = NSNull()
             j["use_sliding_window"] = false
         }
-        addSpecialTokens(c, to: &j)
         return j
     }
 
-    static func addSpecialTokens(_ c: ModelConfig, to j: inout [String: Any]) {
+    /// The keys every family's config.json has alike: the shape, and the special tokens.
+    static func commonConfig(_ c: ModelConfig) -> [String: Any] {
+        var j: [String: Any] = [
+            "vocab_size": c.vocabSize,
+            "hidden_size": c.hiddenSize,
+            "intermediate_size": c.intermediateSize,
+            "num_hidden_layers": c.layers,
+            "num_attention_heads": c.heads,
+            "num_key_value_heads": c.kvHeads,
+            "head_dim": c.headDim,
+            "rms_norm_eps": c.rmsNormEps,
+            "max_position_embeddings": c.maxPositionEmbeddings,
+            "tie_word_embeddings": c.tieWordEmbeddings,
+            "attention_bias": c.attentionBias,
+            "attention_dropout": 0.0,
+            "initializer_range": 0.02,
+            "use_cache": true,
+        ]
         if let b = c.bosTokenID { j["bos_token_id"] = b }
         if c.eosTokenIDs.count == 1 { j["eos_token_id"] = c.eosTokenIDs[0] }
         else if !c.eosTokenIDs.isEmpty { j["eos_token_id"] = c.eosTokenIDs }
+        return j
     }
 
     /// Gemma 3's config.json (model_type gemma3_text), with the RoPE settings
@@ -499,22 +502,10 @@ public enum ModelMerger {
         }
         let local = c.localRopeTheta ?? 10_000
         let scalar = 1 / Double(c.attentionScale ?? 1 / Float(c.headDim).squareRoot())
-        var j: [String: Any] = [
+        var j = commonConfig(c).merging([
             "architectures": ["Gemma3ForCausalLM"],
             "model_type": "gemma3_text",
-            "vocab_size": c.vocabSize,
-            "hidden_size": c.hiddenSize,
-            "intermediate_size": c.intermediateSize,
-            "num_hidden_layers": c.layers,
-            "num_attention_heads": c.heads,
-            "num_key_value_heads": c.kvHeads,
-            "head_dim": c.headDim,
             "hidden_activation": "gelu_pytorch_tanh",
-            "rms_norm_eps": c.rmsNormEps,
-            "max_position_embeddings": c.maxPositionEmbeddings,
-            "tie_word_embeddings": c.tieWordEmbeddings,
-            "attention_bias": c.attentionBias,
-            "attention_dropout": 0.0,
             "query_pre_attn_scalar": Int(exactly: (scalar * scalar).rounded()) ?? 256,
             "sliding_window": c.slidingWindow ?? 4096,
             "layer_types": (0 ..< c.layers).map { c.window(layer: $0) == nil ? "full_attention" : "sliding_attention" },
@@ -525,16 +516,13 @@ public enum ModelMerger {
             "rope_scaling": legacyScaling,
             "final_logit_softcapping": c.finalLogitSoftcap.map { Double($0) as Any } ?? NSNull(),
             "attn_logit_softcapping": c.attentionSoftcap.map { Double($0) as Any } ?? NSNull(),
-            "initializer_range": 0.02,
-            "use_cache": true,
-        ]
+        ]) { $1 }
         if c.architecture == .gemma2 {
             j["architectures"] = ["Gemma2ForCausalLM"]
             j["model_type"] = "gemma2"
             j["rope_parameters"] = ["rope_type": "default", "rope_theta": c.ropeTheta] as [String: Any]
             for k in ["rope_local_base_freq", "rope_scaling"] { j[k] = nil }
         }
-        addSpecialTokens(c, to: &j)
         return j
     }
 }

@@ -39,7 +39,7 @@ extension ModelConfig {
     mutating func applyGemma2(gguf file: GGUFFile) {
         applyGemmaCommon()
         let m = file.metadata
-        layerTypes = Self.gemma3LayerTypes(layers: layers, pattern: 2)
+        layerTypes = Self.gemmaLayerTypes(layers: layers, pattern: 2)
         slidingWindow = m["gemma2.attention.sliding_window"]?.int ?? 4096
         attentionSoftcap = m["gemma2.attn_logit_softcapping"]?.double.map(Float.init) ?? 50
         finalLogitSoftcap = m["gemma2.final_logit_softcapping"]?.double.map(Float.init) ?? 30

@@ -19,9 +19,9 @@ import LoftFormats
 /// the one), so `GGUFWeights` subtracts it on load, as transformers' GGUF
 /// loader does, and the exporters add it back.
 extension ModelConfig {
-    /// The sliding/global pattern of Gemma 3 checkpoints that do not list
-    /// `layer_types`: every sixth layer is global.
-    static func gemma3LayerTypes(layers: Int, pattern: Int = 6) -> [LayerAttention] {
+    /// The sliding/global pattern of Gemma checkpoints that do not list
+    /// `layer_types`: every `pattern`-th layer is global (Gemma 3: 6, Gemma 2: 2).
+    static func gemmaLayerTypes(layers: Int, pattern: Int) -> [LayerAttention] {
         (0 ..< layers).map { ($0 + 1) % pattern == 0 ? .full : .sliding }
     }
 
@@ -35,7 +35,7 @@ extension ModelConfig {
 
     /// The sliding/global pattern from `layer_types`, or every `pattern`-th layer global.
     static func gemmaLayerTypes(_ json: [String: Any], layers: Int, pattern: Int, source: String) throws -> [LayerAttention] {
-        guard let types = json["layer_types"] as? [String] else { return gemma3LayerTypes(layers: layers, pattern: pattern) }
+        guard let types = json["layer_types"] as? [String] else { return gemmaLayerTypes(layers: layers, pattern: pattern) }
         return try types.enumerated().map { i, t in
             switch t {
             case "sliding_attention": return .sliding
@@ -91,7 +91,7 @@ extension ModelConfig {
     mutating func applyGemma3(gguf file: GGUFFile) {
         applyGemmaCommon()
         qkNorm = true
-        layerTypes = Self.gemma3LayerTypes(layers: layers)
+        layerTypes = Self.gemmaLayerTypes(layers: layers, pattern: 6)
         slidingWindow = file.metadata["gemma3.attention.sliding_window"]?.int ?? 4096
         localRopeTheta = 10_000
         let is27B = layers == 62 && hiddenSize == 5376
