@@ -35,6 +35,8 @@ CASES = {
     "tiny_qwen3": ("Tests/LoftModelsTests/Fixtures/tiny/qwen3", "Tests/LoftTrainingTests/Fixtures/tiny_qwen3/initial_adapter"),
     "tiny_gemma3": ("Tests/LoftModelsTests/Fixtures/tiny/gemma3", "Tests/LoftTrainingTests/Fixtures/tiny_gemma3/initial_adapter"),
     "tiny_gemma2": ("Tests/LoftModelsTests/Fixtures/tiny/gemma2", "Tests/LoftTrainingTests/Fixtures/tiny_gemma2/initial_adapter"),
+    # Phi-3: the adapter is on the fused qkv_proj and gate_up_proj, merged back into them
+    "tiny_phi3": ("Tests/LoftModelsTests/Fixtures/tiny/phi3", "Tests/LoftTrainingTests/Fixtures/tiny_phi3/initial_adapter"),
 }
 IDS = [1, 17, 42, 99, 5, 63, 120, 7]
 

@@ -34,6 +34,8 @@ from transformers import (  # noqa: E402
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen3Config,
@@ -152,6 +154,14 @@ TINY = {
         "Gemma 2: (1+w) norms, four per layer, no q/k norms, embeddings x sqrt(64), GeGLU, query_pre_attn_scalar 24, "
         "layers sliding(8)/full/sliding (the default pattern), attention scores soft-capped at 2 and logits at 5 "
         "(small, so that the caps matter for random weights), tied embeddings"),
+    "phi3": (Phi3Config, Phi3ForCausalLM, dict(
+        max_position_embeddings=64, original_max_position_embeddings=14, sliding_window=None,
+        rope_parameters=dict(rope_type="longrope", rope_theta=10000.0, partial_rotary_factor=1.0,
+                             short_factor=[1.0, 1.1, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0],
+                             long_factor=[1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0])), 9,
+        "Phi-3: fused qkv_proj [q|k|v] and gate_up_proj [gate|up], LongRoPE with original_max_position_embeddings 14 "
+        "(the 20-token sequence takes the long factors, the packed 7/13-token ones and the greedy prompt the short), "
+        "max_position_embeddings 64 so cos/sin are scaled by sqrt(1 + ln(64/14)/ln(14))"),
 }
 
 
@@ -256,7 +266,7 @@ def greedy_nocache(model, prompt, n):
     return ids[len(prompt):]
 
 
-def make_tiny():
+def make_tiny(only=None):
     g = torch.Generator().manual_seed(1234)
     input_ids = torch.randint(0, 256, (SEQ_LEN,), generator=g).tolist()
     pack_a = torch.randint(0, 256, (PACK_LENS[0],), generator=g).tolist()
@@ -265,6 +275,8 @@ def make_tiny():
 
     results = {}
     for name, (ccls, mcls, over, seed, desc) in TINY.items():
+        if only and name not in only:
+            continue
         kw = dict(BASE)
         kw.update(over)
         cfg = ccls(**kw)
@@ -322,6 +334,14 @@ def make_tiny():
         write_json(os.path.join(d, "expected.json"), exp)
         results[name] = (model, full)
 
+    if "phi3" in results:
+        # LongRoPE: the short factors below the original length, the long ones past it
+        phi = results["phi3"][0]
+        d_short = (logits_of(phi, input_ids[:14]) - results["phi3"][1][:14]).abs().max().item()
+        print(f"  check: phi3 14-token run (short factors) vs the 20-token run's first 14 (long): {d_short:.3g}")
+        assert d_short > 1e-2
+    if only:
+        return
     # sanity checks on the semantics the fixtures are meant to exercise
     base = results["llama"][1]
     for v in ("llama_rope_llama3", "llama_rope_linear", "llama_rope_dynamic"):
@@ -537,11 +557,12 @@ def make_smollm2(gguf_path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=["tiny", "smollm2"])
+    ap.add_argument("--models", nargs="*", help="tiny models to (re)make (default: all, with the cross-model checks)")
     ap.add_argument("--gguf", default=DEFAULT_GGUF)
     a = ap.parse_args()
     print(f"transformers {VERSIONS['transformers']}, torch {VERSIONS['torch']}, threads {torch.get_num_threads()}")
     if a.only in (None, "tiny"):
-        make_tiny()
+        make_tiny(a.models)
     if a.only in (None, "smollm2"):
         if not os.path.exists(a.gguf):
             sys.exit(f"missing {a.gguf}: run tools/fetch-model.sh")

@@ -255,6 +255,17 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         gatedBackward("geglu", dOut, gate, up, dGate, dUp)
     }
 
+    public func copyColumns(_ source: Tensor, from: Int, into destination: Tensor, at: Int, count: Int) {
+        let (n, sw, dw) = (source.rows, source.rowSize, destination.rowSize)
+        precondition(destination.rows == n && from >= 0 && at >= 0 && count >= 0 && from + count <= sw && at + count <= dw,
+                     "copyColumns: \(count) columns from \(from) of \(source.shape) into \(at) of \(destination.shape)")
+        let total = n * count
+        if total == 0 { return }
+        elementwise("loft_copy_columns", total,
+                    [.pointer(f32(source, "copyColumns")), .long(sw), .long(from),
+                     .pointer(f32(destination, "copyColumns")), .long(dw), .long(at), .long(count), .long(total)])
+    }
+
     public func softcap(_ x: Tensor, cap: Float) {
         elementwise("loft_softcap", x.count, [.pointer(f32(x, "softcap")), .float(cap), .long(x.count)])
     }

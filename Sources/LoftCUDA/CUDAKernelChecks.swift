@@ -264,6 +264,17 @@ public final class CUDAKernelChecks {
             out.append(check("\(name)Backward dgate", dgg, dgc))
             out.append(check("\(name)Backward dup", dug, duc))
         }
+        // A fused projection's output [rows, 3 parts] split, then one part joined back.
+        let fusedRows = 17 + randomInt(20), widths = [24 + randomInt(40), 8 + randomInt(16), 8 + randomInt(16)]
+        let fused = random(fusedRows * widths.reduce(0, +))
+        let (fusedC, fusedG) = (cpuTensor(fused, [fusedRows, widths.reduce(0, +)]), gpuTensor(fused, [fusedRows, widths.reduce(0, +)]))
+        let (partC, partG) = (cpu.zeros([fusedRows, widths[1]]), poisoned([fusedRows, widths[1]]))
+        cpu.copyColumns(fusedC, from: widths[0], into: partC, at: 0, count: widths[1])
+        gpu.copyColumns(fusedG, from: widths[0], into: partG, at: 0, count: widths[1])
+        out.append(check("copyColumns split", partG, partC))
+        cpu.copyColumns(partC, from: 0, into: fusedC, at: widths[0] + widths[1], count: widths[1])
+        gpu.copyColumns(partG, from: 0, into: fusedG, at: widths[0] + widths[1], count: widths[1])
+        out.append(check("copyColumns join", fusedG, fusedC))
         let (cappedC, cappedG) = pair(a)
         cpu.softcap(cappedC, cap: 3)
         gpu.softcap(cappedG, cap: 3)

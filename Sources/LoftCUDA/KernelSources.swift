@@ -153,6 +153,14 @@ public enum KernelSources {
             dgate[i] = dy * u * s * (1.0f + x * (1.0f - s));
         }
     }
+    // dst[r, at + c] = src[r, from + c] for c < count (a fused projection's columns).
+    extern "C" __global__ void loft_copy_columns(const float *src, long long src_width, long long from,
+                                                 float *dst, long long dst_width, long long at, long long count, long long n) {
+        LOFT_GRID_STRIDE(i, n) {
+            long long r = i / count, c = i % count;
+            dst[r * dst_width + at + c] = src[r * src_width + from + c];
+        }
+    }
     extern "C" __global__ void loft_softcap(float *x, float cap, long long n) {
         LOFT_GRID_STRIDE(i, n) x[i] = cap * tanhf(x[i] / cap);
     }
@@ -253,7 +261,7 @@ public enum KernelSources {
         out[j] = (float)acc;
     }
     """#, kernels: ["loft_add", "loft_axpy", "loft_scale", "loft_multiply", "loft_swiglu", "loft_swiglu_backward",
-                    "loft_geglu", "loft_geglu_backward", "loft_softcap", "loft_softcap_backward",
+                    "loft_geglu", "loft_geglu_backward", "loft_softcap", "loft_softcap_backward", "loft_copy_columns",
                     "loft_dropout_mask", "loft_adamw", "loft_sum_of_squares", "loft_embedding", "loft_embedding_backward",
                     "loft_scale_columns", "loft_column_dots"])
 

@@ -115,7 +115,7 @@ extension BatchEngine {
         }
         if !config.alpha.isFinite || config.alpha == 0 { throw reject("adapter_config.json's lora_alpha is \(config.alpha); it must be a finite, non-zero number") }
         for t in config.targetModules where LoRAConfig.shortNames[t] == nil && t != "all-linear" {
-            throw reject("target module `\(t)` in adapter_config.json is not a projection the engine applies (\(LoRAConfig.allLinear.joined(separator: ", ")))")
+            throw reject("target module `\(t)` in adapter_config.json is not a projection the engine applies (\(LoRAConfig.knownModules.joined(separator: ", ")))")
         }
         let c = model.config
         let smallest = min(c.hiddenSize, c.kvHeads * c.headDim)
@@ -197,7 +197,8 @@ extension BatchEngine {
             modelLock.unlock()
             throw reject("\(error)")
         }
-        let targets = config.targetModules.contains("all-linear") ? LoRAConfig.allLinear : config.targetModules
+        let targets = LoRAConfig.modules(config.targetModules.contains("all-linear") ? LoRAConfig.allLinear : config.targetModules,
+                                         for: base.config)
         for t in targets {
             let short = LoRAConfig.shortNames[t]!
             if !weights.layers.contains(where: { $0[short] != nil }) {

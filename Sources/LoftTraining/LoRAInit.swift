@@ -9,10 +9,12 @@ extension LlamaModel {
     /// (a = √5, so bound 1/√in), B zero. Returns them in PEFT's key order.
     @discardableResult
     public func attachLoRA(_ config: LoRAConfig, seed: UInt64) throws -> [AdapterSlot] {
-        let unknown = Set(config.targetModules).subtracting(LoRAConfig.allLinear)
+        let unknown = Set(config.targetModules).subtracting(LoRAConfig.knownModules)
         if !unknown.isEmpty {
-            throw TrainingError("lora_target_modules has \(unknown.sorted()); supported modules are \(LoRAConfig.allLinear.joined(separator: ", "))")
+            throw TrainingError("lora_target_modules has \(unknown.sorted()); supported modules are \(LoRAConfig.knownModules.joined(separator: ", "))")
         }
+        // Phi-3's q/k/v and gate/up are fused modules: the names map onto them.
+        let config = config.resolved(for: self.config)
         var rng = TrainingRandom(seed: seed)
         var slots: [AdapterSlot] = []
         for (i, layer) in layers.enumerated() {

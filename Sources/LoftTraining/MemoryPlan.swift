@@ -186,7 +186,7 @@ public struct MemoryPlan: Sendable {
                                          base.label, base == .bf16 ? "bf16" : "f32")))
 
         // LoRA: A [r, in] and B [out, r] per adapted projection, a gradient each (f32).
-        let adapted = lora.targetModules.compactMap { LoRAConfig.shortNames[$0] }
+        let adapted = LoRAConfig.modules(lora.targetModules, for: c).compactMap { LoRAConfig.shortNames[$0] }
         var loraParams = 0
         var tensorSizes: [Int] = []
         for name in adapted {

@@ -40,6 +40,9 @@ final class CPUStandIn: CheckableBackend, @unchecked Sendable {
     func upload(_ values: [Float], shape: [Int]) -> Tensor { cpu.upload(values, shape: shape) }
     func download(_ tensor: Tensor) -> [Float] { cpu.download(tensor) }
     func copy(_ source: Tensor, into destination: Tensor) { cpu.copy(source, into: destination) }
+    func copyColumns(_ source: Tensor, from: Int, into destination: Tensor, at: Int, count: Int) {
+        cpu.copyColumns(source, from: from, into: destination, at: at, count: count)
+    }
     func linear(_ x: Tensor, _ w: Tensor, bias: Tensor?, into y: Tensor, accumulate: Bool) {
         cpu.linear(roundedIfPairedWithBF16(x, w), w, bias: bias, into: y, accumulate: accumulate)
     }

@@ -26,9 +26,10 @@ enum EngineFixtures {
                               modules: [String] = LoRAConfig.allLinear, seed: UInt64, name: String) throws -> String {
         var rng = SeededRandom(seed: seed)
         let config = LoRAConfig(rank: rank, alpha: alpha, targetModules: modules)
+        let present = LoRAConfig.modules(modules, for: model.config)  // Phi-3: its fused modules
         for layer in model.layers {
             for (path, linear) in layer.projections {
-                guard modules.contains(String(path.split(separator: ".").last!)) else { continue }
+                guard present.contains(String(path.split(separator: ".").last!)) else { continue }
                 let a = rng.normals(rank * linear.inFeatures, scale: scale).map(Float.init)
                 let b = rng.normals(linear.outFeatures * rank, scale: scale).map(Float.init)
                 linear.lora = LoRA(a: Tensor.cpu(a, shape: [rank, linear.inFeatures]),

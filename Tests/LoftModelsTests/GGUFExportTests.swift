@@ -65,6 +65,45 @@ final class GGUFExportTests: XCTestCase {
         }
     }
 
+    /// Phi-3: the fused attn_qkv and ffn_up (gate's rows, then up's) as
+    /// llama.cpp's phi3 stores them, and LongRoPE's factors as the tensors
+    /// rope_factors_short/long with the attention factor and the pretraining
+    /// length as keys; the model read back gives base+adapter's logits on
+    /// both sides of that length (8 tokens: short factors, 18: long).
+    func testPhi3ExportReadsBackExactly() throws {
+        let base = TestPaths.fixtures.appendingPathComponent("tiny/phi3").path
+        let adapter = Self.trainingFixtures.appendingPathComponent("tiny_phi3/initial_adapter").path
+        let ref = try reference(base, adapter)
+        let out = temp("phi3.gguf")
+        try GGUFExporter.export(modelPath: base, adapter: adapter, to: out, type: .f32)
+        let file = try GGUFFile(path: out)
+        XCTAssertEqual(file.architecture, "phi3")
+        XCTAssertEqual(file.tensor(named: "blk.0.attn_qkv.weight")?.shape, [64 + 2 * 32, 64])
+        XCTAssertEqual(file.tensor(named: "blk.0.ffn_up.weight")?.shape, [2 * 96, 64])
+        XCTAssertNil(file.tensor(named: "blk.0.attn_q.weight"))
+        XCTAssertNil(file.tensor(named: "blk.0.ffn_gate.weight"))
+        var expected = try ModelConfig.fromHF(path: base + "/config.json").withoutTokens()
+        if case .longRoPE(let short, let long, let original, let factor) = expected.ropeScaling {
+            // GGUF keeps the factors as f32
+            expected.ropeScaling = .longRoPE(shortFactor: short.map { Double(Float($0)) }, longFactor: long.map { Double(Float($0)) },
+                                             originalContext: original, attentionFactor: Double(Float(factor)))
+        } else {
+            XCTFail("tiny phi3 has LongRoPE")
+        }
+        let config = try ModelConfig.fromGGUF(file)
+        XCTAssertEqual(config, expected)
+        let weights = GGUFWeights(file: file, config: config)
+        for (name, t) in ref.tensors {
+            XCTAssertEqual(try XCTUnwrap(weights.load(name), name).toArray(), t.values, name)
+        }
+        let (exported, _) = try ModelLoader.load(out)
+        XCTAssertLessThan(maxRel(exported.forward(ids: ids).toArray(), ref.logits), 1e-5, "8 tokens")
+        let (model, _) = try ModelLoader.load(base)
+        try PEFTAdapter.load(adapter, into: model)
+        let long = ids + ids + [3, 4]
+        XCTAssertLessThan(maxRel(exported.forward(ids: long).toArray(), model.forward(ids: long).toArray()), 1e-5, "18 tokens")
+    }
+
     func testF32AndF16ExportsReadBackExactly() throws {
         // qwen2 has q/k/v biases; mistral is written as llama.cpp's "llama" architecture.
         for (arch, adapter) in [("llama", "tiny_llama"), ("qwen3", "tiny_qwen3"), ("qwen2", nil), ("mistral", nil)] {

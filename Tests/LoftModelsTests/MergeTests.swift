@@ -88,6 +88,27 @@ final class MergeTests: XCTestCase {
         XCTAssertTrue(text.contains("\"rms_norm_eps\": 1e-06"), text)
     }
 
+    func testTinyPhi3MergeMatchesAdapter() throws {
+        // The adapter on Phi-3's fused qkv_proj and gate_up_proj merges back into them.
+        let base = TestPaths.fixtures.appendingPathComponent("tiny/phi3").path
+        let out = try check(base: base, adapter: Self.trainingFixtures.appendingPathComponent("tiny_phi3/initial_adapter").path,
+                            ids: ids, name: "tiny_phi3")
+        let index = try SafetensorsCheckpoint(path: out + "/model.safetensors")
+        XCTAssertTrue(index.tensorNames.contains("model.layers.0.self_attn.qkv_proj.weight"))
+        XCTAssertTrue(index.tensorNames.contains("model.layers.1.mlp.gate_up_proj.weight"))
+        XCTAssertFalse(index.tensorNames.contains { $0.contains("q_proj") || $0.contains("gate_proj") })
+        let config = try ModelConfig.fromHF(path: base + "/config.json")
+        XCTAssertEqual(try ModelConfig.fromHF(path: out + "/config.json"), config)
+        // The config Loft writes for a GGUF source reads back as the same model, LongRoPE included.
+        XCTAssertEqual(try ModelConfig.fromHF(json: ModelMerger.hfConfig(config), source: "written"), config)
+        guard case .longRoPE(let short, let long, 14, let factor) = config.ropeScaling else {
+            return XCTFail("tiny phi3 has LongRoPE: \(config.ropeScaling)")
+        }
+        XCTAssertEqual(short.count, 8)
+        XCTAssertEqual(long.last, 16)
+        XCTAssertEqual(factor, (1 + Foundation.log(64.0 / 14) / Foundation.log(14.0)).squareRoot(), accuracy: 1e-12)
+    }
+
     func testSmolLM2GGUFMergeMatchesAdapter() throws {
         let out = try check(base: TestPaths.smolLM2,
                             adapter: Self.trainingFixtures.appendingPathComponent("smollm2/initial_adapter").path,
@@ -164,7 +185,7 @@ final class MergeTransformersFixtureTests: XCTestCase {
     func testMergedDirectoriesMatchTransformersLogits() throws {
         let data = try Data(contentsOf: TestPaths.fixtures.appendingPathComponent("merge/expected.json"))
         let expected = try JSONDecoder().decode(Expected.self, from: data)
-        XCTAssertEqual(expected.cases.count, 4)
+        XCTAssertEqual(expected.cases.count, 5)
         for (name, c) in expected.cases.sorted(by: { $0.key < $1.key }) {
             let out = FileManager.default.temporaryDirectory.appendingPathComponent("loft-mergefx-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: out) }

@@ -94,6 +94,10 @@ final class PEFTExactnessTests: XCTestCase {
     func testOneStepTinyGemma3WithCheckpointing() throws { try checkOneStep("tiny_gemma3", checkpointing: true) }
     /// Gemma 2: both soft-caps (attention scores and logits) in the backward.
     func testOneStepTinyGemma2() throws { try checkOneStep("tiny_gemma2") }
+    /// Phi-3: LoRA on the fused qkv_proj and gate_up_proj (one A shared by q, k
+    /// and v), LongRoPE's long factors (16 tokens > original 14).
+    func testOneStepTinyPhi3() throws { try checkOneStep("tiny_phi3") }
+    func testOneStepTinyPhi3WithCheckpointing() throws { try checkOneStep("tiny_phi3", checkpointing: true) }
     func testOneStepRSLoRAOnSomeModules() throws { try checkOneStep("tiny_llama_rslora") }
 
     /// - finalWeights: also compare the adapter after the run. Adam moves every
@@ -142,5 +146,6 @@ final class PEFTExactnessTests: XCTestCase {
     func testLossCurveTinyQwen3() throws { try checkLossCurve("tiny_qwen3") }
     func testLossCurveTinyGemma3() throws { try checkLossCurve("tiny_gemma3") }
     func testLossCurveTinyGemma2() throws { try checkLossCurve("tiny_gemma2") }
+    func testLossCurveTinyPhi3() throws { try checkLossCurve("tiny_phi3") }
     func testLossCurveRealSmolLM2() throws { try checkLossCurve("smollm2", finalWeights: false) }
 }

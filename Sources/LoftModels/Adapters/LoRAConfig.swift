@@ -47,7 +47,39 @@ public struct LoRAConfig: Sendable, Equatable, Codable {
 
     /// The short name LayerActivations uses for a PEFT module name.
     public static let shortNames = ["q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o",
-                             "gate_proj": "gate", "up_proj": "up", "down_proj": "down"]
+                             "gate_proj": "gate", "up_proj": "up", "down_proj": "down",
+                             "qkv_proj": "qkv", "gate_up_proj": "gate_up"]
+
+    /// Phi-3's fused modules, which stand for these of `allLinear`.
+    public static let fusedModules = ["qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]]
+
+    /// Every module name a config may target: `allLinear` and the fused ones.
+    public static let knownModules = allLinear + ["qkv_proj", "gate_up_proj"]
+
+    /// `modules` as the modules a model of `config` has: on a model with
+    /// fused projections (Phi-3) q_proj, k_proj or v_proj name its
+    /// qkv_proj and gate_proj or up_proj its gate_up_proj (so all-linear
+    /// adapts the four modules PEFT's all-linear finds); on other models the
+    /// fused names stand for their parts. Order follows `knownModules`.
+    public static func modules(_ modules: [String], for config: ModelConfig) -> [String] {
+        var wanted = Set<String>()
+        for m in modules {
+            if config.fusedProjections {
+                wanted.insert(fusedModules.first { $0.value.contains(m) }?.key ?? m)
+            } else {
+                for part in fusedModules[m] ?? [m] { wanted.insert(part) }
+            }
+        }
+        let order = config.fusedProjections ? ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"] : allLinear
+        return order.filter(wanted.contains) + modules.filter { !order.contains($0) && wanted.contains($0) }
+    }
+
+    /// This config with its target modules as a model of `config` has them.
+    public func resolved(for config: ModelConfig) -> LoRAConfig {
+        var copy = self
+        copy.targetModules = Self.modules(targetModules, for: config)
+        return copy
+    }
 }
 
 /// One adapter attached to the model, with its PEFT key prefix.

@@ -48,7 +48,8 @@ public enum PEFTAdapter {
             "r": config.rank,
             "lora_alpha": config.alpha,
             "lora_dropout": config.dropout,
-            "target_modules": config.targetModules.sorted(),
+            // The modules adapted, as this model names them (Phi-3: qkv_proj, gate_up_proj).
+            "target_modules": LoRAConfig.modules(config.targetModules, for: model.config).sorted(),
             "use_rslora": config.useRSLoRA,
             "use_dora": config.useDoRA,
             "bias": "none",

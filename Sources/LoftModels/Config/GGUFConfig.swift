@@ -55,6 +55,7 @@ extension ModelConfig {
             eosTokenIDs: m["tokenizer.ggml.eos_token_id"]?.int.map { [$0] } ?? [])
         if arch == .gemma3 { config.applyGemma3(gguf: file) }
         if arch == .gemma2 { config.applyGemma2(gguf: file) }
+        if arch == .phi3 { try config.applyPhi3(gguf: file) }
         try config.validate(source: source)
         return config
     }

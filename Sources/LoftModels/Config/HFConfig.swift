@@ -50,7 +50,8 @@ extension ModelConfig {
             headDim: optionalInt("head_dim") ?? hidden / heads,
             rmsNormEps: double("rms_norm_eps", 1e-6),
             ropeTheta: theta,
-            ropeScaling: try ropeScaling(ropeParams, maxPositions: maxPositions, source: source),
+            ropeScaling: try ropeScaling(ropeParams, maxPositions: maxPositions, source: source,
+                                         originalContext: optionalInt("original_max_position_embeddings")),
             maxPositionEmbeddings: maxPositions,
             tieWordEmbeddings: json["tie_word_embeddings"] as? Bool ?? false,
             attentionBias: json["attention_bias"] as? Bool ?? (arch == .qwen2),
@@ -60,6 +61,7 @@ extension ModelConfig {
             eosTokenIDs: eos)
         if arch == .gemma3 { try config.applyGemma3(hf: json, source: source) }
         if arch == .gemma2 { try config.applyGemma2(hf: json, source: source) }
+        if arch == .phi3 { try config.applyPhi3(hf: json, source: source) }
         try config.validate(source: source)
         return config
     }
@@ -70,17 +72,31 @@ extension ModelConfig {
         switch arch {
         case .mistral: return w
         case .qwen2, .qwen3: return (json["use_sliding_window"] as? Bool ?? false) ? w : nil
-        case .gemma2, .gemma3: return w
+        case .gemma2, .gemma3, .phi3: return w
         case .llama: return nil
         }
     }
 
-    static func ropeScaling(_ params: [String: Any]?, maxPositions: Int, source: String) throws -> RoPEScaling {
+    /// `originalContext`: config.json's top-level original_max_position_embeddings
+    /// (Phi-3 keeps it there rather than in rope_scaling).
+    static func ropeScaling(_ params: [String: Any]?, maxPositions: Int, source: String,
+                            originalContext: Int? = nil) throws -> RoPEScaling {
         guard let params else { return .none }
         let type = (params["rope_type"] as? String) ?? (params["type"] as? String) ?? "default"
         let factor = (params["factor"] as? NSNumber)?.doubleValue ?? 1
-        let original = (params["original_max_position_embeddings"] as? NSNumber)?.intValue ?? maxPositions
+        let original = (params["original_max_position_embeddings"] as? NSNumber)?.intValue ?? originalContext ?? maxPositions
         switch type {
+        case "longrope", "su":
+            guard let short = (params["short_factor"] as? [NSNumber])?.map(\.doubleValue),
+                  let long = (params["long_factor"] as? [NSNumber])?.map(\.doubleValue) else {
+                throw FormatError(source, "rope_scaling type '\(type)' needs short_factor and long_factor lists")
+            }
+            // As transformers: without `factor`, the ratio of the context to the
+            // pretraining length; without `attention_factor`, √(1 + ln s / ln L).
+            let scale = (params["factor"] as? NSNumber)?.doubleValue ?? Double(maxPositions) / Double(original)
+            let attention = (params["attention_factor"] as? NSNumber)?.doubleValue
+                ?? (scale <= 1 ? 1 : (1 + Foundation.log(scale) / Foundation.log(Double(original))).squareRoot())
+            return .longRoPE(shortFactor: short, longFactor: long, originalContext: original, attentionFactor: attention)
         case "default": return .none
         case "linear": return .linear(factor: factor)
         case "dynamic": return .dynamic(factor: factor, originalContext: original)
@@ -90,7 +106,7 @@ extension ModelConfig {
                            highFreqFactor: (params["high_freq_factor"] as? NSNumber)?.doubleValue ?? 4,
                            originalContext: original)
         default:
-            throw FormatError(source, "rope scaling type '\(type)' is not supported; Loft supports default, linear, dynamic and llama3")
+            throw FormatError(source, "rope scaling type '\(type)' is not supported; Loft supports default, linear, dynamic, llama3 and longrope")
         }
     }
 }

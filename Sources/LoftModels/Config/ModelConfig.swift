@@ -9,13 +9,26 @@ public enum RoPEScaling: Sendable, Equatable {
     /// Dynamic NTK: the base grows once the sequence passes the original length.
     case dynamic(factor: Double, originalContext: Int)
     case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
+    /// LongRoPE (Phi-3): each frequency divided by its own factor, the short
+    /// list's while the sequence fits `originalContext`, the long list's past
+    /// it; cos and sin multiplied by `attentionFactor`.
+    case longRoPE(shortFactor: [Double], longFactor: [Double], originalContext: Int, attentionFactor: Double)
+
+    /// Whether the frequencies depend on the sequence's length (each sequence
+    /// of a batch, and each generation step, then computes its own).
+    public var dependsOnLength: Bool {
+        switch self {
+        case .dynamic, .longRoPE: return true
+        default: return false
+        }
+    }
 }
 
 /// The architectures Loft runs. All are pre-norm decoders that differ in a
 /// few switches of this config (Families/Gemma3.swift says what Gemma 3 sets),
 /// so one model file serves them.
 public enum Architecture: String, Sendable, CaseIterable {
-    case llama, mistral, qwen2, qwen3, gemma2, gemma3
+    case llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3
 
     public static var supportedList: String { allCases.map(\.rawValue).joined(separator: ", ") }
 
@@ -88,6 +101,10 @@ public struct ModelConfig: Sendable, Equatable {
     public var attentionSoftcap: Float?
     /// Output logits become cap·tanh(logit/cap) (Gemma 2's final_logit_softcapping).
     public var finalLogitSoftcap: Float?
+    /// q, k and v are one projection (qkv_proj, output rows q's then k's then
+    /// v's) and gate and up another (gate_up_proj, gate's rows then up's), as
+    /// Phi-3 stores and adapts them (Families/Phi3.swift).
+    public var fusedProjections = false
 
     public init(architecture: Architecture, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int,
                 heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
@@ -147,6 +164,12 @@ public struct ModelConfig: Sendable, Equatable {
         if headDim % 2 != 0 { throw bad("head_dim \(headDim) is odd; rotary embeddings need an even head size") }
         if !layerTypes.isEmpty && layerTypes.count != layers {
             throw bad("layer_types lists \(layerTypes.count) layers but num_hidden_layers is \(layers)")
+        }
+        if case .longRoPE(let short, let long, let original, _) = ropeScaling {
+            if short.count != headDim / 2 || long.count != headDim / 2 {
+                throw bad("rope_scaling has \(short.count) short and \(long.count) long factors; LongRoPE needs head_dim/2 = \(headDim / 2) of each")
+            }
+            if original <= 0 { throw bad("original_max_position_embeddings is \(original); LongRoPE needs the pretraining length") }
         }
         if layerTypes.contains(.sliding) && (slidingWindow ?? 0) <= 0 {
             throw bad("layer_types has sliding_attention layers but sliding_window is not set")

@@ -1,8 +1,8 @@
 import Foundation
 
 /// Rotary inverse frequencies for a config and sequence length, as
-/// transformers' rope initialisers compute them (default, linear, dynamic NTK
-/// and Llama 3 scaling).
+/// transformers' rope initialisers compute them (default, linear, dynamic NTK,
+/// Llama 3 and LongRoPE scaling).
 public enum RoPEFrequencies {
     /// The frequencies to rotate positions [0, sequenceLength) with, and the
     /// factor that scales cos and sin (1 for these scalings).
@@ -26,6 +26,10 @@ public enum RoPEFrequencies {
         var inv = stride(from: 0, to: dim, by: 2).map { 1 / Foundation.pow(base, Double($0) / Double(dim)) }
         switch c.ropeScaling {
         case .none, .dynamic: break
+        case .longRoPE(let short, let long, let original, let attentionFactor):
+            let factors = sequenceLength > original ? long : short
+            inv = zip(inv, factors).map { $0 / $1 }
+            return (inv.map(Float.init), Float(attentionFactor))
         case .linear(let factor):
             inv = inv.map { $0 / factor }
         case .llama3(let factor, let low, let high, let original):

@@ -17,6 +17,7 @@ public enum GGUFExporter {
         case .qwen3: return "qwen3"
         case .gemma3: return "gemma3"
         case .gemma2: return "gemma2"
+        case .phi3: return "phi3"
         }
     }
 
@@ -75,15 +76,25 @@ public enum GGUFExporter {
         case .linear(let f):
             m.append(("\(arch).rope.scaling.type", .string("linear")))
             m.append(("\(arch).rope.scaling.factor", .float32(Float(f))))
+        case .longRoPE(_, _, let original, let attentionFactor):
+            // The factors themselves are the tensors rope_factors_short/long (`ropeFactorTensors`).
+            m.append(("\(arch).rope.scaling.attn_factor", .float32(Float(attentionFactor))))
+            m.append(("\(arch).rope.scaling.original_context_length", .uint32(UInt32(original))))
         case .dynamic, .llama3:
             throw FormatError(name, "GGUF export of \(c.ropeScaling) RoPE scaling is not supported yet; export a model with default or linear RoPE")
         }
-        if let w = c.slidingWindow, [.mistral, .gemma2, .gemma3].contains(c.architecture) {
+        if let w = c.slidingWindow, [.mistral, .gemma2, .gemma3, .phi3].contains(c.architecture) {
             m.append(("\(arch).attention.sliding_window", .uint32(UInt32(w))))
         }
         if let cap = c.attentionSoftcap { m.append(("\(arch).attn_logit_softcapping", .float32(cap))) }
         if let cap = c.finalLogitSoftcap { m.append(("\(arch).final_logit_softcapping", .float32(cap))) }
         return m
+    }
+
+    /// LongRoPE's factors as llama.cpp keeps them: F32 tensors beside the weights.
+    static func ropeFactorTensors(_ c: ModelConfig) -> [(String, [Float])] {
+        guard case .longRoPE(let short, let long, _, _) = c.ropeScaling else { return [] }
+        return [("rope_factors_long.weight", long.map(Float.init)), ("rope_factors_short.weight", short.map(Float.init))]
     }
 
     /// Writes the model to `path` as `type` (2-D weights as `type` picks per
@@ -97,7 +108,7 @@ public enum GGUFExporter {
         for (k, v) in try modelMetadata(c, name: name) { w.set(k, v) }
         w.set("general.file_type", .uint32(type.llamaFileType))
         if type.isQuantized { w.set("general.quantization_version", .uint32(2)) }  // GGML_QNT_VERSION
-        if let window = c.slidingWindow, c.layerTypes.isEmpty {
+        if let window = c.slidingWindow, c.layerTypes.isEmpty, c.architecture != .phi3 {
             notes.append("the model uses sliding-window attention (\(window) tokens); llama.cpp's \(ggufArchitecture(c.architecture)) architecture attends to the whole context")
         }
         let tok = try tokenizerMetadata(opened: opened, sourcePath: sourcePath, adapter: adapter)
@@ -136,6 +147,10 @@ public enum GGUFExporter {
             try w.addTensor(name: g, shape: t.shape, type: tt, data: data)
         }
         if fallbacks > 3 { notes.append("\(fallbacks) of \(tensors.count) tensors needed a fallback type (rows not whole blocks)") }
+        for (g, values) in ropeFactorTensors(c) {
+            try w.addTensor(name: g, shape: [values.count], type: .f32,
+                            data: try GGMLQuantizer.encode(values, rowLength: values.count, as: .f32, name: g))
+        }
         try w.write(to: path)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         return Report(path: path, type: type, tensors: tensors.count, tensorTypes: counts, mergedProjections: merged,

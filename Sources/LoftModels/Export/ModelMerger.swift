@@ -431,6 +431,7 @@ public enum ModelMerger {
         case .qwen2: className = "Qwen2ForCausalLM"
         case .qwen3: className = "Qwen3ForCausalLM"
         case .gemma2, .gemma3: return gemmaHFConfig(c)
+        case .phi3: className = "Phi3ForCausalLM"
         }
         var j = commonConfig(c).merging([
             "architectures": [className],
@@ -453,14 +454,21 @@ public enum ModelMerger {
                                     "original_max_position_embeddings": o]
             j["rope_scaling"] = s
             rope = s.merging(["rope_theta": c.ropeTheta]) { a, _ in a }
+        case .longRoPE(let short, let long, let o, let attention):
+            // Phi-3 keeps the pretraining length at the top level; the
+            // attention factor is written so that it never has to be re-derived.
+            rope = ["rope_type": "longrope", "rope_theta": c.ropeTheta, "short_factor": short, "long_factor": long,
+                    "attention_factor": attention, "original_max_position_embeddings": o]
+            j["original_max_position_embeddings"] = o
+            j["rope_scaling"] = nil
         }
         j["rope_parameters"] = rope
         if let w = c.slidingWindow {
             j["sliding_window"] = w
-            if c.architecture != .mistral { j["use_sliding_window"] = true }
+            if ![.mistral, .phi3].contains(c.architecture) { j["use_sliding_window"] = true }
         } else if c.architecture != .llama {
             j["sliding_window"] = NSNull()
-            j["use_sliding_window"] = false
+            if c.architecture != .phi3 { j["use_sliding_window"] = false }
         }
         return j
     }

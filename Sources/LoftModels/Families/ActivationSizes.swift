@@ -12,6 +12,7 @@ extension LayerActivations {
         total += n * qDim + c.heads * n          // attended, lse
         total += 3 * n * ff                      // gate, up, activated
         if c.sandwichNorms { total += 3 * n * h + 2 * n }  // attention and MLP outputs, scratch; their rstd
+        if c.fusedProjections { total += n * (qDim + 2 * kvDim) + 2 * n * ff }  // qkv, gate_up
         return total
     }
 
@@ -29,6 +30,7 @@ extension LayerGradients {
     public static func elementCount(config c: ModelConfig, tokens n: Int) -> Int {
         let (h, qDim, kvDim, ff) = (c.hiddenSize, c.heads * c.headDim, c.kvHeads * c.headDim, c.intermediateSize)
         return n * h + 2 * n * qDim + 2 * n * kvDim + 3 * n * ff + (c.sandwichNorms ? n * h : 0)
+            + (c.fusedProjections ? n * (qDim + 2 * kvDim) + 2 * n * ff : 0)
     }
 }
 
@@ -37,6 +39,6 @@ extension ModelConfig {
     public var projectionShapes: [String: (inFeatures: Int, outFeatures: Int)] {
         let (h, qDim, kvDim, ff) = (hiddenSize, heads * headDim, kvHeads * headDim, intermediateSize)
         return ["q": (h, qDim), "k": (h, kvDim), "v": (h, kvDim), "o": (qDim, h),
-                "gate": (h, ff), "up": (h, ff), "down": (ff, h)]
+                "gate": (h, ff), "up": (h, ff), "down": (ff, h), "qkv": (h, qDim + 2 * kvDim), "gate_up": (h, 2 * ff)]
     }
 }

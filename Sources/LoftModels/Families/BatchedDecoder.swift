@@ -115,10 +115,10 @@ extension LlamaModel {
             }
         }
         let batch = self.batch(ids: ids, positions: positions)
-        // Dynamic NTK scaling depends on each sequence's own length (as it does
-        // when the sequence runs alone); the other scalings do not.
+        // Dynamic NTK and LongRoPE depend on each sequence's own length (as they
+        // do when the sequence runs alone); the other scalings do not.
         var ropes = [(invFreq: batch.invFreq, attentionScale: batch.attentionScale)]
-        if case .dynamic = c.ropeScaling {
+        if c.ropeScaling.dependsOnLength {
             ropes = sequences.map { RoPEFrequencies.compute(c, sequenceLength: $0.cached + $0.ids.count) }
         }
         // Sliding layers with a base of their own (Gemma 3) are never scaled.
@@ -206,7 +206,12 @@ extension LlamaModel {
         }
         for (i, layer) in layers.enumerated() {
             b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: c.normWeightOffset, into: s.normed1, rstd: s.rstd1)
-            project([(layer.q, "q", s.q), (layer.k, "k", s.k), (layer.v, "v", s.v)], i, s.normed1, accumulate: false)
+            if layer.fused, let qkv = s.qkv {
+                project([(layer.qkv[0], "qkv", qkv)], i, s.normed1, accumulate: false)
+                splitColumns(qkv, into: [s.q, s.k, s.v])
+            } else {
+                project([(layer.qkv[0], "q", s.q), (layer.qkv[1], "k", s.k), (layer.qkv[2], "v", s.v)], i, s.normed1, accumulate: false)
+            }
             normalizeQK(layer, s, tokens: n)
             let layerRopes = c.usesLocalRoPE(layer: i) ? localRope.map { [$0] } ?? ropes : ropes
             for (j, r) in layerRopes.enumerated() {
@@ -232,7 +237,12 @@ extension LlamaModel {
                 project([(layer.o, "o", out)], i, s.attended, accumulate: accumulate)
             }
             b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: c.normWeightOffset, into: s.normed2, rstd: s.rstd2)
-            project([(layer.gate, "gate", s.gate), (layer.up, "up", s.up)], i, s.normed2, accumulate: false)
+            if layer.fused, let gateUp = s.gateUp {
+                project([(layer.gateUp[0], "gate_up", gateUp)], i, s.normed2, accumulate: false)
+                splitColumns(gateUp, into: [s.gate, s.up])
+            } else {
+                project([(layer.gateUp[0], "gate", s.gate), (layer.gateUp[1], "up", s.up)], i, s.normed2, accumulate: false)
+            }
             activate(gate: s.gate, up: s.up, into: s.activated)
             addSublayer(x, s, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd) { out, accumulate in
                 project([(layer.down, "down", out)], i, s.activated, accumulate: accumulate)

@@ -18,7 +18,11 @@ public final class LayerActivations: @unchecked Sendable {
     /// post-norms, their 1/rms, and scratch for the normed output.
     public let attentionOutput: Tensor?, attentionOutputRstd: Tensor?
     public let mlpOutput: Tensor?, mlpOutputRstd: Tensor?, sublayerNormed: Tensor?
-    /// Per-projection adapter state ("q", "k", "v", "o", "gate", "up", "down").
+    /// With fused projections (Phi-3): the qkv_proj and gate_up_proj outputs
+    /// before their columns are copied into q, k, v and gate, up.
+    public let qkv: Tensor?, gateUp: Tensor?
+    /// Per-projection adapter state ("q", "k", "v", "o", "gate", "up", "down";
+    /// "qkv" and "gate_up" when fused).
     public var lora: [String: LoRA.Saved] = [:]
 
     public init(config c: ModelConfig, tokens n: Int, backend b: Backend, training: Bool = false,
@@ -43,6 +47,7 @@ public final class LayerActivations: @unchecked Sendable {
         } else {
             attentionOutput = nil; attentionOutputRstd = nil; mlpOutput = nil; mlpOutputRstd = nil; sublayerNormed = nil
         }
+        (qkv, gateUp) = c.fusedProjections ? (t([n, qDim + 2 * kvDim]), t([n, 2 * ff])) : (nil, nil)
         for name in adapted { lora[name] = LoRA.Saved() }
     }
 }
@@ -53,6 +58,8 @@ public final class LayerGradients: @unchecked Sendable {
     public let gate: Tensor, up: Tensor, activated: Tensor
     /// ∂L/∂(sublayer output) before a post-norm (sandwich norms only).
     public let sublayer: Tensor?
+    /// ∂L/∂ of the fused projections' outputs (Phi-3 only).
+    public let qkv: Tensor?, gateUp: Tensor?
 
     public init(config c: ModelConfig, tokens n: Int, backend b: Backend) {
         let (h, qDim, kvDim, ff) = (c.hiddenSize, c.heads * c.headDim, c.kvHeads * c.headDim, c.intermediateSize)
@@ -60,5 +67,6 @@ public final class LayerGradients: @unchecked Sendable {
         normed = t([n, h]); q = t([n, qDim]); k = t([n, kvDim]); v = t([n, kvDim]); attended = t([n, qDim])
         gate = t([n, ff]); up = t([n, ff]); activated = t([n, ff])
         sublayer = c.sandwichNorms ? t([n, h]) : nil
+        (qkv, gateUp) = c.fusedProjections ? (t([n, qDim + 2 * kvDim]), t([n, 2 * ff])) : (nil, nil)
     }
 }

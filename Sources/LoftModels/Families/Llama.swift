@@ -13,17 +13,34 @@ import LoftTensors
 public final class LlamaModel: @unchecked Sendable {
     public struct Layer {
         public var attentionNorm: Tensor
-        public var q: Linear, k: Linear, v: Linear, o: Linear
+        /// The projections of the attention's input: q, k and v, or one fused
+        /// qkv_proj whose output rows are q's, k's, then v's (Phi-3).
+        public var qkv: [Linear]
+        public var o: Linear
         public var qNorm: Tensor?, kNorm: Tensor?
         public var mlpNorm: Tensor
-        public var gate: Linear, up: Linear, down: Linear
+        /// The MLP's input projections: gate and up, or one fused gate_up_proj
+        /// (gate's rows, then up's; Phi-3).
+        public var gateUp: [Linear]
+        public var down: Linear
         /// Norms of the attention and MLP outputs (`ModelConfig.sandwichNorms`).
         public var postAttentionNorm: Tensor? = nil, postFeedforwardNorm: Tensor? = nil
 
+        /// q_proj, or the fused qkv_proj.
+        public var q: Linear { qkv[0] }
+        /// Whether q/k/v and gate/up are fused projections (`ModelConfig.fusedProjections`).
+        public var fused: Bool { qkv.count == 1 }
+
+        /// The short names (`LoRAConfig.shortNames`) of `qkv` and `gateUp`.
+        public var qkvNames: [String] { fused ? ["qkv"] : ["q", "k", "v"] }
+        public var gateUpNames: [String] { fused ? ["gate_up"] : ["gate", "up"] }
+
         /// The projections by their Hugging Face module names.
         public var projections: [(String, Linear)] {
-            [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v), ("self_attn.o_proj", o),
-             ("mlp.gate_proj", gate), ("mlp.up_proj", up), ("mlp.down_proj", down)]
+            let attention = fused ? [("self_attn.qkv_proj", qkv[0])]
+                : [("self_attn.q_proj", qkv[0]), ("self_attn.k_proj", qkv[1]), ("self_attn.v_proj", qkv[2])]
+            let mlp = fused ? [("mlp.gate_up_proj", gateUp[0])] : [("mlp.gate_proj", gateUp[0]), ("mlp.up_proj", gateUp[1])]
+            return attention + [("self_attn.o_proj", o)] + mlp + [("mlp.down_proj", down)]
         }
     }
 
@@ -129,17 +146,22 @@ public final class LlamaModel: @unchecked Sendable {
             // With sandwich norms (Gemma) post_attention_layernorm normalises the
             // attention output and pre_feedforward_layernorm is the MLP's input norm.
             let mlpNormName = c.sandwichNorms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"
+            let qkv = c.fusedProjections
+                ? [try linear(p + "self_attn.qkv_proj", qDim + 2 * kvDim, h, bias: c.attentionBias)]
+                : [try linear(p + "self_attn.q_proj", qDim, h, bias: c.attentionBias),
+                   try linear(p + "self_attn.k_proj", kvDim, h, bias: c.attentionBias),
+                   try linear(p + "self_attn.v_proj", kvDim, h, bias: c.attentionBias)]
+            let gateUp = c.fusedProjections
+                ? [try linear(p + "mlp.gate_up_proj", 2 * c.intermediateSize, h)]
+                : [try linear(p + "mlp.gate_proj", c.intermediateSize, h), try linear(p + "mlp.up_proj", c.intermediateSize, h)]
             layers.append(Layer(
                 attentionNorm: try load(p + "input_layernorm.weight", [h]),
-                q: try linear(p + "self_attn.q_proj", qDim, h, bias: c.attentionBias),
-                k: try linear(p + "self_attn.k_proj", kvDim, h, bias: c.attentionBias),
-                v: try linear(p + "self_attn.v_proj", kvDim, h, bias: c.attentionBias),
+                qkv: qkv,
                 o: try linear(p + "self_attn.o_proj", h, qDim),
                 qNorm: try optional(p + "self_attn.q_norm.weight", [c.headDim], if: c.qkNorm),
                 kNorm: try optional(p + "self_attn.k_norm.weight", [c.headDim], if: c.qkNorm),
                 mlpNorm: try load(p + mlpNormName, [h]),
-                gate: try linear(p + "mlp.gate_proj", c.intermediateSize, h),
-                up: try linear(p + "mlp.up_proj", c.intermediateSize, h),
+                gateUp: gateUp,
                 down: try linear(p + "mlp.down_proj", h, c.intermediateSize),
                 postAttentionNorm: try optional(p + "post_attention_layernorm.weight", [h], if: c.sandwichNorms),
                 postFeedforwardNorm: try optional(p + "post_feedforward_layernorm.weight", [h], if: c.sandwichNorms)))
@@ -265,8 +287,7 @@ public final class LlamaModel: @unchecked Sendable {
         let invFreq = batch.invFreq(layer: i, c)
         if s.keepsInput { b.copy(x, into: s.input) }
         b.rmsNorm(x, weight: layer.attentionNorm, eps: eps, weightOffset: offset, into: s.normed1, rstd: s.rstd1)
-        Linear.forwardShared([layer.q, layer.k, layer.v], s.normed1, into: [s.q, s.k, s.v], backend: b,
-                             saved: [s.lora["q"], s.lora["k"], s.lora["v"]])
+        projectAttentionInput(layer, s.normed1, s, saved: layer.qkvNames.map { s.lora[$0] })
         normalizeQK(layer, s, tokens: n)
         b.rope(s.q, heads: c.heads, headDim: c.headDim, positions: batch.positions, invFreq: invFreq,
                attentionScale: batch.attentionScale, inverse: false)
@@ -286,11 +307,49 @@ public final class LlamaModel: @unchecked Sendable {
         if s.keepsInput { b.copy(x, into: s.middle) }
 
         b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: offset, into: s.normed2, rstd: s.rstd2)
-        Linear.forwardShared([layer.gate, layer.up], s.normed2, into: [s.gate, s.up], backend: b,
-                             saved: [s.lora["gate"], s.lora["up"]])
+        projectMLPInput(layer, s.normed2, s, saved: layer.gateUpNames.map { s.lora[$0] })
         activate(gate: s.gate, up: s.up, into: s.activated)
         addSublayer(x, s, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd) { out, accumulate in
             layer.down.forward(s.activated, into: out, backend: b, accumulate: accumulate, saved: s.lora["down"])
+        }
+    }
+
+    /// s.q, s.k, s.v = the attention's input projections of x: three products
+    /// of one x, or one fused product whose columns are copied apart (Phi-3).
+    func projectAttentionInput(_ layer: Layer, _ x: Tensor, _ s: LayerActivations, saved: [LoRA.Saved?]) {
+        guard layer.fused, let qkv = s.qkv else {
+            Linear.forwardShared(layer.qkv, x, into: [s.q, s.k, s.v], backend: backend, saved: saved)
+            return
+        }
+        layer.qkv[0].forward(x, into: qkv, backend: backend, saved: saved[0])
+        splitColumns(qkv, into: [s.q, s.k, s.v])
+    }
+
+    /// s.gate, s.up = the MLP's input projections of x (two, or one fused).
+    func projectMLPInput(_ layer: Layer, _ x: Tensor, _ s: LayerActivations, saved: [LoRA.Saved?]) {
+        guard layer.fused, let gateUp = s.gateUp else {
+            Linear.forwardShared(layer.gateUp, x, into: [s.gate, s.up], backend: backend, saved: saved)
+            return
+        }
+        layer.gateUp[0].forward(x, into: gateUp, backend: backend, saved: saved[0])
+        splitColumns(gateUp, into: [s.gate, s.up])
+    }
+
+    /// Copies consecutive column ranges of `fused` [n, Σ widths] into `parts`.
+    func splitColumns(_ fused: Tensor, into parts: [Tensor]) {
+        var column = 0
+        for part in parts {
+            backend.copyColumns(fused, from: column, into: part, at: 0, count: part.rowSize)
+            column += part.rowSize
+        }
+    }
+
+    /// The reverse of `splitColumns`: `parts` side by side into `fused`.
+    func joinColumns(_ parts: [Tensor], into fused: Tensor) {
+        var column = 0
+        for part in parts {
+            backend.copyColumns(part, from: 0, into: fused, at: column, count: part.rowSize)
+            column += part.rowSize
         }
     }
 
@@ -349,8 +408,7 @@ public final class LlamaModel: @unchecked Sendable {
         case .silu: b.swigluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
         case .geluTanh: b.gegluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
         }
-        layer.gate.backward(g.gate, saved: s.lora["gate"], dx: g.normed, accumulate: false, backend: b)
-        layer.up.backward(g.up, saved: s.lora["up"], dx: g.normed, accumulate: true, backend: b)
+        inputProjectionsBackward(layer.gateUp, names: layer.gateUpNames, [g.gate, g.up], fused: g.gateUp, s, dx: g.normed)
         b.rmsNormBackward(g.normed, x: s.middle, weight: layer.mlpNorm, weightOffset: offset, rstd: s.rstd2,
                           dx: dx, accumulate: true, dweight: nil)
         // Attention: middle = input + [postNorm](o(attention(rope(q(n1)), rope(k(n1)), v(n1))))
@@ -371,11 +429,23 @@ public final class LlamaModel: @unchecked Sendable {
             b.rmsNormBackward(dk, x: kRaw.reshaped([n * c.kvHeads, c.headDim]), weight: kn, weightOffset: offset,
                               rstd: kRstd, dx: dk, accumulate: false, dweight: nil)
         }
-        layer.q.backward(g.q, saved: s.lora["q"], dx: g.normed, accumulate: false, backend: b)
-        layer.k.backward(g.k, saved: s.lora["k"], dx: g.normed, accumulate: true, backend: b)
-        layer.v.backward(g.v, saved: s.lora["v"], dx: g.normed, accumulate: true, backend: b)
+        inputProjectionsBackward(layer.qkv, names: layer.qkvNames, [g.q, g.k, g.v], fused: g.qkv, s, dx: g.normed)
         b.rmsNormBackward(g.normed, x: s.input, weight: layer.attentionNorm, weightOffset: offset, rstd: s.rstd1,
                           dx: dx, accumulate: true, dweight: nil)
+    }
+
+    /// dx = the input gradient of projections of one x given their output
+    /// gradients `dys` (joined into `fused` first when the model fuses them).
+    func inputProjectionsBackward(_ linears: [Linear], names: [String], _ dys: [Tensor], fused: Tensor?,
+                                  _ s: LayerActivations, dx: Tensor) {
+        if linears.count == 1, let fused {
+            joinColumns(dys, into: fused)
+            linears[0].backward(fused, saved: s.lora[names[0]], dx: dx, accumulate: false, backend: backend)
+            return
+        }
+        for (i, linear) in linears.enumerated() {
+            linear.backward(dys[i], saved: s.lora[names[i]], dx: dx, accumulate: i > 0, backend: backend)
+        }
     }
 
     /// ∂L/∂(sublayer output) from ∂L/∂x: dx itself, or through the sublayer's

@@ -33,13 +33,15 @@ public final class GGUFWeights: WeightSource {
                          "post_feedforward_layernorm.weight": "post_ffw_norm.weight"]
             if let n = gemma[rest] { return "blk.\(layer).\(n)" }
         }
+        // Phi-3's fused gate_up_proj is llama.cpp's ffn_up (2·intermediate rows).
+        if architecture == .phi3 && rest == "mlp.gate_up_proj.weight" { return "blk.\(layer).ffn_up.weight" }
         let map: [String: String] = [
             "input_layernorm.weight": "attn_norm.weight",
             "post_attention_layernorm.weight": "ffn_norm.weight",
             "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
             "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
             "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
-            "self_attn.o_proj.weight": "attn_output.weight",
+            "self_attn.o_proj.weight": "attn_output.weight", "self_attn.qkv_proj.weight": "attn_qkv.weight",
             "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
             "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
             "mlp.down_proj.weight": "ffn_down.weight",

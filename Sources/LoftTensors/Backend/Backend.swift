@@ -17,6 +17,10 @@ public protocol Backend: AnyObject, Sendable, BackendDropout, BackendOptimizer8b
     func upload(_ values: [Float], shape: [Int]) -> Tensor
     func download(_ tensor: Tensor) -> [Float]
     func copy(_ source: Tensor, into destination: Tensor)
+    /// destination[r, at ..< at + count] = source[r, from ..< from + count] for
+    /// every row r of two f32 tensors with the same number of rows (a fused
+    /// projection's output split into its parts, or joined back).
+    func copyColumns(_ source: Tensor, from: Int, into destination: Tensor, at: Int, count: Int)
 
     // MARK: linear layers
     /// y[N, M] (+)= x[N, K] · w[M, K]ᵀ (+ bias[M]).

@@ -61,6 +61,9 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {   // `lock` 
     public func copy(_ source: Tensor, into destination: Tensor) {
         timed("copy", Self.dims(source)) { inner.copy(source, into: destination) }
     }
+    public func copyColumns(_ source: Tensor, from: Int, into destination: Tensor, at: Int, count: Int) {
+        timed("copy columns", "\(source.rows)x\(count)") { inner.copyColumns(source, from: from, into: destination, at: at, count: count) }
+    }
 
     // MARK: linear layers: "N·K → M" with 2·N·K·M flops
     private static func gemm(_ n: Int, _ k: Int, _ m: Int) -> (String, Double) { ("\(n)x\(k) → \(m)", 2 * Double(n) * Double(k) * Double(m)) }

@@ -42,6 +42,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         destination.rawPointer.copyMemory(from: source.rawPointer, byteCount: source.byteCount)
     }
 
+    public func copyColumns(_ source: Tensor, from: Int, into destination: Tensor, at: Int, count: Int) {
+        let (n, sw, dw) = (source.rows, source.rowSize, destination.rowSize)
+        precondition(source.dtype == .f32 && destination.dtype == .f32 && destination.rows == n
+                     && from >= 0 && at >= 0 && count >= 0 && from + count <= sw && at + count <= dw,
+                     "copyColumns: \(count) columns from \(from) of \(source.shape) into \(at) of \(destination.shape)")
+        let (sp, dp) = (source.floats, destination.floats)
+        for r in 0 ..< n { (dp + r * dw + at).update(from: sp + r * sw + from, count: count) }
+    }
+
     // MARK: linear layers
 
     public func linear(_ x: Tensor, _ w: Tensor, bias: Tensor?, into y: Tensor, accumulate: Bool) {

@@ -227,9 +227,9 @@ public struct TrainConfig: Sendable, Equatable, Codable {
         if let v = dict["lora_target_modules"] {
             if let s = v as? String, s == "all-linear" { c.lora.targetModules = LoRAConfig.allLinear }
             else if let list = v as? [String] {
-                let bad = list.filter { !LoRAConfig.allLinear.contains($0) }
+                let bad = list.filter { !LoRAConfig.knownModules.contains($0) }
                 if bad.isEmpty { c.lora.targetModules = list }
-                else { problems.append("lora_target_modules: \(bad) are not supported; choose from \(LoRAConfig.allLinear.joined(separator: ", ")) or all-linear") }
+                else { problems.append("lora_target_modules: \(bad) are not supported; choose from \(LoRAConfig.knownModules.joined(separator: ", ")) or all-linear") }
             } else { problems.append("lora_target_modules: expected a list of module names or all-linear") }
         }
         if let v = int("micro_batch_size") { if v < 1 { problems.append("micro_batch_size: must be ≥ 1") } else { c.microBatchSize = v } }
