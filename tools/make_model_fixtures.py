@@ -162,6 +162,13 @@ TINY = {
         "Phi-3: fused qkv_proj [q|k|v] and gate_up_proj [gate|up], LongRoPE with original_max_position_embeddings 14 "
         "(the 20-token sequence takes the long factors, the packed 7/13-token ones and the greedy prompt the short), "
         "max_position_embeddings 64 so cos/sin are scaled by sqrt(1 + ln(64/14)/ln(14))"),
+    "phi4_mini": (Phi3Config, Phi3ForCausalLM, dict(
+        max_position_embeddings=64, original_max_position_embeddings=14, sliding_window=None, tie_word_embeddings=True,
+        rope_parameters=dict(rope_type="longrope", rope_theta=10000.0, partial_rotary_factor=0.75,
+                             short_factor=[1.0, 1.2, 1.5, 2.0, 3.0, 4.0],
+                             long_factor=[1.0, 2.0, 3.0, 6.0, 10.0, 16.0])), 10,
+        "Phi-4-mini's shape of Phi-3: partial_rotary_factor 0.75 (RoPE turns 12 of each head's 16 dimensions), "
+        "tied embeddings, LongRoPE as phi3 with 6 factors"),
 }
 
 
@@ -334,6 +341,16 @@ def make_tiny(only=None):
         write_json(os.path.join(d, "expected.json"), exp)
         results[name] = (model, full)
 
+    if "phi4_mini" in results:
+        # partial rotary: turning every dimension instead moves the logits
+        whole = Phi3ForCausalLM.from_pretrained(os.path.join(FIX, "tiny", "phi4_mini"), dtype=torch.float32,
+                                                attn_implementation="eager")
+        whole.config.rope_parameters = dict(whole.config.rope_parameters, partial_rotary_factor=1.0,
+                                            short_factor=[1.0] * 8, long_factor=[1.0] * 8)
+        whole.model.rotary_emb = type(whole.model.rotary_emb)(whole.config)
+        d = (logits_of(whole, input_ids) - results["phi4_mini"][1]).abs().max().item()
+        print(f"  check: phi4_mini with whole-head rotary: logits move by {d:.3g}")
+        assert d > 1e-2
     if "phi3" in results:
         # LongRoPE: the short factors below the original length, the long ones past it
         phi = results["phi3"][0]

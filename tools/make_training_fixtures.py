@@ -2,7 +2,7 @@
 """Regenerate the PyTorch+PEFT reference fixtures for LoftTrainingTests.
 
     /opt/refvenv/bin/python tools/make_training_fixtures.py              # everything
-    /opt/refvenv/bin/python tools/make_training_fixtures.py --only tiny  # tiny_llama, tiny_llama_rslora, tiny_qwen3, tiny_gemma3, tiny_gemma2, tiny_phi3
+    /opt/refvenv/bin/python tools/make_training_fixtures.py --only tiny  # tiny_llama, tiny_llama_rslora, tiny_qwen3, tiny_gemma3, tiny_gemma2, tiny_phi3, tiny_phi4_mini
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only dora  # tiny_llama_dora, tiny_qwen2_dora
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only modules_to_save  # tiny_llama_tied_full_*
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only smollm2 [--gguf PATH]
@@ -273,6 +273,8 @@ def make_tiny(only=None):
     if only:
         if "phi3" in only:
             make_phi3(ids, labels)
+        if "phi4_mini" in only:
+            make_phi4_mini(ids, labels)
         return
 
     m, path = load_tiny("llama")
@@ -291,12 +293,20 @@ def make_tiny(only=None):
     run_case("tiny_gemma2", m, ids, labels, 4, 8, ALL_TARGETS, False, 5e-3, 20, path, path)
 
     make_phi3(ids, labels)
+    make_phi4_mini(ids, labels)
 
 
 def make_phi3(ids, labels):
     # PEFT's module names for Phi-3: one adapter on each fused projection.
     m, path = load_tiny("phi3")
     run_case("tiny_phi3", m, ids, labels, 4, 8, ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], False, 5e-3, 20,
+             path, path)
+
+
+def make_phi4_mini(ids, labels):
+    # partial rotary (12 of 16 dimensions turn), tied embeddings
+    m, path = load_tiny("phi4_mini")
+    run_case("tiny_phi4_mini", m, ids, labels, 4, 8, ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], False, 5e-3, 20,
              path, path)
 
 
@@ -343,7 +353,7 @@ def make_smollm2(gguf_path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=["tiny", "dora", "modules_to_save", "smollm2"])
-    ap.add_argument("--models", nargs="*", help="with --only tiny: just these (phi3)")
+    ap.add_argument("--models", nargs="*", help="with --only tiny: just these (phi3, phi4_mini)")
     ap.add_argument("--gguf", default=DEFAULT_GGUF)
     a = ap.parse_args()
     os.chdir(REPO)

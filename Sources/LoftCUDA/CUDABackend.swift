@@ -229,14 +229,14 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func rope(_ x: Tensor, heads: Int, headDim: Int, positions: [Int32], invFreq: [Float],
                      attentionScale: Float, inverse: Bool) {
-        let half = headDim / 2
+        let half = invFreq.count  // headDim/2, or fewer with partial rotary
         let n = x.count / (heads * headDim)
-        precondition(n == positions.count && invFreq.count == half,
+        precondition(n == positions.count && half > 0 && 2 * half <= headDim,
                      "rope: x \(x.shape) with \(heads)×\(headDim), \(positions.count) positions, \(invFreq.count) frequencies")
         let pos = gpu.temporary(positions), freq = gpu.temporary(invFreq)
         gpu.launch("loft_rope", grid: CUDADevice.grid(n * heads * half), block: 256,
                    [.pointer(f32(x, "rope")), .pointer(UInt64(UInt(bitPattern: pos.pointer))), .pointer(UInt64(UInt(bitPattern: freq.pointer))),
-                    .long(n), .int(heads), .int(headDim), .float(attentionScale), .float(inverse ? -1 : 1)])
+                    .long(n), .int(heads), .int(headDim), .int(half), .float(attentionScale), .float(inverse ? -1 : 1)])
         withExtendedLifetime((pos, freq)) {}
     }
 

@@ -190,13 +190,16 @@ public final class CUDAKernelChecks {
         var out: [CUDACheck] = []
         let (n, heads, dim) = (23 + randomInt(20), 3, 16 * (1 + randomInt(4)))
         let positions = (0 ..< n).map { _ in Int32(randomInt(4096)) }
-        let invFreq = (0 ..< dim / 2).map { i in Float(1 / Foundation.pow(10000.0, Double(2 * i) / Double(dim))) }
-        for inverse in [false, true] {
-            let x = random(n * heads * dim)
-            let xc = cpuTensor(x, [n, heads * dim]), xg = gpuTensor(x, [n, heads * dim])
-            cpu.rope(xc, heads: heads, headDim: dim, positions: positions, invFreq: invFreq, attentionScale: 1.1, inverse: inverse)
-            gpu.rope(xg, heads: heads, headDim: dim, positions: positions, invFreq: invFreq, attentionScale: 1.1, inverse: inverse)
-            out.append(check("rope\(inverse ? " inverse" : "")", xg, xc))
+        // Whole heads, and the first 3/4 of each (partial rotary, Phi-4-mini).
+        for rotary in [dim, dim * 3 / 4] {
+            let invFreq = (0 ..< rotary / 2).map { i in Float(1 / Foundation.pow(10000.0, Double(2 * i) / Double(rotary))) }
+            for inverse in [false, true] {
+                let x = random(n * heads * dim)
+                let xc = cpuTensor(x, [n, heads * dim]), xg = gpuTensor(x, [n, heads * dim])
+                cpu.rope(xc, heads: heads, headDim: dim, positions: positions, invFreq: invFreq, attentionScale: 1.1, inverse: inverse)
+                gpu.rope(xg, heads: heads, headDim: dim, positions: positions, invFreq: invFreq, attentionScale: 1.1, inverse: inverse)
+                out.append(check("rope\(rotary < dim ? " partial" : "")\(inverse ? " inverse" : "")", xg, xc))
+            }
         }
         return out
     }

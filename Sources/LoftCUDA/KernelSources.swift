@@ -309,9 +309,10 @@ public enum KernelSources {
     }
     // Rotate-half RoPE in place: one thread per (row, head, i < D/2). Angles in
     // f32 as transformers computes them; sign = −1 applies the inverse rotation.
+    // Rotates pairs (i, i + half) of each head's first 2·half dimensions (half
+    // = headDim/2, or less with partial rotary); the rest pass through.
     extern "C" __global__ void loft_rope(float *x, const int *positions, const float *invFreq, long long rows,
-                                         int heads, int headDim, float scale, float sign) {
-        int half = headDim / 2;
+                                         int heads, int headDim, int half, float scale, float sign) {
         long long n = rows * heads * half;
         for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < n; t += (long long)gridDim.x * blockDim.x) {
             int i = (int)(t % half);

@@ -84,8 +84,8 @@ public struct ModelSourceInfo: Sendable {
 
     /// Reads the file headers only.
     public static func inspect(_ path: String, config: ModelConfig) throws -> ModelSourceInfo {
-        let projectionNames = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
-                               "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        let projectionNames = ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+                               "q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "gate_proj", "up_proj", "gate_up_proj", "down_proj"]
         func isProjection(_ name: String) -> Bool { projectionNames.contains { name.contains($0 + ".weight") } }
         let opened = try ModelLoader.open(path)
         if let gguf = opened.gguf {

@@ -70,11 +70,16 @@ final class GGUFExportTests: XCTestCase {
     /// rope_factors_short/long with the attention factor and the pretraining
     /// length as keys; the model read back gives base+adapter's logits on
     /// both sides of that length (8 tokens: short factors, 18: long).
+    /// Phi-4-mini's partial rotary travels as rope.dimension_count (12 of 16).
     func testPhi3ExportReadsBackExactly() throws {
-        let base = TestPaths.fixtures.appendingPathComponent("tiny/phi3").path
-        let adapter = Self.trainingFixtures.appendingPathComponent("tiny_phi3/initial_adapter").path
+        for name in ["phi3", "phi4_mini"] { try checkPhi3Export(name) }
+    }
+
+    func checkPhi3Export(_ name: String) throws {
+        let base = TestPaths.fixtures.appendingPathComponent("tiny/\(name)").path
+        let adapter = Self.trainingFixtures.appendingPathComponent("tiny_\(name)/initial_adapter").path
         let ref = try reference(base, adapter)
-        let out = temp("phi3.gguf")
+        let out = temp("\(name).gguf")
         try GGUFExporter.export(modelPath: base, adapter: adapter, to: out, type: .f32)
         let file = try GGUFFile(path: out)
         XCTAssertEqual(file.architecture, "phi3")
@@ -91,17 +96,18 @@ final class GGUFExportTests: XCTestCase {
             XCTFail("tiny phi3 has LongRoPE")
         }
         let config = try ModelConfig.fromGGUF(file)
-        XCTAssertEqual(config, expected)
+        XCTAssertEqual(config, expected, name)
+        XCTAssertEqual(config.rotaryDimensions, name == "phi4_mini" ? 12 : 16)
         let weights = GGUFWeights(file: file, config: config)
-        for (name, t) in ref.tensors {
-            XCTAssertEqual(try XCTUnwrap(weights.load(name), name).toArray(), t.values, name)
+        for (tensor, t) in ref.tensors {
+            XCTAssertEqual(try XCTUnwrap(weights.load(tensor), tensor).toArray(), t.values, "\(name) \(tensor)")
         }
         let (exported, _) = try ModelLoader.load(out)
-        XCTAssertLessThan(maxRel(exported.forward(ids: ids).toArray(), ref.logits), 1e-5, "8 tokens")
+        XCTAssertLessThan(maxRel(exported.forward(ids: ids).toArray(), ref.logits), 1e-5, "\(name) 8 tokens")
         let (model, _) = try ModelLoader.load(base)
         try PEFTAdapter.load(adapter, into: model)
         let long = ids + ids + [3, 4]
-        XCTAssertLessThan(maxRel(exported.forward(ids: long).toArray(), model.forward(ids: long).toArray()), 1e-5, "18 tokens")
+        XCTAssertLessThan(maxRel(exported.forward(ids: long).toArray(), model.forward(ids: long).toArray()), 1e-5, "\(name) 18 tokens")
     }
 
     func testF32AndF16ExportsReadBackExactly() throws {

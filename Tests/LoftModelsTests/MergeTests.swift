@@ -107,6 +107,10 @@ final class MergeTests: XCTestCase {
         XCTAssertEqual(short.count, 8)
         XCTAssertEqual(long.last, 16)
         XCTAssertEqual(factor, (1 + Foundation.log(64.0 / 14) / Foundation.log(14.0)).squareRoot(), accuracy: 1e-12)
+        // Phi-4-mini's partial rotary and tied embeddings survive the written config.
+        let mini = try ModelConfig.fromHF(path: TestPaths.fixtures.appendingPathComponent("tiny/phi4_mini/config.json").path)
+        XCTAssertEqual(mini.rotaryDims, 12)
+        XCTAssertEqual(try ModelConfig.fromHF(json: ModelMerger.hfConfig(mini), source: "written"), mini)
     }
 
     func testSmolLM2GGUFMergeMatchesAdapter() throws {

@@ -58,23 +58,31 @@ final class CPUBackendTests: XCTestCase {
         }
     }
 
+    /// Whole heads, and partial rotary (the first 6 of 8 dimensions turn).
     func testRoPEForwardAndInverseIsTheBackward() {
+        for rotary in [8, 6] { ropeCase(rotary: rotary) }
+    }
+
+    func ropeCase(rotary: Int) {
         let seed = freshSeed()
         var rng = SeededRandom(seed: seed)
         let (n, heads, d) = (6, 3, 8)
         let x = rng.normals(n * heads * d), r = rng.normals(n * heads * d)
         let positions = (0 ..< n).map { _ in Int.random(in: 0 ..< 4000, using: &rng) }
-        let invFreq = (0 ..< d / 2).map { Foundation.pow(10000.0, -2.0 * Double($0) / Double(d)) }
+        let invFreq = (0 ..< rotary / 2).map { Foundation.pow(10000.0, -2.0 * Double($0) / Double(rotary)) }
         let t = tensor(x, [n, heads * d])
         cpu.rope(t, heads: heads, headDim: d, positions: positions.map(Int32.init), invFreq: floats(invFreq), attentionScale: 1, inverse: false)
         let expected = Ref.rope(x, heads: heads, headDim: d, positions: positions, invFreq: invFreq, scale: 1)
         // Angles up to 4000 rad: f32 angle rounding dominates, hence 1e-4 here.
-        XCTAssertLessThan(relativeError(t.toArray(), expected), 1e-4, "seed \(seed)")
+        XCTAssertLessThan(relativeError(t.toArray(), expected), 1e-4, "seed \(seed) rotary \(rotary)")
+        if rotary < d {  // the dimensions past the rotary ones are untouched
+            XCTAssertEqual(t.toArray()[rotary ..< d].map(Double.init), Array(x[rotary ..< d]).map { Double(Float($0)) })
+        }
 
         let g = tensor(r, [n, heads * d])
         cpu.rope(g, heads: heads, headDim: d, positions: positions.map(Int32.init), invFreq: floats(invFreq), attentionScale: 1, inverse: true)
         let fd = Ref.gradient(of: { Ref.dot(Ref.rope($0, heads: heads, headDim: d, positions: positions, invFreq: invFreq, scale: 1), r) }, at: x)
-        XCTAssertLessThan(relativeError(g.toArray(), fd), 1e-4, "seed \(seed)")
+        XCTAssertLessThan(relativeError(g.toArray(), fd), 1e-4, "seed \(seed) rotary \(rotary)")
     }
 
     func attentionCase(nq: Int, nk: Int, heads: Int, kvHeads: Int, d: Int, offset: Int, segments: [Int], window: Int?,

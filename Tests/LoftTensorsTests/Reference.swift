@@ -43,7 +43,7 @@ enum Ref {
 
     static func rope(_ x: [Double], heads: Int, headDim: Int, positions: [Int], invFreq: [Double], scale: Double) -> [Double] {
         var y = x
-        let half = headDim / 2
+        let half = invFreq.count  // headDim/2, or fewer with partial rotary (the rest pass through)
         for (r, p) in positions.enumerated() { for h in 0 ..< heads { for i in 0 ..< half {
             let base = r * heads * headDim + h * headDim
             let th = Double(p) * invFreq[i]

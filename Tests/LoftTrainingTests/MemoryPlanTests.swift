@@ -21,7 +21,9 @@ final class MemoryPlanTests: XCTestCase {
     }
 
     func testActivationFormulasMatchTheAllocatedBuffers() throws {
-        for path in [tinyLlama, tinyQwen3] {
+        // Gemma 2's sandwich norms, Phi-3's fused projections: buffers of their own.
+        let fixtures = TestPaths.repoRoot.appendingPathComponent("Tests/LoftModelsTests/Fixtures/tiny")
+        for path in [tinyLlama, tinyQwen3, fixtures.appendingPathComponent("gemma2").path, fixtures.appendingPathComponent("phi3").path] {
             let c = try ModelLoader.open(path).config
             for n in [1, 7, 40] {
                 let s = LayerActivations(config: c, tokens: n, backend: CPUBackend.shared, training: true)
@@ -35,8 +37,9 @@ final class MemoryPlanTests: XCTestCase {
     /// What one layer's adapters keep after a training forward, with and
     /// without dropout (without, the input is the layer's own buffer).
     func testLoRASavedStateMatchesTheFormula() throws {
-        for dropout in [0.0, 0.1] {
-            let (model, _) = try ModelLoader.load(tinyLlama)
+        let phi3 = TestPaths.repoRoot.appendingPathComponent("Tests/LoftModelsTests/Fixtures/tiny/phi3").path
+        for (path, dropout) in [(tinyLlama, 0.0), (tinyLlama, 0.1), (phi3, 0.1)] {
+            let (model, _) = try ModelLoader.load(path)
             let c = model.config
             let rank = 4
             _ = try model.attachLoRA(LoRAConfig(rank: rank, alpha: 8, dropout: dropout), seed: 3)
@@ -44,7 +47,8 @@ final class MemoryPlanTests: XCTestCase {
             let ids: [Int32] = (0 ..< n).map { Int32($0 * 5 % c.vocabSize) }
             let batch = model.batch(ids: ids)
             let x = model.embed(batch)
-            let adapted = Set(LoRAConfig.shortNames.values)
+            let adapted = Set(model.adapterSlots.compactMap { LoRAConfig.shortNames[$0.module] })
+            XCTAssertEqual(adapted.count, c.fusedProjections ? 4 : 7)
             let s = LayerActivations(config: c, tokens: n, backend: model.backend, training: true, adapted: adapted)
             model.forwardLayer(0, x: x, batch: batch, saved: s)
             let layerStorages = Mirror(reflecting: s).children.compactMap { ($0.value as? Tensor)?.storage }

@@ -98,6 +98,8 @@ final class PEFTExactnessTests: XCTestCase {
     /// and v), LongRoPE's long factors (16 tokens > original 14).
     func testOneStepTinyPhi3() throws { try checkOneStep("tiny_phi3") }
     func testOneStepTinyPhi3WithCheckpointing() throws { try checkOneStep("tiny_phi3", checkpointing: true) }
+    /// Phi-4-mini's shape: RoPE turns 12 of each head's 16 dimensions; tied embeddings.
+    func testOneStepTinyPhi4Mini() throws { try checkOneStep("tiny_phi4_mini") }
     func testOneStepRSLoRAOnSomeModules() throws { try checkOneStep("tiny_llama_rslora") }
 
     /// - finalWeights: also compare the adapter after the run. Adam moves every
@@ -147,5 +149,6 @@ final class PEFTExactnessTests: XCTestCase {
     func testLossCurveTinyGemma3() throws { try checkLossCurve("tiny_gemma3") }
     func testLossCurveTinyGemma2() throws { try checkLossCurve("tiny_gemma2") }
     func testLossCurveTinyPhi3() throws { try checkLossCurve("tiny_phi3") }
+    func testLossCurveTinyPhi4Mini() throws { try checkLossCurve("tiny_phi4_mini") }
     func testLossCurveRealSmolLM2() throws { try checkLossCurve("smollm2", finalWeights: false) }
 }

@@ -42,7 +42,9 @@ extension ModelConfig {
             layers: try int("block_count"),
             heads: heads,
             kvHeads: optionalInt("attention.head_count_kv") ?? heads,
-            headDim: optionalInt("attention.key_length") ?? optionalInt("rope.dimension_count") ?? hidden / heads,
+            // Phi-3's rope.dimension_count is the rotary part of a head (Phi-4-mini: 3/4 of it).
+            headDim: optionalInt("attention.key_length")
+                ?? (arch == .phi3 ? nil : optionalInt("rope.dimension_count")) ?? hidden / heads,
             rmsNormEps: double("attention.layer_norm_rms_epsilon") ?? 1e-5,
             ropeTheta: double("rope.freq_base") ?? 10000,
             ropeScaling: scaling,

@@ -59,6 +59,10 @@ extension ModelConfig {
             slidingWindow: slidingWindow(json, arch),
             bosTokenID: optionalInt("bos_token_id"),
             eosTokenIDs: eos)
+        // Partial rotary (Phi-4-mini): only the first head_dim·factor dimensions turn, as transformers' int().
+        let partial = (json["partial_rotary_factor"] as? NSNumber)?.doubleValue
+            ?? (ropeParams?["partial_rotary_factor"] as? NSNumber)?.doubleValue ?? 1
+        if partial != 1 { config.rotaryDims = Int(Double(config.headDim) * partial) }
         if arch == .gemma3 { try config.applyGemma3(hf: json, source: source) }
         if arch == .gemma2 { try config.applyGemma2(hf: json, source: source) }
         if arch == .phi3 { try config.applyPhi3(hf: json, source: source) }

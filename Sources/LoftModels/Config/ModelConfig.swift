@@ -105,6 +105,12 @@ public struct ModelConfig: Sendable, Equatable {
     /// v's) and gate and up another (gate_up_proj, gate's rows then up's), as
     /// Phi-3 stores and adapts them (Families/Phi3.swift).
     public var fusedProjections = false
+    /// How many of each head's dimensions RoPE turns when not all of them
+    /// (partial_rotary_factor · head_dim; Phi-4-mini: 3/4); nil: all.
+    public var rotaryDims: Int?
+
+    /// The dimensions of each head that RoPE turns.
+    public var rotaryDimensions: Int { rotaryDims ?? headDim }
 
     public init(architecture: Architecture, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int,
                 heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
@@ -162,12 +168,15 @@ public struct ModelConfig: Sendable, Equatable {
         }
         if heads % kvHeads != 0 { throw bad("num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)") }
         if headDim % 2 != 0 { throw bad("head_dim \(headDim) is odd; rotary embeddings need an even head size") }
+        if let r = rotaryDims, r <= 0 || r > headDim || r % 2 != 0 {
+            throw bad("partial_rotary_factor turns \(r) of head_dim \(headDim) dimensions; it must be an even number from 2 to head_dim")
+        }
         if !layerTypes.isEmpty && layerTypes.count != layers {
             throw bad("layer_types lists \(layerTypes.count) layers but num_hidden_layers is \(layers)")
         }
         if case .longRoPE(let short, let long, let original, _) = ropeScaling {
-            if short.count != headDim / 2 || long.count != headDim / 2 {
-                throw bad("rope_scaling has \(short.count) short and \(long.count) long factors; LongRoPE needs head_dim/2 = \(headDim / 2) of each")
+            if short.count != rotaryDimensions / 2 || long.count != rotaryDimensions / 2 {
+                throw bad("rope_scaling has \(short.count) short and \(long.count) long factors; LongRoPE needs one for each of the \(rotaryDimensions / 2) rotary frequencies")
             }
             if original <= 0 { throw bad("original_max_position_embeddings is \(original); LongRoPE needs the pretraining length") }
         }

@@ -9,7 +9,7 @@ public enum RoPEFrequencies {
     /// `local`: the frequencies of sliding-window layers with a base of their
     /// own (`ModelConfig.localRopeTheta`), which Gemma 3 never scales.
     public static func compute(_ c: ModelConfig, sequenceLength: Int, local: Bool = false) -> (invFreq: [Float], attentionScale: Float) {
-        let dim = c.headDim
+        let dim = c.rotaryDimensions
         if local, let theta = c.localRopeTheta {
             var plain = c
             plain.ropeTheta = theta

@@ -65,7 +65,7 @@ public enum GGUFExporter {
             ("\(arch).rope.freq_base", .float32(Float(c.ropeTheta))),
             ("\(arch).attention.layer_norm_rms_epsilon", .float32(Float(c.rmsNormEps))),
             ("\(arch).vocab_size", .uint32(UInt32(c.vocabSize))),
-            ("\(arch).rope.dimension_count", .uint32(UInt32(c.headDim))),
+            ("\(arch).rope.dimension_count", .uint32(UInt32(c.rotaryDimensions))),
         ]
         if c.headDim * c.heads != c.hiddenSize || [.qwen3, .gemma2, .gemma3].contains(c.architecture) {
             m.append(("\(arch).attention.key_length", .uint32(UInt32(c.headDim))))

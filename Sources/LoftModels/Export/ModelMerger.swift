@@ -462,6 +462,11 @@ public enum ModelMerger {
             j["original_max_position_embeddings"] = o
             j["rope_scaling"] = nil
         }
+        if let r = c.rotaryDims {
+            let factor = Double(r) / Double(c.headDim)
+            rope["partial_rotary_factor"] = factor
+            j["partial_rotary_factor"] = factor
+        }
         j["rope_parameters"] = rope
         if let w = c.slidingWindow {
             j["sliding_window"] = w

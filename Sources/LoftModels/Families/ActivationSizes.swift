@@ -35,10 +35,14 @@ extension LayerGradients {
 }
 
 extension ModelConfig {
-    /// (input, output) features of each projection, by its short LoRA name.
+    /// (input, output) features of each projection the model has, by its
+    /// short LoRA name ("qkv" and "gate_up" instead of their parts when fused).
     public var projectionShapes: [String: (inFeatures: Int, outFeatures: Int)] {
         let (h, qDim, kvDim, ff) = (hiddenSize, heads * headDim, kvHeads * headDim, intermediateSize)
+        if fusedProjections {
+            return ["qkv": (h, qDim + 2 * kvDim), "o": (qDim, h), "gate_up": (h, 2 * ff), "down": (ff, h)]
+        }
         return ["q": (h, qDim), "k": (h, kvDim), "v": (h, kvDim), "o": (qDim, h),
-                "gate": (h, ff), "up": (h, ff), "down": (ff, h), "qkv": (h, qDim + 2 * kvDim), "gate_up": (h, 2 * ff)]
+                "gate": (h, ff), "up": (h, ff), "down": (ff, h)]
     }
 }

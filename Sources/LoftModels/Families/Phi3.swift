@@ -16,6 +16,8 @@ import LoftFormats
 ///   sequence fits original_max_position_embeddings and the long list's past
 ///   it, and cos and sin multiplied by √(1 + ln(s)/ln(L)) (`RoPEScaling.longRoPE`).
 /// - sliding_window, when set, limits every layer's attention, as Mistral's.
+/// - partial_rotary_factor (Phi-4-mini: 0.75): RoPE turns only each head's
+///   first head_dim·factor dimensions (`rotaryDims`; any family may set it).
 ///
 /// llama.cpp's GGUF (`phi3`) stores the same fused tensors (`attn_qkv`, and
 /// `ffn_up` with gate's rows first) and the LongRoPE factors as the tensors
@@ -26,12 +28,6 @@ extension ModelConfig {
         if let act = json["hidden_act"] as? String, act != "silu" {
             throw FormatError(source, "hidden_act '\(act)' is not supported for phi3; Loft computes silu")
         }
-        let rope = (json["rope_parameters"] as? [String: Any]) ?? [:]
-        let partial = (json["partial_rotary_factor"] as? NSNumber)?.doubleValue
-            ?? (rope["partial_rotary_factor"] as? NSNumber)?.doubleValue ?? 1
-        if partial != 1 {
-            throw FormatError(source, "partial_rotary_factor is \(partial) (Phi-4-mini); Loft rotates whole heads only so far")
-        }
     }
 
     /// From llama.cpp's `phi3.*` keys and its rope factor tensors.
@@ -39,9 +35,7 @@ extension ModelConfig {
         fusedProjections = true
         let m = file.metadata
         slidingWindow = m["phi3.attention.sliding_window"]?.int.flatMap { $0 > 0 ? $0 : nil }
-        if let rotary = m["phi3.rope.dimension_count"]?.int, rotary != headDim {
-            throw FormatError(file.path, "phi3.rope.dimension_count is \(rotary) but heads are \(headDim) wide (partial rotary, Phi-4-mini); Loft rotates whole heads only so far")
-        }
+        if let rotary = m["phi3.rope.dimension_count"]?.int, rotary != headDim { rotaryDims = rotary }  // Phi-4-mini
         guard let shortInfo = file.tensor(named: "rope_factors_short.weight"),
               let longInfo = file.tensor(named: "rope_factors_long.weight") else { return }
         func factors(_ info: GGUFTensorInfo) throws -> [Double] {

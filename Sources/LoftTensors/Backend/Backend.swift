@@ -47,6 +47,8 @@ public protocol Backend: AnyObject, Sendable, BackendDropout, BackendOptimizer8b
     // MARK: rotary position embedding
     /// Rotates, in place, each head of x[N, heads·D] by the angle
     /// position·invFreq[i] (the "rotate half" layout of Hugging Face models).
+    /// invFreq has D/2 entries, or fewer with partial rotary: then only each
+    /// head's first 2·invFreq.count dimensions turn.
     /// `inverse` applies the transpose rotation, which is the backward.
     func rope(_ x: Tensor, heads: Int, headDim: Int, positions: [Int32], invFreq: [Float],
               attentionScale: Float, inverse: Bool)

@@ -51,10 +51,12 @@ extension CPUBackend {
 
     public func rope(_ x: Tensor, heads: Int, headDim: Int, positions: [Int32], invFreq: [Float],
                      attentionScale: Float, inverse: Bool) {
-        let half = headDim / 2
+        // Pairs (i, i + half) of each head's first 2·half dimensions: half is
+        // headDim/2, or less with partial rotary (the other dimensions pass through).
+        let half = invFreq.count
         let width = heads * headDim
         let n = x.count / width
-        precondition(n == positions.count && invFreq.count == half,
+        precondition(n == positions.count && half > 0 && 2 * half <= headDim,
                      "rope: x \(x.shape) with \(heads)×\(headDim), \(positions.count) positions, \(invFreq.count) frequencies")
         let xp = x.floats
         let sign: Float = inverse ? -1 : 1
