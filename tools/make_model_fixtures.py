@@ -34,12 +34,16 @@ from transformers import (  # noqa: E402
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    MixtralConfig,
+    MixtralForCausalLM,
     Phi3Config,
     Phi3ForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen3Config,
     Qwen3ForCausalLM,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,6 +173,14 @@ TINY = {
                              long_factor=[1.0, 2.0, 3.0, 6.0, 10.0, 16.0])), 10,
         "Phi-4-mini's shape of Phi-3: partial_rotary_factor 0.75 (RoPE turns 12 of each head's 16 dimensions), "
         "tied embeddings, LongRoPE as phi3 with 6 factors"),
+    "qwen3_moe": (Qwen3MoeConfig, Qwen3MoeForCausalLM, dict(
+        head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=False,
+        mlp_only_layers=[1], use_sliding_window=False, rope_parameters=rope(1000000.0)), 11,
+        "Qwen3-MoE: q/k norms; layer 0 sparse (4 experts of 32, top-2, probabilities not renormalised), "
+        "layer 1 dense (mlp_only_layers [1], intermediate 96)"),
+    "mixtral": (MixtralConfig, MixtralForCausalLM, dict(
+        num_local_experts=4, num_experts_per_tok=2, intermediate_size=32, rope_parameters=rope(10000.0)), 12,
+        "Mixtral: every layer sparse, 4 experts of 32, top-2 renormalised"),
 }
 
 
@@ -341,6 +353,20 @@ def make_tiny(only=None):
         write_json(os.path.join(d, "expected.json"), exp)
         results[name] = (model, full)
 
+    for name in ("qwen3_moe", "mixtral"):
+        if name in results:
+            # the routing matters: every expert is chosen by some token, and sending
+            # every token to all experts moves the logits
+            moe = results[name][0]
+            cfg = moe.config
+            ids_t = torch.tensor([input_ids])
+            with torch.no_grad():
+                out = moe(input_ids=ids_t, output_router_logits=True, use_cache=False)
+            logits = out.router_logits[0] if isinstance(out.router_logits, tuple) else out.router_logits
+            chosen = torch.topk(torch.softmax(logits.float(), -1), cfg.num_experts_per_tok, -1).indices.unique().numel()
+            ne = cfg.num_experts if name == "qwen3_moe" else cfg.num_local_experts
+            print(f"  check: {name} layer 0 routes to {chosen} of {ne} experts")
+            assert chosen == ne
     if "phi4_mini" in results:
         # partial rotary: turning every dimension instead moves the logits
         whole = Phi3ForCausalLM.from_pretrained(os.path.join(FIX, "tiny", "phi4_mini"), dtype=torch.float32,

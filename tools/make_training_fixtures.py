@@ -2,7 +2,7 @@
 """Regenerate the PyTorch+PEFT reference fixtures for LoftTrainingTests.
 
     /opt/refvenv/bin/python tools/make_training_fixtures.py              # everything
-    /opt/refvenv/bin/python tools/make_training_fixtures.py --only tiny  # tiny_llama, tiny_llama_rslora, tiny_qwen3, tiny_gemma3, tiny_gemma2, tiny_phi3, tiny_phi4_mini
+    /opt/refvenv/bin/python tools/make_training_fixtures.py --only tiny  # tiny_llama, tiny_llama_rslora, tiny_qwen3, tiny_gemma3, tiny_gemma2, tiny_phi3, tiny_phi4_mini, tiny_qwen3_moe, tiny_mixtral
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only dora  # tiny_llama_dora, tiny_qwen2_dora
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only modules_to_save  # tiny_llama_tied_full_*
     /opt/refvenv/bin/python tools/make_training_fixtures.py --only smollm2 [--gguf PATH]
@@ -275,6 +275,9 @@ def make_tiny(only=None):
             make_phi3(ids, labels)
         if "phi4_mini" in only:
             make_phi4_mini(ids, labels)
+        for arch in ("qwen3_moe", "mixtral"):
+            if arch in only:
+                make_moe(arch, ids, labels)
         return
 
     m, path = load_tiny("llama")
@@ -294,6 +297,8 @@ def make_tiny(only=None):
 
     make_phi3(ids, labels)
     make_phi4_mini(ids, labels)
+    make_moe("qwen3_moe", ids, labels)
+    make_moe("mixtral", ids, labels)
 
 
 def make_phi3(ids, labels):
@@ -308,6 +313,15 @@ def make_phi4_mini(ids, labels):
     m, path = load_tiny("phi4_mini")
     run_case("tiny_phi4_mini", m, ids, labels, 4, 8, ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], False, 5e-3, 20,
              path, path)
+
+
+def make_moe(arch, ids, labels):
+    # LoRA on the attention; the router and the experts stay frozen. (PEFT 0.21
+    # turns gate_proj/up_proj/down_proj targets on transformers 5's Qwen3-MoE
+    # into target_parameters on the 3-D expert tensors, which Loft does not
+    # train yet, and then leaves the dense layers' MLPs unadapted.)
+    m, path = load_tiny(arch)
+    run_case(f"tiny_{arch}", m, ids, labels, 4, 8, ["q_proj", "k_proj", "v_proj", "o_proj"], False, 5e-3, 20, path, path)
 
 
 def make_dora():
@@ -353,7 +367,7 @@ def make_smollm2(gguf_path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=["tiny", "dora", "modules_to_save", "smollm2"])
-    ap.add_argument("--models", nargs="*", help="with --only tiny: just these (phi3, phi4_mini)")
+    ap.add_argument("--models", nargs="*", help="with --only tiny: just these (phi3, phi4_mini, qwen3_moe, mixtral)")
     ap.add_argument("--gguf", default=DEFAULT_GGUF)
     a = ap.parse_args()
     os.chdir(REPO)

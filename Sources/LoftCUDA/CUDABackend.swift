@@ -266,6 +266,28 @@ public final class CUDABackend: Backend, @unchecked Sendable {
                      .pointer(f32(destination, "copyColumns")), .long(dw), .long(at), .long(count), .long(total)])
     }
 
+    public func gatherRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor) {
+        precondition(destination.rowSize == source.rowSize && destination.rows == rows.count && (scales?.count ?? rows.count) == rows.count,
+                     "gatherRows: \(rows.count) rows of \(source.shape) into \(destination.shape)")
+        rowsKernel("loft_gather_rows", source, rows, scales, destination)
+    }
+
+    public func scatterAddRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor) {
+        precondition(destination.rowSize == source.rowSize && source.rows == rows.count && (scales?.count ?? rows.count) == rows.count,
+                     "scatterAddRows: \(source.shape) into \(rows.count) rows of \(destination.shape)")
+        rowsKernel("loft_scatter_add_rows", source, rows, scales, destination)
+    }
+
+    private func rowsKernel(_ name: String, _ source: Tensor, _ rows: [Int32], _ scales: [Float]?, _ destination: Tensor) {
+        let total = rows.count * source.rowSize
+        if total == 0 { return }
+        let indices = gpu.temporary(rows), factors = scales.map { gpu.temporary($0) }
+        elementwise(name, total, [.pointer(f32(source, name)), .pointer(UInt64(UInt(bitPattern: indices.pointer))),
+                                  .pointer(factors.map { UInt64(UInt(bitPattern: $0.pointer)) } ?? 0),
+                                  .pointer(f32(destination, name)), .long(source.rowSize), .long(total)])
+        withExtendedLifetime((indices, factors)) {}
+    }
+
     public func softcap(_ x: Tensor, cap: Float) {
         elementwise("loft_softcap", x.count, [.pointer(f32(x, "softcap")), .float(cap), .long(x.count)])
     }

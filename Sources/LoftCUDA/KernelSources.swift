@@ -161,6 +161,23 @@ public enum KernelSources {
             dst[r * dst_width + at + c] = src[r * src_width + from + c];
         }
     }
+    // dst[i] = scale[i]·src[rows[i]] (gather) or dst[rows[i]] += scale[i]·src[i]
+    // (scatter-add; rows distinct, so no two threads add to one element).
+    extern "C" __global__ void loft_gather_rows(const float *src, const int *rows, const float *scales, float *dst,
+                                                long long width, long long n) {
+        LOFT_GRID_STRIDE(t, n) {
+            long long i = t / width, j = t % width;
+            float v = src[(long long)rows[i] * width + j];
+            dst[t] = scales ? scales[i] * v : v;
+        }
+    }
+    extern "C" __global__ void loft_scatter_add_rows(const float *src, const int *rows, const float *scales, float *dst,
+                                                     long long width, long long n) {
+        LOFT_GRID_STRIDE(t, n) {
+            long long i = t / width, j = t % width;
+            dst[(long long)rows[i] * width + j] += scales ? scales[i] * src[t] : src[t];
+        }
+    }
     extern "C" __global__ void loft_softcap(float *x, float cap, long long n) {
         LOFT_GRID_STRIDE(i, n) x[i] = cap * tanhf(x[i] / cap);
     }
@@ -262,6 +279,7 @@ public enum KernelSources {
     }
     """#, kernels: ["loft_add", "loft_axpy", "loft_scale", "loft_multiply", "loft_swiglu", "loft_swiglu_backward",
                     "loft_geglu", "loft_geglu_backward", "loft_softcap", "loft_softcap_backward", "loft_copy_columns",
+                    "loft_gather_rows", "loft_scatter_add_rows",
                     "loft_dropout_mask", "loft_adamw", "loft_sum_of_squares", "loft_embedding", "loft_embedding_backward",
                     "loft_scale_columns", "loft_column_dots"])
 

@@ -40,6 +40,12 @@ final class CPUStandIn: CheckableBackend, @unchecked Sendable {
     func upload(_ values: [Float], shape: [Int]) -> Tensor { cpu.upload(values, shape: shape) }
     func download(_ tensor: Tensor) -> [Float] { cpu.download(tensor) }
     func copy(_ source: Tensor, into destination: Tensor) { cpu.copy(source, into: destination) }
+    func gatherRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor) {
+        cpu.gatherRows(source, rows: rows, scales: scales, into: destination)
+    }
+    func scatterAddRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor) {
+        cpu.scatterAddRows(source, rows: rows, scales: scales, into: destination)
+    }
     func copyColumns(_ source: Tensor, from: Int, into destination: Tensor, at: Int, count: Int) {
         cpu.copyColumns(source, from: from, into: destination, at: at, count: count)
     }

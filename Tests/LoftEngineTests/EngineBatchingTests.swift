@@ -16,8 +16,8 @@ final class EngineBatchingTests: XCTestCase {
         // every switch of the Llama family: q/k norm, attention bias, sliding window, dynamic RoPE;
         // Gemma 3's sandwich norms, GeGLU, local/global layers (prompts of 17 and 23 pass its window of 8);
         // Phi-3's fused projections and LongRoPE (17 and 23 tokens take the long factors, 9 the short),
-        // and Phi-4-mini's partial rotary
-        for family in ["llama", "qwen3", "qwen2", "mistral", "llama_rope_dynamic", "gemma3", "gemma2", "phi3", "phi4_mini"] {
+        // Phi-4-mini's partial rotary; experts routed per token (Qwen3-MoE, Mixtral)
+        for family in ["llama", "qwen3", "qwen2", "mistral", "llama_rope_dynamic", "gemma3", "gemma2", "phi3", "phi4_mini", "qwen3_moe", "mixtral"] {
             try checkPerRowAdapterLogits(SharedTestPaths.fixtures(of: "LoftModelsTests").appendingPathComponent("tiny/\(family)").path)
         }
     }

@@ -160,7 +160,7 @@ final class FrozenWeightTests: XCTestCase {
         let projections = model.layers.flatMap { $0.projections.map(\.1.frozen) }
         let added = model.keepPromptCopies(limitBytes: 1 << 31)
         XCTAssertEqual(added, projections.reduce(0) { $0 + $1.rows * $1.cols * 4 })
-        for w in [model.layers[0].q.frozen, model.layers[7].down.frozen] {
+        for w in [model.layers[0].q.frozen, model.layers[7].down!.frozen] {
             let (copy, values) = (try XCTUnwrap(w.promptCopy).toArray(), w.dequantized().toArray())
             XCTAssert(zip(copy, values).allSatisfy { $0.bitPattern == $1.bitPattern })
         }

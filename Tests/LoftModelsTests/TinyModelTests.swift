@@ -9,7 +9,7 @@ import LoftTensors
 /// Tolerance: 1e-4 of the largest |logit| for each model.
 final class TinyModelTests: XCTestCase {
     static let names = ["llama", "llama_rope_llama3", "llama_rope_linear", "llama_rope_dynamic", "llama_tied",
-                        "mistral", "qwen2", "qwen3", "gemma3", "gemma2", "phi3", "phi4_mini"]
+                        "mistral", "qwen2", "qwen3", "gemma3", "gemma2", "phi3", "phi4_mini", "qwen3_moe", "mixtral"]
 
     struct Expected: Decodable {
         struct Packed: Decodable {
@@ -63,7 +63,7 @@ final class TinyModelTests: XCTestCase {
     }
 
     func testCachedDecodingEqualsFullForward() throws {
-        for name in ["qwen3", "gemma3", "gemma2", "phi3", "phi4_mini"] { try cachedDecodingEqualsFullForward(name) }
+        for name in ["qwen3", "gemma3", "gemma2", "phi3", "phi4_mini", "qwen3_moe", "mixtral"] { try cachedDecodingEqualsFullForward(name) }
     }
 
     func cachedDecodingEqualsFullForward(_ name: String) throws {

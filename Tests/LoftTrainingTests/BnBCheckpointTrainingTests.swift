@@ -52,7 +52,7 @@ final class BnBCheckpointTrainingTests: XCTestCase {
         c.outputDir = root + "/out"
         let (model, _) = try ModelLoader.load(c.baseModel, baseWeights: c.baseWeights)
         XCTAssertEqual(model.baseWeights, nf4DoubleQuant)
-        XCTAssertEqual(model.layers[1].down.frozen.kindDescription, "nf4+dq")
+        XCTAssertEqual(model.layers[1].down!.frozen.kindDescription, "nf4+dq")
         let trainer = try Trainer(config: c, model: model, train: examples(), validation: [])
         let state = try trainer.run()
         XCTAssertEqual(state.losses.count, 4)

@@ -100,6 +100,12 @@ final class PEFTExactnessTests: XCTestCase {
     func testOneStepTinyPhi3WithCheckpointing() throws { try checkOneStep("tiny_phi3", checkpointing: true) }
     /// Phi-4-mini's shape: RoPE turns 12 of each head's 16 dimensions; tied embeddings.
     func testOneStepTinyPhi4Mini() throws { try checkOneStep("tiny_phi4_mini") }
+    /// Mixture of experts: LoRA on the attention, gradients through the frozen
+    /// experts and the router's probabilities (Qwen3-MoE without top-k
+    /// renormalisation and with a dense layer; Mixtral renormalised).
+    func testOneStepTinyQwen3MoE() throws { try checkOneStep("tiny_qwen3_moe") }
+    func testOneStepTinyQwen3MoEWithCheckpointing() throws { try checkOneStep("tiny_qwen3_moe", checkpointing: true) }
+    func testOneStepTinyMixtral() throws { try checkOneStep("tiny_mixtral") }
     func testOneStepRSLoRAOnSomeModules() throws { try checkOneStep("tiny_llama_rslora") }
 
     /// - finalWeights: also compare the adapter after the run. Adam moves every
@@ -150,5 +156,7 @@ final class PEFTExactnessTests: XCTestCase {
     func testLossCurveTinyGemma2() throws { try checkLossCurve("tiny_gemma2") }
     func testLossCurveTinyPhi3() throws { try checkLossCurve("tiny_phi3") }
     func testLossCurveTinyPhi4Mini() throws { try checkLossCurve("tiny_phi4_mini") }
+    func testLossCurveTinyQwen3MoE() throws { try checkLossCurve("tiny_qwen3_moe") }
+    func testLossCurveTinyMixtral() throws { try checkLossCurve("tiny_mixtral") }
     func testLossCurveRealSmolLM2() throws { try checkLossCurve("smollm2", finalWeights: false) }
 }

@@ -55,7 +55,7 @@ extension ModelConfig {
             maxPositionEmbeddings: maxPositions,
             tieWordEmbeddings: json["tie_word_embeddings"] as? Bool ?? false,
             attentionBias: json["attention_bias"] as? Bool ?? (arch == .qwen2),
-            qkNorm: arch == .qwen3,
+            qkNorm: arch == .qwen3 || arch == .qwen3Moe,
             slidingWindow: slidingWindow(json, arch),
             bosTokenID: optionalInt("bos_token_id"),
             eosTokenIDs: eos)
@@ -66,6 +66,8 @@ extension ModelConfig {
         if arch == .gemma3 { try config.applyGemma3(hf: json, source: source) }
         if arch == .gemma2 { try config.applyGemma2(hf: json, source: source) }
         if arch == .phi3 { try config.applyPhi3(hf: json, source: source) }
+        if arch == .qwen3Moe { try config.applyQwen3MoE(hf: json, source: source) }
+        if arch == .mixtral { try config.applyMixtral(hf: json, source: source) }
         try config.validate(source: source)
         return config
     }
@@ -74,8 +76,8 @@ extension ModelConfig {
     static func slidingWindow(_ json: [String: Any], _ arch: Architecture) -> Int? {
         guard let w = (json["sliding_window"] as? NSNumber)?.intValue, w > 0 else { return nil }
         switch arch {
-        case .mistral: return w
-        case .qwen2, .qwen3: return (json["use_sliding_window"] as? Bool ?? false) ? w : nil
+        case .mistral, .mixtral: return w
+        case .qwen2, .qwen3, .qwen3Moe: return (json["use_sliding_window"] as? Bool ?? false) ? w : nil
         case .gemma2, .gemma3, .phi3: return w
         case .llama: return nil
         }

@@ -28,7 +28,7 @@ public enum RoPEScaling: Sendable, Equatable {
 /// few switches of this config (Families/Gemma3.swift says what Gemma 3 sets),
 /// so one model file serves them.
 public enum Architecture: String, Sendable, CaseIterable {
-    case llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3
+    case llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3, qwen3Moe = "qwen3_moe", mixtral
 
     public static var supportedList: String { allCases.map(\.rawValue).joined(separator: ", ") }
 
@@ -112,6 +112,23 @@ public struct ModelConfig: Sendable, Equatable {
     /// The dimensions of each head that RoPE turns.
     public var rotaryDimensions: Int { rotaryDims ?? headDim }
 
+    // Mixture of experts (Qwen3-MoE, Mixtral; MixtureOfExperts.swift).
+    /// Experts of each sparse layer (0: a dense model).
+    public var experts = 0
+    /// Experts each token is routed to (top-k).
+    public var expertsPerToken = 0
+    /// The hidden size of one expert's gated MLP.
+    public var expertIntermediateSize = 0
+    /// Whether the top-k routing probabilities are renormalised to sum to 1
+    /// (Mixtral always; Qwen3-MoE's norm_topk_prob).
+    public var normalizeTopK = true
+    /// Layers that keep a dense MLP in a sparse model (Qwen3-MoE's
+    /// mlp_only_layers, and those decoder_sparse_step skips).
+    public var denseLayers: Set<Int> = []
+
+    /// Whether layer `layer` routes its MLP through experts.
+    public func isSparse(layer: Int) -> Bool { experts > 0 && !denseLayers.contains(layer) }
+
     public init(architecture: Architecture, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int,
                 heads: Int, kvHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
                 ropeScaling: RoPEScaling = .none, maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false,
@@ -153,8 +170,10 @@ public struct ModelConfig: Sendable, Equatable {
         let attention = hiddenSize * heads * headDim * 2 + hiddenSize * kvHeads * headDim * 2
             + (attentionBias ? (heads + 2 * kvHeads) * headDim : 0) + (qkNorm ? 2 * headDim : 0)
         let mlp = 3 * hiddenSize * intermediateSize
-        let perLayer = attention + mlp + (sandwichNorms ? 4 : 2) * hiddenSize
-        return vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + layers * perLayer + hiddenSize
+        let sparse = experts * (3 * hiddenSize * expertIntermediateSize + hiddenSize)  // experts and router
+        let perLayer = attention + (sandwichNorms ? 4 : 2) * hiddenSize
+        let mlps = (0 ..< layers).reduce(0) { $0 + (isSparse(layer: $1) ? sparse : mlp) }
+        return vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + layers * perLayer + mlps + hiddenSize
     }
 
     /// Checks that the numbers fit together, so a bad config fails at load
@@ -179,6 +198,9 @@ public struct ModelConfig: Sendable, Equatable {
                 throw bad("rope_scaling has \(short.count) short and \(long.count) long factors; LongRoPE needs one for each of the \(rotaryDimensions / 2) rotary frequencies")
             }
             if original <= 0 { throw bad("original_max_position_embeddings is \(original); LongRoPE needs the pretraining length") }
+        }
+        if experts > 0 && (expertsPerToken < 1 || expertsPerToken > experts || expertIntermediateSize <= 0) {
+            throw bad("\(experts) experts with \(expertsPerToken) per token and an expert size of \(expertIntermediateSize); a token takes 1 to \(experts) experts of positive size")
         }
         if layerTypes.contains(.sliding) && (slidingWindow ?? 0) <= 0 {
             throw bad("layer_types has sliding_attention layers but sliding_window is not set")

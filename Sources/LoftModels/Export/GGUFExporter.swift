@@ -12,12 +12,13 @@ public enum GGUFExporter {
     /// The GGUF architecture name: Mistral files use llama.cpp's "llama".
     public static func ggufArchitecture(_ a: Architecture) -> String {
         switch a {
-        case .llama, .mistral: return "llama"
+        case .llama, .mistral, .mixtral: return "llama"
         case .qwen2: return "qwen2"
         case .qwen3: return "qwen3"
         case .gemma3: return "gemma3"
         case .gemma2: return "gemma2"
         case .phi3: return "phi3"
+        case .qwen3Moe: return "qwen3moe"
         }
     }
 

@@ -119,7 +119,8 @@ public enum ModelMerger {
         for (i, layer) in model.layers.enumerated() {
             let p = "model.layers.\(i)."
             try add(p + "input_layernorm.weight", layer.attentionNorm)
-            for (path, linear) in layer.projections {
+            if let moe = layer.moe { try add(p + moe.routerName, moe.router) }
+            for (path, linear) in layer.allProjections {
                 var w = bk.download(linear.weight)
                 // Frozen adapters first (an SFT adapter under a DPO one), in the order they were stacked.
                 for f in linear.frozenAdapters {
@@ -432,6 +433,8 @@ public enum ModelMerger {
         case .qwen3: className = "Qwen3ForCausalLM"
         case .gemma2, .gemma3: return gemmaHFConfig(c)
         case .phi3: className = "Phi3ForCausalLM"
+        case .qwen3Moe: className = "Qwen3MoeForCausalLM"
+        case .mixtral: className = "MixtralForCausalLM"
         }
         var j = commonConfig(c).merging([
             "architectures": [className],
@@ -462,6 +465,20 @@ public enum ModelMerger {
             j["original_max_position_embeddings"] = o
             j["rope_scaling"] = nil
         }
+        if c.architecture == .qwen3Moe {
+            j["num_experts"] = c.experts
+            j["num_experts_per_tok"] = c.expertsPerToken
+            j["moe_intermediate_size"] = c.expertIntermediateSize
+            j["norm_topk_prob"] = c.normalizeTopK
+            j["decoder_sparse_step"] = 1
+            j["mlp_only_layers"] = c.denseLayers.sorted()
+            j["output_router_logits"] = false
+        } else if c.architecture == .mixtral {
+            j["num_local_experts"] = c.experts
+            j["num_experts_per_tok"] = c.expertsPerToken
+            j["router_jitter_noise"] = 0.0
+            j["output_router_logits"] = false
+        }
         if let r = c.rotaryDims {
             let factor = Double(r) / Double(c.headDim)
             rope["partial_rotary_factor"] = factor
@@ -470,10 +487,10 @@ public enum ModelMerger {
         j["rope_parameters"] = rope
         if let w = c.slidingWindow {
             j["sliding_window"] = w
-            if ![.mistral, .phi3].contains(c.architecture) { j["use_sliding_window"] = true }
+            if ![.mistral, .phi3, .mixtral].contains(c.architecture) { j["use_sliding_window"] = true }
         } else if c.architecture != .llama {
             j["sliding_window"] = NSNull()
-            if c.architecture != .phi3 { j["use_sliding_window"] = false }
+            if ![.phi3, .mixtral].contains(c.architecture) { j["use_sliding_window"] = false }
         }
         return j
     }

@@ -237,6 +237,17 @@ extension LlamaModel {
                 project([(layer.o, "o", out)], i, s.attended, accumulate: accumulate)
             }
             b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: c.normWeightOffset, into: s.normed2, rstd: s.rstd2)
+            if let moe = layer.moe {
+                // Experts multiply the rows routed to them together: each decode
+                // row and each prompt chunk goes alone, so that a row's numbers
+                // never depend on what shares its step.
+                let pieces = (0 ..< decodeRows).map { ($0 ..< $0 + 1, QuantizedDecoding.Route.kernels) }
+                    + (firstPrompt ..< sequences.count).map { (offsets[$0] ..< offsets[$0 + 1], QuantizedDecoding.Route.gemm) }
+                for (rows, route) in pieces {
+                    QuantizedDecoding.withRoute(route) { moe.forward(s.normed2.rows(rows), into: x.rows(rows), backend: b) }
+                }
+                continue
+            }
             if layer.fused, let gateUp = s.gateUp {
                 project([(layer.gateUp[0], "gate_up", gateUp)], i, s.normed2, accumulate: false)
                 splitColumns(gateUp, into: [s.gate, s.up])
@@ -245,7 +256,7 @@ extension LlamaModel {
             }
             activate(gate: s.gate, up: s.up, into: s.activated)
             addSublayer(x, s, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd) { out, accumulate in
-                project([(layer.down, "down", out)], i, s.activated, accumulate: accumulate)
+                project([(layer.down!, "down", out)], i, s.activated, accumulate: accumulate)
             }
         }
         if logitRows.isEmpty { return b.zeros([1, c.vocabSize], dtype: .f32).rows(0 ..< 0) }

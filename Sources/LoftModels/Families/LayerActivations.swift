@@ -21,6 +21,8 @@ public final class LayerActivations: @unchecked Sendable {
     /// With fused projections (Phi-3): the qkv_proj and gate_up_proj outputs
     /// before their columns are copied into q, k, v and gate, up.
     public let qkv: Tensor?, gateUp: Tensor?
+    /// A sparse layer's routing and expert activations (training only).
+    public var moe: MixtureOfExperts.Saved?
     /// Per-projection adapter state ("q", "k", "v", "o", "gate", "up", "down";
     /// "qkv" and "gate_up" when fused).
     public var lora: [String: LoRA.Saved] = [:]

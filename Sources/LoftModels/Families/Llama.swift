@@ -20,9 +20,12 @@ public final class LlamaModel: @unchecked Sendable {
         public var qNorm: Tensor?, kNorm: Tensor?
         public var mlpNorm: Tensor
         /// The MLP's input projections: gate and up, or one fused gate_up_proj
-        /// (gate's rows, then up's; Phi-3).
+        /// (gate's rows, then up's; Phi-3); none in a sparse layer.
         public var gateUp: [Linear]
-        public var down: Linear
+        /// The MLP's output projection; nil in a sparse layer.
+        public var down: Linear?
+        /// The sparse MLP that replaces gate/up/down (Qwen3-MoE, Mixtral).
+        public var moe: MixtureOfExperts? = nil
         /// Norms of the attention and MLP outputs (`ModelConfig.sandwichNorms`).
         public var postAttentionNorm: Tensor? = nil, postFeedforwardNorm: Tensor? = nil
 
@@ -35,13 +38,18 @@ public final class LlamaModel: @unchecked Sendable {
         public var qkvNames: [String] { fused ? ["qkv"] : ["q", "k", "v"] }
         public var gateUpNames: [String] { fused ? ["gate_up"] : ["gate", "up"] }
 
-        /// The projections by their Hugging Face module names.
+        /// The projections LoRA adapts, by their Hugging Face module names
+        /// (a sparse layer's experts are not among them: `allProjections`).
         public var projections: [(String, Linear)] {
             let attention = fused ? [("self_attn.qkv_proj", qkv[0])]
                 : [("self_attn.q_proj", qkv[0]), ("self_attn.k_proj", qkv[1]), ("self_attn.v_proj", qkv[2])]
+            guard let down else { return attention + [("self_attn.o_proj", o)] }
             let mlp = fused ? [("mlp.gate_up_proj", gateUp[0])] : [("mlp.gate_proj", gateUp[0]), ("mlp.up_proj", gateUp[1])]
             return attention + [("self_attn.o_proj", o)] + mlp + [("mlp.down_proj", down)]
         }
+
+        /// Every projection, experts included (merging, export, weight storage).
+        public var allProjections: [(String, Linear)] { projections + (moe?.projections ?? []) }
     }
 
     public let config: ModelConfig
@@ -63,7 +71,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// (docs/decoding.md). `LOFT_QDOT=off` dequantizes them too.
     @discardableResult
     public func dequantizeFrozenWeights(limitBytes: Int = Int(ProcessInfo.processInfo.physicalMemory / 4)) -> Int {
-        let compact = layers.flatMap { $0.projections.map(\.1) }.filter { $0.frozen.dense == nil && !$0.frozen.decodesInPlace }
+        let compact = layers.flatMap { $0.allProjections.map(\.1) }.filter { $0.frozen.dense == nil && !$0.frozen.decodesInPlace }
         let bytes = compact.reduce(0) { $0 + $1.frozen.rows * $1.frozen.cols * MemoryLayout<Float>.size }
         guard !compact.isEmpty, bytes <= limitBytes else { return 0 }
         for linear in compact { linear.frozen = FrozenWeight(dense: linear.frozen.dequantized()) }
@@ -79,7 +87,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// nothing is GGUF blocks).
     @discardableResult
     public func keepPromptCopies(limitBytes: Int) -> Int {
-        let blocks = layers.flatMap { $0.projections.map(\.1.frozen) }.filter { $0.decodesInPlace && $0.promptCopy == nil }
+        let blocks = layers.flatMap { $0.allProjections.map(\.1.frozen) }.filter { $0.decodesInPlace && $0.promptCopy == nil }
         let bytes = blocks.reduce(0) { $0 + $1.rows * $1.cols * MemoryLayout<Float>.size }
         guard !blocks.isEmpty, bytes <= limitBytes else { return 0 }
         DispatchQueue.concurrentPerform(iterations: blocks.count) { blocks[$0].keepPromptCopy() }
@@ -151,9 +159,23 @@ public final class LlamaModel: @unchecked Sendable {
                 : [try linear(p + "self_attn.q_proj", qDim, h, bias: c.attentionBias),
                    try linear(p + "self_attn.k_proj", kvDim, h, bias: c.attentionBias),
                    try linear(p + "self_attn.v_proj", kvDim, h, bias: c.attentionBias)]
-            let gateUp = c.fusedProjections
+            let sparse = c.isSparse(layer: i)
+            let gateUp = sparse ? [] : c.fusedProjections
                 ? [try linear(p + "mlp.gate_up_proj", 2 * c.intermediateSize, h)]
                 : [try linear(p + "mlp.gate_proj", c.intermediateSize, h), try linear(p + "mlp.up_proj", c.intermediateSize, h)]
+            var moe: MixtureOfExperts?
+            if sparse {
+                let block = c.architecture == .mixtral ? "block_sparse_moe" : "mlp"
+                let names = c.architecture == .mixtral ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj")
+                let ff = c.expertIntermediateSize
+                let experts = try (0 ..< c.experts).map { e in
+                    let q = p + "\(block).experts.\(e)."
+                    return MixtureOfExperts.Expert(gate: try linear(q + names.0, ff, h), up: try linear(q + names.1, ff, h),
+                                                   down: try linear(q + names.2, h, ff))
+                }
+                moe = MixtureOfExperts(router: try load(p + "\(block).gate.weight", [c.experts, h]), experts: experts,
+                                       topK: c.expertsPerToken, normalize: c.normalizeTopK, block: block, expertNames: names)
+            }
             layers.append(Layer(
                 attentionNorm: try load(p + "input_layernorm.weight", [h]),
                 qkv: qkv,
@@ -162,7 +184,8 @@ public final class LlamaModel: @unchecked Sendable {
                 kNorm: try optional(p + "self_attn.k_norm.weight", [c.headDim], if: c.qkNorm),
                 mlpNorm: try load(p + mlpNormName, [h]),
                 gateUp: gateUp,
-                down: try linear(p + "mlp.down_proj", h, c.intermediateSize),
+                down: sparse ? nil : try linear(p + "mlp.down_proj", h, c.intermediateSize),
+                moe: moe,
                 postAttentionNorm: try optional(p + "post_attention_layernorm.weight", [h], if: c.sandwichNorms),
                 postFeedforwardNorm: try optional(p + "post_feedforward_layernorm.weight", [h], if: c.sandwichNorms)))
         }
@@ -307,10 +330,18 @@ public final class LlamaModel: @unchecked Sendable {
         if s.keepsInput { b.copy(x, into: s.middle) }
 
         b.rmsNorm(x, weight: layer.mlpNorm, eps: eps, weightOffset: offset, into: s.normed2, rstd: s.rstd2)
+        if let moe = layer.moe {
+            if s.keepsInput { s.moe = MixtureOfExperts.Saved() }
+            addSublayer(x, s, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd) { out, accumulate in
+                if !accumulate { b.scale(out, by: 0) }
+                moe.forward(s.normed2, into: out, backend: b, saved: s.moe)
+            }
+            return
+        }
         projectMLPInput(layer, s.normed2, s, saved: layer.gateUpNames.map { s.lora[$0] })
         activate(gate: s.gate, up: s.up, into: s.activated)
         addSublayer(x, s, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd) { out, accumulate in
-            layer.down.forward(s.activated, into: out, backend: b, accumulate: accumulate, saved: s.lora["down"])
+            layer.down!.forward(s.activated, into: out, backend: b, accumulate: accumulate, saved: s.lora["down"])
         }
     }
 
@@ -403,12 +434,16 @@ public final class LlamaModel: @unchecked Sendable {
         let invFreq = batch.invFreq(layer: i, c)
         // MLP: x_out = middle + [postNorm](down(act(gate(n2)) · up(n2)))
         let dMLP = sublayerGradient(dx, norm: layer.postFeedforwardNorm, output: s.mlpOutput, rstd: s.mlpOutputRstd, g)
-        layer.down.backward(dMLP, saved: s.lora["down"], dx: g.activated, accumulate: false, backend: b)
-        switch c.hiddenActivation {
-        case .silu: b.swigluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
-        case .geluTanh: b.gegluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
+        if let moe = layer.moe, let saved = s.moe {
+            moe.backward(dMLP, x: s.normed2, saved: saved, dx: g.normed, backend: b)
+        } else {
+            layer.down!.backward(dMLP, saved: s.lora["down"], dx: g.activated, accumulate: false, backend: b)
+            switch c.hiddenActivation {
+            case .silu: b.swigluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
+            case .geluTanh: b.gegluBackward(g.activated, gate: s.gate, up: s.up, dGate: g.gate, dUp: g.up)
+            }
+            inputProjectionsBackward(layer.gateUp, names: layer.gateUpNames, [g.gate, g.up], fused: g.gateUp, s, dx: g.normed)
         }
-        inputProjectionsBackward(layer.gateUp, names: layer.gateUpNames, [g.gate, g.up], fused: g.gateUp, s, dx: g.normed)
         b.rmsNormBackward(g.normed, x: s.middle, weight: layer.mlpNorm, weightOffset: offset, rstd: s.rstd2,
                           dx: dx, accumulate: true, dweight: nil)
         // Attention: middle = input + [postNorm](o(attention(rope(q(n1)), rope(k(n1)), v(n1))))

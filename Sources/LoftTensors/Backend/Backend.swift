@@ -21,6 +21,12 @@ public protocol Backend: AnyObject, Sendable, BackendDropout, BackendOptimizer8b
     /// every row r of two f32 tensors with the same number of rows (a fused
     /// projection's output split into its parts, or joined back).
     func copyColumns(_ source: Tensor, from: Int, into destination: Tensor, at: Int, count: Int)
+    /// destination[i] = scales[i] · source[rows[i]] (scale 1 without `scales`):
+    /// the tokens routed to one expert, gathered into rows of their own.
+    func gatherRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor)
+    /// destination[rows[i]] += scales[i] · source[i]; `rows` holds no index
+    /// twice (an expert's outputs added back to the tokens routed to it).
+    func scatterAddRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor)
 
     // MARK: linear layers
     /// y[N, M] (+)= x[N, K] · w[M, K]ᵀ (+ bias[M]).

@@ -61,6 +61,12 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {   // `lock` 
     public func copy(_ source: Tensor, into destination: Tensor) {
         timed("copy", Self.dims(source)) { inner.copy(source, into: destination) }
     }
+    public func gatherRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor) {
+        timed("gather rows", "\(rows.count)x\(source.rowSize)") { inner.gatherRows(source, rows: rows, scales: scales, into: destination) }
+    }
+    public func scatterAddRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor) {
+        timed("scatter-add rows", "\(rows.count)x\(source.rowSize)") { inner.scatterAddRows(source, rows: rows, scales: scales, into: destination) }
+    }
     public func copyColumns(_ source: Tensor, from: Int, into destination: Tensor, at: Int, count: Int) {
         timed("copy columns", "\(source.rows)x\(count)") { inner.copyColumns(source, from: from, into: destination, at: at, count: count) }
     }

@@ -51,6 +51,30 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         for r in 0 ..< n { (dp + r * dw + at).update(from: sp + r * sw + from, count: count) }
     }
 
+    public func gatherRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor) {
+        let w = source.rowSize
+        precondition(destination.rowSize == w && destination.rows == rows.count && (scales?.count ?? rows.count) == rows.count
+                     && rows.allSatisfy { $0 >= 0 && Int($0) < source.rows },
+                     "gatherRows: \(rows.count) rows of \(source.shape) into \(destination.shape)")
+        let (sp, dp) = (source.floats, destination.floats)
+        for (i, r) in rows.enumerated() {
+            let (src, dst) = (sp + Int(r) * w, dp + i * w)
+            if let scales { for j in 0 ..< w { dst[j] = scales[i] * src[j] } } else { dst.update(from: src, count: w) }
+        }
+    }
+
+    public func scatterAddRows(_ source: Tensor, rows: [Int32], scales: [Float]?, into destination: Tensor) {
+        let w = source.rowSize
+        precondition(destination.rowSize == w && source.rows == rows.count && (scales?.count ?? rows.count) == rows.count
+                     && rows.allSatisfy { $0 >= 0 && Int($0) < destination.rows },
+                     "scatterAddRows: \(source.shape) into \(rows.count) rows of \(destination.shape)")
+        let (sp, dp) = (source.floats, destination.floats)
+        for (i, r) in rows.enumerated() {
+            let (src, dst) = (sp + i * w, dp + Int(r) * w)
+            if let scales { for j in 0 ..< w { dst[j] += scales[i] * src[j] } } else { for j in 0 ..< w { dst[j] += src[j] } }
+        }
+    }
+
     // MARK: linear layers
 
     public func linear(_ x: Tensor, _ w: Tensor, bias: Tensor?, into y: Tensor, accumulate: Bool) {
