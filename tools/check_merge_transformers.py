@@ -37,6 +37,9 @@ CASES = {
     "tiny_gemma2": ("Tests/LoftModelsTests/Fixtures/tiny/gemma2", "Tests/LoftTrainingTests/Fixtures/tiny_gemma2/initial_adapter"),
     # Phi-3: the adapter is on the fused qkv_proj and gate_up_proj, merged back into them
     "tiny_phi3": ("Tests/LoftModelsTests/Fixtures/tiny/phi3", "Tests/LoftTrainingTests/Fixtures/tiny_phi3/initial_adapter"),
+    # mixture of experts: the router and every expert written beside the merged attention
+    "tiny_qwen3_moe": ("Tests/LoftModelsTests/Fixtures/tiny/qwen3_moe", "Tests/LoftTrainingTests/Fixtures/tiny_qwen3_moe/initial_adapter"),
+    "tiny_mixtral": ("Tests/LoftModelsTests/Fixtures/tiny/mixtral", "Tests/LoftTrainingTests/Fixtures/tiny_mixtral/initial_adapter"),
 }
 IDS = [1, 17, 42, 99, 5, 63, 120, 7]
 

@@ -110,6 +110,39 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertLessThan(maxRel(exported.forward(ids: long).toArray(), model.forward(ids: long).toArray()), 1e-5, "\(name) 18 tokens")
     }
 
+    /// Mixture of experts: each layer's experts stacked into llama.cpp's
+    /// ffn_{gate,up,down}_exps [experts, out, in] beside the router
+    /// (ffn_gate_inp, kept f32), Mixtral as llama.cpp's llama with experts
+    /// (q/k permuted), Qwen3-MoE as qwen3moe; read back (as f32, and as the
+    /// file's own blocks, each expert's rows in place) to base+adapter's logits.
+    func testMoEExportsReadBackExactly() throws {
+        for (name, arch, sparseLayer) in [("qwen3_moe", "qwen3moe", 0), ("mixtral", "llama", 1)] {
+            let base = TestPaths.fixtures.appendingPathComponent("tiny/\(name)").path
+            let adapter = Self.trainingFixtures.appendingPathComponent("tiny_\(name)/initial_adapter").path
+            let ref = try reference(base, adapter)
+            let out = temp("\(name).gguf")
+            try GGUFExporter.export(modelPath: base, adapter: adapter, to: out, type: .f32)
+            let file = try GGUFFile(path: out)
+            XCTAssertEqual(file.architecture, arch)
+            XCTAssertEqual(file.tensor(named: "blk.\(sparseLayer).ffn_gate_exps.weight")?.shape, [4, 32, 64], name)
+            XCTAssertEqual(file.tensor(named: "blk.\(sparseLayer).ffn_down_exps.weight")?.shape, [4, 64, 32], name)
+            XCTAssertEqual(file.tensor(named: "blk.\(sparseLayer).ffn_gate_inp.weight")?.shape, [4, 64], name)
+            let config = try ModelConfig.fromGGUF(file)
+            XCTAssertEqual(config, try ModelConfig.fromHF(path: base + "/config.json").withoutTokens(), name)
+            let weights = GGUFWeights(file: file, config: config)
+            for (tensor, t) in ref.tensors {
+                XCTAssertEqual(try XCTUnwrap(weights.load(tensor), tensor).toArray(), t.values, "\(name) \(tensor)")
+            }
+            for format in [BaseWeightFormat.f32, BaseWeightFormat(kind: .gguf)] {
+                let (exported, _) = try ModelLoader.load(out, baseWeights: format)
+                XCTAssertLessThan(maxRel(exported.forward(ids: ids).toArray(), ref.logits), 1e-5, "\(name) \(format.summary)")
+            }
+            let q8 = temp("\(name)-q8.gguf")
+            try GGUFExporter.export(modelPath: base, adapter: adapter, to: q8, type: .q8_0)
+            XCTAssertEqual(try GGUFFile(path: q8).tensor(named: "blk.\(sparseLayer).ffn_gate_inp.weight")?.type, .f32, "routers stay f32")
+        }
+    }
+
     func testF32AndF16ExportsReadBackExactly() throws {
         // qwen2 has q/k/v biases; mistral is written as llama.cpp's "llama" architecture.
         for (arch, adapter) in [("llama", "tiny_llama"), ("qwen3", "tiny_qwen3"), ("qwen2", nil), ("mistral", nil)] {

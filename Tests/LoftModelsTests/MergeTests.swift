@@ -113,6 +113,24 @@ final class MergeTests: XCTestCase {
         XCTAssertEqual(try ModelConfig.fromHF(json: ModelMerger.hfConfig(mini), source: "written"), mini)
     }
 
+    /// Mixture of experts: the router and every expert are written beside the
+    /// merged attention, under each family's names, and the configs written
+    /// for a GGUF source read back as the same models.
+    func testTinyMoEMergesMatchAdapter() throws {
+        for (name, router, expert) in [("qwen3_moe", "model.layers.0.mlp.gate.weight", "model.layers.0.mlp.experts.3.down_proj.weight"),
+                                       ("mixtral", "model.layers.1.block_sparse_moe.gate.weight",
+                                        "model.layers.1.block_sparse_moe.experts.3.w2.weight")] {
+            let base = TestPaths.fixtures.appendingPathComponent("tiny/\(name)").path
+            let out = try check(base: base, adapter: Self.trainingFixtures.appendingPathComponent("tiny_\(name)/initial_adapter").path,
+                                ids: ids, name: name)
+            let names = try SafetensorsCheckpoint(path: out + "/model.safetensors").tensorNames
+            XCTAssertEqual(names, try SafetensorsCheckpoint(path: base + "/model.safetensors").tensorNames, name)
+            XCTAssertTrue(names.contains(router) && names.contains(expert), name)
+            let config = try ModelConfig.fromHF(path: base + "/config.json")
+            XCTAssertEqual(try ModelConfig.fromHF(json: ModelMerger.hfConfig(config), source: "written"), config, name)
+        }
+    }
+
     func testSmolLM2GGUFMergeMatchesAdapter() throws {
         let out = try check(base: TestPaths.smolLM2,
                             adapter: Self.trainingFixtures.appendingPathComponent("smollm2/initial_adapter").path,
@@ -189,7 +207,7 @@ final class MergeTransformersFixtureTests: XCTestCase {
     func testMergedDirectoriesMatchTransformersLogits() throws {
         let data = try Data(contentsOf: TestPaths.fixtures.appendingPathComponent("merge/expected.json"))
         let expected = try JSONDecoder().decode(Expected.self, from: data)
-        XCTAssertEqual(expected.cases.count, 5)
+        XCTAssertEqual(expected.cases.count, 7)
         for (name, c) in expected.cases.sorted(by: { $0.key < $1.key }) {
             let out = FileManager.default.temporaryDirectory.appendingPathComponent("loft-mergefx-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: out) }

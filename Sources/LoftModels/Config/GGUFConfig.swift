@@ -6,7 +6,8 @@ extension ModelConfig {
     public static func fromGGUF(_ file: GGUFFile) throws -> ModelConfig {
         let source = file.path
         let archName = file.architecture ?? ""
-        guard let arch = Architecture(rawValue: archName) else {
+        let expertCount = file.metadata["\(archName).expert_count"]?.int ?? 0
+        guard let arch = Architecture(ggufName: archName, experts: expertCount) else {
             throw FormatError(source, "general.architecture '\(archName)' is not supported; Loft supports \(Architecture.supportedList)")
         }
         let m = file.metadata
@@ -52,12 +53,21 @@ extension ModelConfig {
             tieWordEmbeddings: file.tensor(named: "output.weight") == nil,
             attentionBias: file.tensor(named: "blk.0.attn_q.bias") != nil,
             qkNorm: file.tensor(named: "blk.0.attn_q_norm.weight") != nil,
-            slidingWindow: arch == .mistral ? optionalInt("attention.sliding_window") : nil,
+            slidingWindow: arch == .mistral || arch == .mixtral ? optionalInt("attention.sliding_window") : nil,
             bosTokenID: m["tokenizer.ggml.bos_token_id"]?.int,
             eosTokenIDs: m["tokenizer.ggml.eos_token_id"]?.int.map { [$0] } ?? [])
         if arch == .gemma3 { config.applyGemma3(gguf: file) }
         if arch == .gemma2 { config.applyGemma2(gguf: file) }
         if arch == .phi3 { try config.applyPhi3(gguf: file) }
+        if expertCount > 0 {
+            // llama.cpp: the router is ffn_gate_inp, the experts ffn_{gate,up,down}_exps;
+            // a layer without a router keeps a dense MLP.
+            config.experts = expertCount
+            config.expertsPerToken = optionalInt("expert_used_count") ?? 2
+            config.expertIntermediateSize = optionalInt("expert_feed_forward_length") ?? config.intermediateSize
+            config.normalizeTopK = m["\(archName).expert_weights_norm"]?.bool ?? true
+            config.denseLayers = Set((0 ..< config.layers).filter { file.tensor(named: "blk.\($0).ffn_gate_inp.weight") == nil })
+        }
         try config.validate(source: source)
         return config
     }

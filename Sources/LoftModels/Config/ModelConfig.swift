@@ -32,6 +32,15 @@ public enum Architecture: String, Sendable, CaseIterable {
 
     public static var supportedList: String { allCases.map(\.rawValue).joined(separator: ", ") }
 
+    /// The architecture of a GGUF's general.architecture: llama.cpp's
+    /// qwen3moe, and its llama with experts for Mixtral.
+    public init?(ggufName: String, experts: Int) {
+        if ggufName == "qwen3moe" { self = .qwen3Moe; return }
+        if ggufName == "llama" && experts > 0 { self = .mixtral; return }
+        if ggufName == "qwen3_moe" || ggufName == "mixtral" { return nil }
+        self.init(rawValue: ggufName)
+    }
+
     /// The architecture of a config.json's `model_type` (Gemma 3's text model is `gemma3_text`).
     public init?(modelType: String) {
         if modelType == "gemma3_text" { self = .gemma3; return }

@@ -68,7 +68,7 @@ public enum GGUFExporter {
             ("\(arch).vocab_size", .uint32(UInt32(c.vocabSize))),
             ("\(arch).rope.dimension_count", .uint32(UInt32(c.rotaryDimensions))),
         ]
-        if c.headDim * c.heads != c.hiddenSize || [.qwen3, .gemma2, .gemma3].contains(c.architecture) {
+        if c.headDim * c.heads != c.hiddenSize || [.qwen3, .qwen3Moe, .gemma2, .gemma3].contains(c.architecture) {
             m.append(("\(arch).attention.key_length", .uint32(UInt32(c.headDim))))
             m.append(("\(arch).attention.value_length", .uint32(UInt32(c.headDim))))
         }
@@ -84,12 +84,56 @@ public enum GGUFExporter {
         case .dynamic, .llama3:
             throw FormatError(name, "GGUF export of \(c.ropeScaling) RoPE scaling is not supported yet; export a model with default or linear RoPE")
         }
-        if let w = c.slidingWindow, [.mistral, .gemma2, .gemma3, .phi3].contains(c.architecture) {
+        if let w = c.slidingWindow, [.mistral, .mixtral, .gemma2, .gemma3, .phi3].contains(c.architecture) {
             m.append(("\(arch).attention.sliding_window", .uint32(UInt32(w))))
+        }
+        if c.experts > 0 {
+            m.append(("\(arch).expert_count", .uint32(UInt32(c.experts))))
+            m.append(("\(arch).expert_used_count", .uint32(UInt32(c.expertsPerToken))))
+            m.append(("\(arch).expert_weights_norm", .bool(c.normalizeTopK)))
+            if c.architecture == .qwen3Moe {
+                m.append(("\(arch).expert_feed_forward_length", .uint32(UInt32(c.expertIntermediateSize))))
+            }
         }
         if let cap = c.attentionSoftcap { m.append(("\(arch).attn_logit_softcapping", .float32(cap))) }
         if let cap = c.finalLogitSoftcap { m.append(("\(arch).final_logit_softcapping", .float32(cap))) }
         return m
+    }
+
+    /// A tensor as the GGUF file holds it: llama.cpp's name, the Hugging Face
+    /// name it came from (the first expert's for a stacked one), its shape.
+    struct GGUFTensor {
+        let gguf: String, name: String, shape: [Int], values: [Float]
+    }
+
+    /// The merged tensors under llama.cpp's names, with each layer's experts
+    /// stacked into one [experts, out, in] tensor per projection (ffn_*_exps).
+    static func stackExperts(_ tensors: [MergedTensor], architecture: Architecture, experts: Int,
+                             source: String) throws -> [GGUFTensor] {
+        var out: [GGUFTensor] = []
+        var stacks: [String: (index: Int, parts: [Int: MergedTensor])] = [:]
+        for t in tensors {
+            if let slice = GGUFWeights.expertSlice(t.name) {
+                if stacks[slice.name] == nil {
+                    stacks[slice.name] = (out.count, [:])
+                    out.append(GGUFTensor(gguf: slice.name, name: t.name, shape: [], values: []))  // filled below
+                }
+                stacks[slice.name]!.parts[slice.expert] = t
+                continue
+            }
+            guard let g = GGUFWeights.ggufName(t.name, architecture: architecture) else {
+                throw FormatError(source, "no GGUF name for weight \(t.name)")
+            }
+            out.append(GGUFTensor(gguf: g, name: t.name, shape: t.shape, values: t.values))
+        }
+        for (name, stack) in stacks {
+            guard stack.parts.count == experts, let first = stack.parts[0] else {
+                throw FormatError(source, "\(name): \(stack.parts.count) experts of \(experts)")
+            }
+            let values = (0 ..< experts).flatMap { stack.parts[$0]!.values }
+            out[stack.index] = GGUFTensor(gguf: name, name: first.name, shape: [experts] + first.shape, values: values)
+        }
+        return out
     }
 
     /// LongRoPE's factors as llama.cpp keeps them: F32 tensors beside the weights.
@@ -116,15 +160,17 @@ public enum GGUFExporter {
         for (k, v) in tok.entries { w.set(k, v) }
         notes += tok.notes
 
-        let (tensors, merged) = try ModelMerger.mergedTensors(model, source: sourcePath)
-        let permute = c.architecture == .llama || c.architecture == .mistral
-        let tied = !tensors.contains { GGUFWeights.ggufName($0.name, architecture: c.architecture) == "output.weight" }
+        let (merged2D, merged) = try ModelMerger.mergedTensors(model, source: sourcePath)
+        let tensors = try stackExperts(merged2D, architecture: c.architecture, experts: c.experts, source: sourcePath)
+        if c.experts > 0 && !c.denseLayers.isEmpty {
+            notes.append("layers \(c.denseLayers.sorted()) keep a dense MLP; llama.cpp's \(ggufArchitecture(c.architecture)) expects every layer sparse")
+        }
+        let permute = [.llama, .mistral, .mixtral].contains(c.architecture)
+        let tied = !tensors.contains { $0.gguf == "output.weight" }
         var counts: [String: Int] = [:]
         var fallbacks = 0
         for t in tensors {
-            guard let g = GGUFWeights.ggufName(t.name, architecture: c.architecture) else {
-                throw FormatError(sourcePath, "no GGUF name for weight \(t.name)")
-            }
+            let g = t.gguf
             var values = t.values
             // llama.cpp's Gemma files store every norm as 1 + w (GGUFWeights subtracts it on load).
             if c.normWeightOffset != 0 && t.name.hasSuffix("norm.weight") { values = values.map { $0 + c.normWeightOffset } }

@@ -58,6 +58,8 @@ public enum GGUFFileType: String, CaseIterable, Sendable, CustomStringConvertibl
     public func tensorType(name: String, dimensions: Int, rowLength: Int, layers: Int,
                            tiedEmbeddings: Bool) -> (type: GGMLType, fallback: String?) {
         if dimensions < 2 || name.hasSuffix("_norm.weight") || !name.hasSuffix("weight") { return (.f32, nil) }
+        // A router stays f32, as llama-quantize leaves it.
+        if name.hasSuffix("ffn_gate_inp.weight") { return (.f32, nil) }
         let base = defaultType
         guard isQuantized else { return (base, nil) }
         var t = base
