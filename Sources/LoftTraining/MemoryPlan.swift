@@ -162,13 +162,18 @@ public struct MemoryPlan: Sendable {
         let shapes = c.projectionShapes
 
         // Base weights.
-        let projectionParams = shapes.values.reduce(0) { $0 + $1.inFeatures * $1.outFeatures } * L
+        // Sparse layers (mixture of experts) have experts and a router instead of the dense MLP.
+        let sparseLayers = (0 ..< L).filter { c.isSparse(layer: $0) }.count
+        func layersWith(_ name: String) -> Int { ["gate", "up", "down", "gate_up"].contains(name) ? L - sparseLayers : L }
+        let expertParams = sparseLayers * c.experts * 3 * h * c.expertIntermediateSize
+        let projectionParams = shapes.reduce(0) { $0 + $1.value.inFeatures * $1.value.outFeatures * layersWith($1.key) } + expertParams
         let biasParams = c.attentionBias ? (c.heads + 2 * c.kvHeads) * c.headDim * L : 0
-        let normParams = (2 * L + 1) * h + (c.qkNorm ? 2 * c.headDim * L : 0)
+        let normParams = (2 * L + 1) * h + (c.qkNorm ? 2 * c.headDim * L : 0) + sparseLayers * c.experts * h  // + routers
         let embeddingParams = c.vocabSize * h * (c.tieWordEmbeddings ? 1 : 2)
         let otherParams = biasParams + normParams + embeddingParams
         let projectionBytes: Int
-        let projectionRows = shapes.values.reduce(0) { $0 + $1.outFeatures } * L
+        let projectionRows = shapes.reduce(0) { $0 + $1.value.outFeatures * layersWith($1.key) }
+            + sparseLayers * c.experts * (2 * c.expertIntermediateSize + h)
         switch base {
         case .f32: projectionBytes = 4 * projectionParams
         case .bf16: projectionBytes = 2 * projectionParams
@@ -191,8 +196,9 @@ public struct MemoryPlan: Sendable {
         var tensorSizes: [Int] = []
         for name in adapted {
             guard let s = shapes[name] else { continue }
-            tensorSizes += Array(repeating: lora.rank * s.inFeatures, count: L) + Array(repeating: lora.rank * s.outFeatures, count: L)
-            loraParams += lora.rank * (s.inFeatures + s.outFeatures) * L
+            let layers = layersWith(name)
+            tensorSizes += Array(repeating: lora.rank * s.inFeatures, count: layers) + Array(repeating: lora.rank * s.outFeatures, count: layers)
+            loraParams += lora.rank * (s.inFeatures + s.outFeatures) * layers
         }
         parts.append(Part(name: "LoRA weights", bytes: 4 * loraParams,
                           detail: "\(loraParams) parameters (r=\(lora.rank), \(adapted.count) modules × \(L) layers), f32"))

@@ -13,6 +13,9 @@ extension LayerActivations {
         total += 3 * n * ff                      // gate, up, activated
         if c.sandwichNorms { total += 3 * n * h + 2 * n }  // attention and MLP outputs, scratch; their rstd
         if c.fusedProjections { total += n * (qDim + 2 * kvDim) + 2 * n * ff }  // qkv, gate_up
+        // A sparse layer keeps, per token and chosen expert, the gate and up
+        // outputs and the expert's output (MixtureOfExperts.Saved).
+        if c.experts > 0 { total += n * c.expertsPerToken * (2 * c.expertIntermediateSize + h) }
         return total
     }
 
