@@ -46,6 +46,14 @@ struct InfoCommand: ParsableCommand {
             info["sliding_layers"] = sliding
             if let local = c.localRopeTheta { info["local_rope_theta"] = local }
         }
+        if c.experts > 0 {
+            info["experts"] = c.experts
+            info["experts_per_token"] = c.expertsPerToken
+            info["expert_intermediate_size"] = c.expertIntermediateSize
+            info["dense_layers"] = c.denseLayers.sorted()
+        }
+        if c.fusedProjections { info["fused_projections"] = true }
+        if let r = c.rotaryDims { info["rotary_dims"] = r }
         info["supported_architectures"] = Architecture.allCases.map(\.rawValue)
         let bnb = (opened.weights as? SafetensorsWeights)?.bnb?.format.summary
         if let bnb { info["bitsandbytes"] = bnb }
@@ -65,6 +73,12 @@ struct InfoCommand: ParsableCommand {
         if !c.layerTypes.isEmpty, let w = c.slidingWindow {
             print("attention      \(sliding) of \(c.layers) layers see the last \(w) tokens (RoPE base \(Int(c.localRopeTheta ?? c.ropeTheta))), the rest all (base \(Int(c.ropeTheta)))")
         }
+        if c.experts > 0 {
+            let sparse = (0 ..< c.layers).filter { c.isSparse(layer: $0) }.count
+            print("experts        \(c.experts) of MLP size \(c.expertIntermediateSize), \(c.expertsPerToken) per token\(c.normalizeTopK ? " (weights renormalised)" : ""), in \(sparse) of \(c.layers) layers")
+        }
+        if c.fusedProjections { print("projections    fused: qkv_proj and gate_up_proj (LoRA targets them by these names)") }
+        if let r = c.rotaryDims { print("rotary         \(r) of \(c.headDim) dimensions per head") }
         if let bnb { print("bitsandbytes   \(bnb), read as stored (the frozen base of QLoRA)") }
     }
 }
